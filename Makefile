@@ -1,0 +1,45 @@
+# adrag: the three commands a newcomer needs are `make setup`, `make demo`, `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup demo test bench lint format dev clean
+
+setup: $(STAMP)
+
+# torch/torchvision are pinned to the builds that lie on this machine's disk; a plain
+# `torch` would pull a multi-GB download. They go first so nothing else picks another.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+# A fresh ADRAG_HOME, photos under raw/ (ADRAG_DEMO_IMAGES, else a drawn set), ingest, search.
+demo: setup
+	ADRAG_HOME=$${ADRAG_HOME:-$(CURDIR)/.adrag-demo} $(BIN)/python -m adrag_assets.demo
+
+test: setup
+	$(BIN)/python -m pytest
+
+bench: setup
+	$(BIN)/python -m adrag_assets.bench
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+# The Dagster UI (webserver + daemon) on this workspace, with state under ADRAG_HOME.
+dev: setup
+	mkdir -p $${ADRAG_HOME:-.adrag}/dagster
+	DAGSTER_HOME=$${DAGSTER_HOME:-$$(realpath $${ADRAG_HOME:-.adrag})/dagster} \
+		$(BIN)/dagster dev -w workspace.yaml -p $${DAGSTER_PORT:-3000}
+
+clean:
+	rm -rf .adrag-demo .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""adrag's user-facing application layer (ad generation and the app around it)."""

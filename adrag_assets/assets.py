@@ -1,0 +1,173 @@
+"""The asset graph: raw photos -> images -> image_embeddings -> image_index.
+
+(No ``from __future__ import annotations`` here: Dagster reads the context annotation.)
+
+Each asset is a thin shell over a plain function (:mod:`ingest`, :mod:`embed`,
+:mod:`index_sync`) that does the work and returns counts; the asset turns them into
+metadata and runs its checks on the result it just wrote.
+"""
+
+import dagster as dg
+
+from adrag_assets import checks
+from adrag_assets.embed import embedding_matrix, sync_embeddings
+from adrag_assets.index_sync import sync_index
+from adrag_assets.ingest import sync_images
+from adrag_assets.resources import EncoderResource, MilvusResource, TablesResource, VolumeResource
+from adrag_assets.thumbnails import thumbnail_markdown
+
+GROUP = "photo_index"
+THUMBNAILS = 6
+
+raw_photos = dg.AssetSpec(
+    "raw_photos",
+    group_name=GROUP,
+    description="Photos people upload to raw/ in the storage volume (any depth), with their "
+    "labels.csv and .json/.txt sidecars. Not materialized by Dagster: it is the source.",
+    kinds={"files"},
+)
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            "images",
+            deps=[raw_photos],
+            group_name=GROUP,
+            description="Delta table: one row per distinct photo (image_id = sha256 of the "
+            "bytes), with path, bytes, format, size, dimensions, mtime and labels.",
+            kinds={"delta"},
+        ),
+        dg.AssetSpec(
+            "rejected_images",
+            deps=[raw_photos],
+            group_name=GROUP,
+            description="Delta table: files under raw/ that are not usable photos, with the "
+            "reason (corrupt, truncated, empty, not an image).",
+            kinds={"delta"},
+        ),
+    ],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "every_file_accounted_for",
+            asset="images",
+            description="Every file under raw/ is an image, a rejected file or a sidecar.",
+        )
+    ],
+)
+def images(context: dg.AssetExecutionContext, volume: VolumeResource, tables: TablesResource):
+    t = tables.get()
+    stats = sync_images(volume.path, t, log=context.log)
+    added = t.read("images", ["path", "bytes"]).slice(0, THUMBNAILS) if stats.added else None
+    meta = {
+        "files": stats.files,
+        "files_read": stats.files_read,
+        "added": stats.added,
+        "updated": stats.updated,
+        "deleted": stats.deleted,
+        "unchanged": stats.unchanged,
+        "rejected": stats.rejected,
+        "newly_rejected": stats.newly_rejected,
+        "dagster/row_count": stats.images,
+        "delta_version": stats.version,
+        "dagster/uri": t.uri("images"),
+    }
+    if added is not None:
+        meta["sample"] = thumbnail_markdown(
+            list(
+                zip(
+                    added.column("path").to_pylist(), added.column("bytes").to_pylist(), strict=True
+                )
+            )
+        )
+    context.log.info(
+        "images: %d added, %d updated, %d deleted, %d unchanged, %d rejected in total",
+        stats.added,
+        stats.updated,
+        stats.deleted,
+        stats.unchanged,
+        stats.rejected,
+    )
+    yield dg.MaterializeResult(asset_key="images", metadata=meta)
+    yield dg.MaterializeResult(
+        asset_key="rejected_images",
+        metadata={
+            "dagster/row_count": stats.rejected,
+            "newly_rejected": stats.newly_rejected,
+            "rejected": dg.MetadataValue.md(checks.rejected_markdown(t)),
+        },
+    )
+    yield checks.coverage(volume.path, t)
+
+
+@dg.asset(
+    deps=["images"],
+    group_name=GROUP,
+    kinds={"delta", "pytorch"},
+    description="Delta table: a CLIP vector per image and encoder (image_id, encoder_id, path, "
+    "labels, embedding). Only images new to the configured encoder are embedded.",
+    check_specs=[
+        dg.AssetCheckSpec("vectors_finite_and_unit_norm", asset="image_embeddings"),
+    ],
+)
+def image_embeddings(
+    context: dg.AssetExecutionContext, tables: TablesResource, encoder: EncoderResource
+) -> dg.MaterializeResult:
+    enc = encoder.get()
+    if enc.is_random:
+        context.log.warning("encoder %s", enc.label)
+    t = tables.get()
+    stats = sync_embeddings(t, enc, encoder.batch_size, log=context.log)
+    ids, matrix = embedding_matrix(t, enc.encoder_id)
+    return dg.MaterializeResult(
+        metadata={
+            "encoder_id": enc.encoder_id,
+            "encoder": enc.label,
+            "precision": enc.precision,
+            "dim": enc.dim,
+            "embedded": stats.embedded,
+            "updated": stats.updated,
+            "deleted": stats.deleted,
+            "unchanged": stats.unchanged,
+            "failed": stats.failed,
+            "images_per_s": round(stats.images_per_s, 2),
+            "dagster/row_count": stats.rows,
+            "delta_version": stats.version,
+            "dagster/uri": t.uri("image_embeddings"),
+        },
+        check_results=[checks.unit_vectors(matrix, ids)],
+    )
+
+
+@dg.asset(
+    deps=["image_embeddings"],
+    group_name=GROUP,
+    kinds={"milvus"},
+    description="Milvus collection of the configured encoder's vectors, synced from "
+    "image_embeddings' change feed; the alias names the live collection.",
+    check_specs=[dg.AssetCheckSpec("index_matches_embeddings", asset="image_index")],
+)
+def image_index(
+    context: dg.AssetExecutionContext,
+    tables: TablesResource,
+    encoder: EncoderResource,
+    milvus: MilvusResource,
+) -> dg.MaterializeResult:
+    enc = encoder.get()
+    t, index = tables.get(), milvus.get()
+    stats = sync_index(t, index, enc.encoder_id, encoder.spec, enc.dim, log=context.log)
+    return dg.MaterializeResult(
+        metadata={
+            "collection": stats.collection,
+            "alias": index.alias,
+            "encoder_id": enc.encoder_id,
+            "encoder": enc.label,
+            "mode": stats.mode,
+            "upserted": stats.upserted,
+            "deleted": stats.deleted,
+            "dagster/row_count": stats.rows,
+            "synced_delta_version": stats.synced_version,
+            "milvus_uri": index.uri,
+        },
+        check_results=[checks.index_matches(t, index, stats.collection, enc.encoder_id)],
+    )

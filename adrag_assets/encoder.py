@@ -1,0 +1,250 @@
+"""The CLIP encoder: which open_clip model to load, its id, and batched image/text encoding.
+
+An encoder spec is one string (``ADRAG_ENCODER``):
+
+* ``ViT-B-32:laion2b_s34b_b79k`` -- an open_clip architecture and a pretrained tag;
+* ``ViT-B-32:/models/clip.safetensors`` -- an architecture and a local checkpoint file;
+* ``random:ViT-B-32`` or ``random:adrag-tiny@7`` -- the architecture with fixed random
+  weights from a seed (default 0). It runs offline and is a *real* model, but its vectors
+  carry no meaning; :attr:`ClipEncoder.is_random` and the id itself say so everywhere.
+
+The encoder id (recorded with every embedding, and naming the Milvus collection) changes
+whenever the vectors would: another model, tag, checkpoint content or seed.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import logging
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import open_clip
+import torch
+from PIL import Image
+
+from adrag_assets.settings import OFFLINE_ENCODER
+
+log = logging.getLogger(__name__)
+
+# Small architectures the project registers with open_clip, for fast offline tests.
+open_clip.add_model_config(Path(__file__).parent / "model_configs")
+
+# Bump when preprocessing or normalisation changes what vectors a given model produces.
+ENCODER_CODE_VERSION = "1"
+RANDOM_PREFIX = "random:"
+RANDOM_WARNING = "random weights: offline test encoder, results are NOT semantic"
+
+
+class EncoderError(RuntimeError):
+    """The encoder spec is wrong or its weights cannot be loaded."""
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    arch: str
+    pretrained: str | None = None  # a pretrained tag, or None
+    checkpoint: Path | None = None
+    seed: int | None = None  # set only for random weights
+
+    @property
+    def is_random(self) -> bool:
+        return self.seed is not None
+
+    @classmethod
+    def parse(cls, spec: str) -> EncoderSpec:
+        spec = spec.strip()
+        if spec.startswith(RANDOM_PREFIX):
+            arch, _, seed = spec[len(RANDOM_PREFIX) :].partition("@")
+            try:
+                return cls(arch=_known_arch(arch, spec), seed=int(seed or 0))
+            except ValueError as e:
+                raise EncoderError(f"encoder {spec!r}: seed after '@' must be an integer") from e
+        arch, sep, rest = spec.partition(":")
+        if not sep or not rest:
+            raise EncoderError(
+                f"encoder {spec!r} is not 'ARCH:PRETRAINED_TAG', 'ARCH:/path/to/checkpoint' "
+                f"or 'random:ARCH[@SEED]' (e.g. {OFFLINE_ENCODER!r})"
+            )
+        arch = _known_arch(arch, spec)
+        if "/" in rest or rest.endswith((".pt", ".pth", ".bin", ".safetensors")):
+            return cls(arch=arch, checkpoint=Path(rest).expanduser())
+        return cls(arch=arch, pretrained=rest)
+
+    @property
+    def encoder_id(self) -> str:
+        if self.is_random:
+            return f"{RANDOM_PREFIX}{self.arch}@{self.seed}"
+        if self.checkpoint is not None:
+            return f"{self.arch}:file-{_file_digest(self.checkpoint)[:16]}"
+        return f"{self.arch}:{self.pretrained}"
+
+
+def _known_arch(arch: str, spec: str) -> str:
+    if arch not in open_clip.list_models():
+        raise EncoderError(
+            f"encoder {spec!r}: unknown open_clip architecture {arch!r} "
+            f"(see open_clip.list_models(); 'adrag-tiny' is the project's small test model)"
+        )
+    return arch
+
+
+@functools.cache
+def _file_digest(path: Path) -> str:
+    if not path.is_file():
+        raise EncoderError(f"encoder checkpoint {path} does not exist or is not a file")
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def cpu_has_bf16() -> bool:
+    """True when the CPU computes bf16 natively (AVX512-BF16 or AMX); elsewhere it is slower."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    if precision == "auto":
+        return "bf16" if device == "cpu" and cpu_has_bf16() else "fp32"
+    if precision not in ("fp32", "bf16"):
+        raise EncoderError(f"precision {precision!r} must be 'fp32', 'bf16' or 'auto'")
+    return precision
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+class ClipEncoder:
+    """A loaded open_clip model with its preprocessing, encoding unit vectors in batches."""
+
+    def __init__(self, spec: EncoderSpec, precision: str = "auto", device: str = "cpu"):
+        self.spec = spec
+        self.encoder_id = spec.encoder_id
+        self.device = device
+        self.precision = resolve_precision(precision, device)
+        self.model, self.preprocess = self._load()
+        self.model.eval()
+        self.dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
+        if self.dtype != torch.float32:
+            self.model.to(self.dtype)
+        self.tokenizer = open_clip.get_tokenizer(spec.arch)
+        self.image_size = int(self.model.visual.image_size[0])
+        with torch.inference_mode():
+            self.dim = int(self.encode_texts(["probe"]).shape[1])
+
+    @property
+    def is_random(self) -> bool:
+        return self.spec.is_random
+
+    @property
+    def label(self) -> str:
+        """The id as shown to people: random weights always carry the warning."""
+        return f"{self.encoder_id} ({RANDOM_WARNING})" if self.is_random else self.encoder_id
+
+    def _load(self):
+        spec = self.spec
+        if spec.is_random:
+            # Fixed random weights: the same seed gives the same model on every machine.
+            torch.manual_seed(spec.seed)
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                spec.arch, pretrained=None, device=self.device
+            )
+            return model, preprocess
+        if spec.checkpoint is not None:
+            _file_digest(spec.checkpoint)  # clear error when the file is missing
+            try:
+                model, _, preprocess = open_clip.create_model_and_transforms(
+                    spec.arch, pretrained=str(spec.checkpoint), device=self.device
+                )
+            except Exception as e:
+                raise EncoderError(
+                    f"cannot load checkpoint {spec.checkpoint} into {spec.arch}: {e}"
+                ) from e
+            return model, preprocess
+        if spec.pretrained not in open_clip.list_pretrained_tags_by_model(spec.arch):
+            raise EncoderError(
+                f"{spec.arch} has no pretrained tag {spec.pretrained!r}; known: "
+                f"{', '.join(open_clip.list_pretrained_tags_by_model(spec.arch)) or 'none'}"
+            )
+        import huggingface_hub.constants as hub_constants
+
+        online = _hub_reachable()
+        saved = hub_constants.HF_HUB_OFFLINE
+        # Unreachable hub: look in the local cache only, instead of retrying for a minute.
+        hub_constants.HF_HUB_OFFLINE = saved or not online
+        try:
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                spec.arch, pretrained=spec.pretrained, device=self.device
+            )
+        except Exception as e:
+            raise EncoderError(
+                f"cannot load pretrained weights {spec.arch}:{spec.pretrained} "
+                f"({'download failed' if online else 'no network and not in the local cache'}). "
+                f"Download them where there is network (they are cached under "
+                f"~/.cache/huggingface), point ADRAG_ENCODER at a local checkpoint "
+                f"('{spec.arch}:/path/to/weights'), or run offline with "
+                f"ADRAG_ENCODER=random:{spec.arch} (random weights, not semantic). Cause: {e}"
+            ) from e
+        finally:
+            hub_constants.HF_HUB_OFFLINE = saved
+        return model, preprocess
+
+    def pixels(self, image: Image.Image) -> torch.Tensor:
+        """Preprocess one decoded image into the model's input tensor (CHW, float32)."""
+        return self.preprocess(image)
+
+    @torch.inference_mode()
+    def encode_pixels(self, batch: torch.Tensor) -> np.ndarray:
+        """Encode a preprocessed batch (NCHW) into unit vectors, float32 (N, dim)."""
+        feats = self.model.encode_image(batch.to(self.device, self.dtype))
+        return _unit(feats)
+
+    @torch.inference_mode()
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
+        tokens = self.tokenizer(texts).to(self.device)
+        return _unit(self.model.encode_text(tokens))
+
+    def encode_images(self, images: list[Image.Image]) -> np.ndarray:
+        return self.encode_pixels(torch.stack([self.pixels(im) for im in images]))
+
+
+def _unit(feats: torch.Tensor) -> np.ndarray:
+    feats = feats.float()
+    feats = feats / feats.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    return feats.cpu().numpy().astype(np.float32)
+
+
+def decode_for_model(data: bytes, size: int) -> Image.Image:
+    """Decode image bytes as RGB, letting JPEG decode at reduced scale when it is much larger.
+
+    ``draft`` keeps both sides >= ``size``, so the model sees the same crop it would after a
+    full decode, for a fraction of the work on large photos.
+    """
+    image = Image.open(io.BytesIO(data))
+    image.draft("RGB", (size, size))
+    return image.convert("RGB")
+
+
+def load_encoder(spec: str, precision: str = "auto", device: str = "cpu") -> ClipEncoder:
+    """Load (once per process) the encoder for a spec string."""
+    return _cached_encoder(spec, precision, device)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_encoder(spec: str, precision: str, device: str) -> ClipEncoder:
+    return ClipEncoder(EncoderSpec.parse(spec), precision=precision, device=device)

@@ -1,0 +1,232 @@
+"""The Milvus index: one collection per encoder, an alias naming the live one.
+
+One client for the three ways to reach Milvus, chosen by the URI alone:
+
+* a file path (``.../adrag.db``): Milvus Lite inside this process (one process at a time);
+* ``http://127.0.0.1:19530``: a ``milvus-lite server`` shared by Dagster runs and the app;
+* any Milvus standalone or cluster URI, with a token.
+
+The collection is a derived index: it can always be rebuilt from ``image_embeddings``. Its
+properties record which encoder built it and the last Delta version it was synced to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from pymilvus import DataType, Function, FunctionType, MilvusClient
+
+PROP_ENCODER_ID = "adrag.encoder_id"
+PROP_ENCODER_SPEC = "adrag.encoder_spec"
+PROP_SYNCED_VERSION = "adrag.synced_version"
+PROP_SYNCED_AT = "adrag.synced_at"
+QUERY_LIMIT = 16384  # Milvus's cap on rows returned by one query
+
+
+@dataclass(frozen=True)
+class Hit:
+    image_id: str
+    path: str
+    score: float
+    labels: dict
+
+    def as_dict(self) -> dict:
+        return {
+            "image_id": self.image_id,
+            "path": self.path,
+            "score": self.score,
+            "labels": self.labels,
+        }
+
+
+def collection_name(encoder_id: str) -> str:
+    """A valid, stable Milvus collection name for an encoder id (letters, digits, _)."""
+    slug = re.sub(r"[^0-9A-Za-z]+", "_", encoder_id).strip("_")[:48]
+    return f"adrag_{slug}_{hashlib.sha1(encoder_id.encode()).hexdigest()[:8]}"
+
+
+def labels_text(labels: dict) -> str:
+    """What BM25 indexes for a photo: its label values and caption, as words."""
+    return " ".join(str(v).replace("_", " ") for _, v in sorted(labels.items()))
+
+
+def is_local_file_uri(uri: str) -> bool:
+    return "://" not in uri
+
+
+class MilvusIndex:
+    def __init__(self, uri: str, token: str = "", alias: str = "adrag_images"):
+        self.uri = uri
+        self.token = token
+        self.alias = alias
+        self._loaded: set[str] = set()
+
+    @cached_property
+    def client(self) -> MilvusClient:
+        if is_local_file_uri(self.uri):
+            Path(self.uri).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            return MilvusClient(uri=self.uri, token=self.token)
+        except Exception as e:
+            raise ConnectionError(
+                f"cannot reach Milvus at {self.uri}: {e}. A Milvus Lite file is usable by one "
+                f"process at a time; with several (Dagster + app), run `adrag up` or a "
+                f"`milvus-lite server` and set ADRAG_MILVUS_URI=http://127.0.0.1:PORT"
+            ) from e
+
+    def close(self) -> None:
+        if "client" in self.__dict__:
+            self.client.close()
+            del self.__dict__["client"]
+            self._loaded.clear()
+
+    # -- collections ---------------------------------------------------------------------
+
+    def ensure_collection(self, encoder_id: str, dim: int, encoder_spec: str) -> str:
+        name = collection_name(encoder_id)
+        if self.client.has_collection(name):
+            return self.load(name)
+        schema = self.client.create_schema(auto_id=False)
+        schema.add_field("image_id", DataType.VARCHAR, is_primary=True, max_length=64)
+        schema.add_field("path", DataType.VARCHAR, max_length=2048)
+        schema.add_field("labels", DataType.JSON)
+        schema.add_field("text", DataType.VARCHAR, max_length=8192, enable_analyzer=True)
+        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
+        schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
+        schema.add_function(
+            Function(
+                name="text_bm25",
+                function_type=FunctionType.BM25,
+                input_field_names=["text"],
+                output_field_names=["sparse"],
+            )
+        )
+        index = self.client.prepare_index_params()
+        index.add_index(
+            "vector",
+            index_type="HNSW",
+            metric_type="COSINE",
+            params={"M": 16, "efConstruction": 200},
+        )
+        index.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
+        # Strong consistency: a count or check right after a sync sees that sync's writes.
+        self.client.create_collection(name, schema=schema, consistency_level="Strong")
+        # sync=False: waiting for the build calls an RPC that Milvus Lite lacks (it logs an
+        # error); loading the collection below waits for the indexes anyway.
+        self.client.create_index(name, index, sync=False)
+        self.client.alter_collection_properties(
+            name, properties={PROP_ENCODER_ID: encoder_id, PROP_ENCODER_SPEC: encoder_spec}
+        )
+        return self.load(name)
+
+    def properties(self, name: str) -> dict:
+        return dict(self.client.describe_collection(name).get("properties") or {})
+
+    def set_properties(self, name: str, **props: str) -> None:
+        self.client.alter_collection_properties(name, properties=props)
+
+    def synced_version(self, name: str) -> int | None:
+        v = self.properties(name).get(PROP_SYNCED_VERSION)
+        return int(v) if v not in (None, "") else None
+
+    def live_collection(self) -> str | None:
+        """The collection the alias points at, or None when nothing is live yet."""
+        if self.alias not in self.client.list_aliases().get("aliases", []):
+            return None
+        return self.client.describe_alias(self.alias).get("collection_name")
+
+    def load(self, name: str) -> str:
+        """Load a collection for search/query (needed again after any process restart)."""
+        if name not in self._loaded:
+            self.client.load_collection(name)
+            self._loaded.add(name)
+        return name
+
+    def point_alias(self, name: str) -> None:
+        live = self.live_collection()
+        if live is None:
+            self.client.create_alias(name, self.alias)
+        elif live != name:
+            self.client.alter_alias(name, self.alias)
+
+    def collections(self) -> list[str]:
+        return [c for c in self.client.list_collections() if c.startswith("adrag_")]
+
+    # -- rows ----------------------------------------------------------------------------
+
+    def upsert(self, name: str, rows: list[dict]) -> int:
+        """Upsert rows of image_id, path, labels (dict), vector."""
+        if not rows:
+            return 0
+        data = [{**r, "text": labels_text(r["labels"])} for r in rows]
+        return int(self.client.upsert(name, data).get("upsert_count", len(rows)))
+
+    def delete(self, name: str, ids: list[str]) -> int:
+        if not ids:
+            return 0
+        self.client.delete(name, ids=list(ids))
+        return len(ids)
+
+    def count(self, name: str | None = None) -> int:
+        name = name or self.live_collection()
+        if name is None or not self.client.has_collection(name):
+            return 0
+        res = self.client.query(self.load(name), filter="", output_fields=["count(*)"])
+        return int(res[0]["count(*)"])
+
+    def ids(self, name: str) -> set[str]:
+        """Every image_id in a collection.
+
+        Read in slices by id prefix (ids are hex digests), each well under Milvus's limit
+        of 16384 rows a query, rather than with query_iterator, which Milvus Lite lacks.
+        """
+        total = self.count(name)
+        digits = 0
+        while total / 16**digits > QUERY_LIMIT // 2:
+            digits += 1
+        out: set[str] = set()
+        for i in range(16**digits):
+            prefix = f"{i:0{digits}x}" if digits else ""
+            rows = self.client.query(
+                name,
+                filter=f'image_id like "{prefix}%"',
+                output_fields=["image_id"],
+                limit=QUERY_LIMIT,
+            )
+            out.update(r["image_id"] for r in rows)
+        return out
+
+    def vectors(self, name: str, ids: list[str]) -> dict[str, list[float]]:
+        rows = self.client.get(self.load(name), ids=list(ids), output_fields=["vector"])
+        return {r["image_id"]: r["vector"] for r in rows}
+
+    # -- search --------------------------------------------------------------------------
+
+    def search_dense(self, name: str, vector: list[float], k: int, filter: str = "") -> list[Hit]:
+        res = self.client.search(
+            self.load(name),
+            data=[vector],
+            anns_field="vector",
+            limit=k,
+            filter=filter,
+            output_fields=["path", "labels"],
+            search_params={"metric_type": "COSINE", "params": {"ef": max(64, k)}},
+        )
+        return [
+            Hit(
+                h["image_id"] if "image_id" in h else h["id"],
+                h["entity"]["path"],
+                float(h["distance"]),
+                _labels(h["entity"]["labels"]),
+            )
+            for h in res[0]
+        ]
+
+
+def _labels(v) -> dict:
+    return json.loads(v) if isinstance(v, str) else dict(v or {})

@@ -1,0 +1,78 @@
+"""All of adrag's configuration, read from ``ADRAG_*`` environment variables.
+
+This is the one place that knows the variable names and their defaults. Dagster resources,
+the CLI and the app all start from :func:`load_settings`, so a script that exports the same
+variables talks to the same volume, tables and index whatever entry point it uses.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_ENCODER = "ViT-B-32:laion2b_s34b_b79k"
+# The offline stand-in for DEFAULT_ENCODER: the same architecture with fixed random weights.
+OFFLINE_ENCODER = "random:ViT-B-32"
+INDEX_ALIAS = "adrag_images"
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    volume: Path
+    encoder: str
+    precision: str  # "fp32", "bf16" or "auto"
+    batch_size: int
+    device: str
+    milvus_uri: str
+    milvus_token: str = field(repr=False)
+    index_alias: str = INDEX_ALIAS
+
+    @property
+    def tables_dir(self) -> Path:
+        return self.home / "tables"
+
+    @property
+    def raw_dir(self) -> Path:
+        return self.volume / "raw"
+
+    @property
+    def dagster_home(self) -> Path:
+        return Path(os.environ.get("DAGSTER_HOME") or self.home / "dagster")
+
+
+DAGSTER_YAML = """\
+# Written by adrag on first use. Dagster's defaults keep runs, events and schedules in
+# SQLite under this folder.
+telemetry:
+  enabled: false
+"""
+
+
+def ensure_dagster_home(settings: Settings) -> Path:
+    """Create DAGSTER_HOME with a dagster.yaml if missing, and export it for Dagster."""
+    home = settings.dagster_home
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        (home / "dagster.yaml").write_text(DAGSTER_YAML)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def load_settings(env: dict[str, str] | None = None) -> Settings:
+    """Read the settings from ``env`` (default: the process environment)."""
+    env = os.environ if env is None else env
+    home = Path(env.get("ADRAG_HOME") or ".adrag").expanduser().resolve()
+    volume = Path(env.get("ADRAG_VOLUME") or home / "volume").expanduser().resolve()
+    milvus_uri = env.get("ADRAG_MILVUS_URI") or str(home / "milvus" / "adrag.db")
+    return Settings(
+        home=home,
+        volume=volume,
+        encoder=env.get("ADRAG_ENCODER") or DEFAULT_ENCODER,
+        precision=env.get("ADRAG_PRECISION") or "auto",
+        batch_size=int(env.get("ADRAG_BATCH_SIZE") or 32),
+        device=env.get("ADRAG_DEVICE") or "cpu",
+        milvus_uri=milvus_uri,
+        milvus_token=env.get("ADRAG_MILVUS_TOKEN") or "",
+    )

@@ -1,0 +1,165 @@
+"""The Delta tables adrag keeps, their schemas, and the few write patterns they need.
+
+Every write is an upsert (``merge``) or a delete by key, so any step can be re-run after a
+crash: nothing is duplicated and nothing is lost. ``image_embeddings`` keeps Delta's change
+data feed on, which is how the Milvus index syncs only what changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import pyarrow as pa
+from deltalake import DeltaTable, QueryBuilder, write_deltalake
+from deltalake.exceptions import TableNotFoundError
+
+TS = pa.timestamp("us", tz="UTC")
+
+IMAGES = pa.schema(
+    [
+        ("image_id", pa.string()),  # sha256 of the bytes
+        ("path", pa.string()),  # relative to the volume; the first path by name if several
+        ("format", pa.string()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("size", pa.int64()),
+        ("mtime", TS),
+        ("labels", pa.string()),  # a JSON object, keys sorted
+        ("bytes", pa.binary()),
+        ("ingested_at", TS),
+    ]
+)
+# One row per photo file; lets an unchanged file be skipped after a stat.
+VOLUME_FILES = pa.schema(
+    [
+        ("path", pa.string()),
+        ("size", pa.int64()),
+        ("mtime_ns", pa.int64()),
+        ("image_id", pa.string()),
+    ]
+)
+REJECTED = pa.schema(
+    [
+        ("path", pa.string()),
+        ("size", pa.int64()),
+        ("mtime_ns", pa.int64()),
+        ("reason", pa.string()),
+        ("rejected_at", TS),
+    ]
+)
+EMBEDDINGS = pa.schema(
+    [
+        ("image_id", pa.string()),
+        ("encoder_id", pa.string()),
+        ("path", pa.string()),
+        ("labels", pa.string()),
+        ("embedding", pa.list_(pa.float32())),
+        ("embedded_at", TS),
+    ]
+)
+
+CDF = {"delta.enableChangeDataFeed": "true"}
+TABLES = {
+    "images": (IMAGES, {}),
+    "volume_files": (VOLUME_FILES, {}),
+    "rejected_images": (REJECTED, {}),
+    "image_embeddings": (EMBEDDINGS, CDF),
+}
+
+
+class Tables:
+    """The tables under one folder, created empty on first use."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def uri(self, name: str) -> str:
+        return str(self.root / name)
+
+    def open(self, name: str) -> DeltaTable:
+        try:
+            return DeltaTable(self.uri(name))
+        except TableNotFoundError:
+            schema, config = TABLES[name]
+            self.root.mkdir(parents=True, exist_ok=True)
+            write_deltalake(self.uri(name), schema.empty_table(), configuration=config or None)
+            return DeltaTable(self.uri(name))
+
+    def exists(self, name: str) -> bool:
+        return DeltaTable.is_deltatable(self.uri(name))
+
+    def query(self, name: str, sql: str) -> pa.RecordBatchReader:
+        """Stream the result of ``sql`` over table ``name`` (referred to by that name).
+
+        Reads go through deltalake's own engine rather than a pyarrow dataset: pyarrow's
+        scanner threads can outlive a short process and abort it at exit.
+        """
+        qb = QueryBuilder().register(name, self.open(name))
+        return pa.RecordBatchReader.from_stream(qb.execute(sql))
+
+    def read(self, name: str, columns: list[str], where: str | None = None) -> pa.Table:
+        schema = TABLES[name][0]
+        schema = pa.schema([schema.field(c) for c in columns])
+        if not self.exists(name):
+            return schema.empty_table()
+        sql = f"SELECT {', '.join(columns)} FROM {name}" + (f" WHERE {where}" if where else "")
+        return self.query(name, sql).read_all().cast(schema)
+
+    def count(self, name: str, where: str | None = None) -> int:
+        if not self.exists(name):
+            return 0
+        sql = f"SELECT COUNT(*) AS n FROM {name}" + (f" WHERE {where}" if where else "")
+        return int(self.query(name, sql).read_all().column("n")[0].as_py())
+
+    def version(self, name: str) -> int:
+        return self.open(name).version()
+
+    def upsert(
+        self, name: str, rows: pa.Table, keys: Iterable[str], update_when: str | None = None
+    ) -> dict:
+        """Insert new keys; update matched rows (all columns) where ``update_when`` holds.
+
+        ``update_when`` is a predicate on ``t`` (target) and ``s`` (source); None updates
+        every match. Rows that would not change are left alone, so the change feed only
+        shows real changes.
+        """
+        if rows.num_rows == 0:
+            return {}
+        schema = TABLES[name][0]
+        rows = rows.select(schema.names).cast(schema)
+        on = " AND ".join(f"t.{k} = s.{k}" for k in keys)
+        return (
+            self.open(name)
+            .merge(rows, predicate=on, source_alias="s", target_alias="t")
+            .when_matched_update_all(predicate=update_when)
+            .when_not_matched_insert_all()
+            .execute()
+        )
+
+    def update_columns(
+        self, name: str, rows: pa.Table, keys: Iterable[str], columns: list[str]
+    ) -> int:
+        """Set ``columns`` from ``rows`` on the rows matching ``keys``; returns rows changed."""
+        if rows.num_rows == 0:
+            return 0
+        on = " AND ".join(f"t.{k} = s.{k}" for k in keys)
+        changed = " OR ".join(f"(t.{c} IS DISTINCT FROM s.{c})" for c in columns)
+        res = (
+            self.open(name)
+            .merge(rows, predicate=on, source_alias="s", target_alias="t")
+            .when_matched_update(updates={c: f"s.{c}" for c in columns}, predicate=changed)
+            .execute()
+        )
+        return int(res.get("num_target_rows_updated", 0))
+
+    def delete_keys(self, name: str, key: str, values: Iterable[str], chunk: int = 500) -> int:
+        """Delete the rows whose ``key`` is in ``values``; returns how many were deleted."""
+        values = sorted(set(values))
+        deleted = 0
+        for i in range(0, len(values), chunk):
+            part = values[i : i + chunk]
+            quoted = ", ".join("'" + v.replace("'", "''") + "'" for v in part)
+            res = self.open(name).delete(f"{key} IN ({quoted})")
+            deleted += int(res.get("num_deleted_rows", 0))
+        return deleted

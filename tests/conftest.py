@@ -1,0 +1,61 @@
+"""Shared fixtures: a fresh ADRAG_HOME with the real pet photos, a tiny real CLIP, Milvus Lite."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from adrag_assets.settings import Settings, load_settings
+
+REPO = Path(__file__).resolve().parents[1]
+PETS = REPO.parent / "shared" / "datasets" / "oxford-pets-sample"
+# A small real open_clip architecture with fixed random weights: fast, offline, NOT semantic.
+TEST_ENCODER = "random:adrag-tiny"
+
+
+def pets_images() -> Path:
+    images = PETS / "images"
+    if not images.is_dir():
+        raise RuntimeError(f"the pet photos are expected at {images} (shared/ beside the repo)")
+    return images
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """ADRAG_* variables for an empty home under tmp_path, set in this process too."""
+    values = {
+        "ADRAG_HOME": str(tmp_path / "home"),
+        "ADRAG_ENCODER": TEST_ENCODER,
+        "ADRAG_PRECISION": "fp32",
+        "ADRAG_BATCH_SIZE": "32",
+        "DAGSTER_HOME": str(tmp_path / "home" / "dagster"),
+    }
+    for k, v in values.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("ADRAG_VOLUME", raising=False)
+    monkeypatch.delenv("ADRAG_MILVUS_URI", raising=False)
+    return values
+
+
+@pytest.fixture
+def settings(env: dict[str, str]) -> Settings:
+    s = load_settings()
+    s.raw_dir.mkdir(parents=True)
+    return s
+
+
+@pytest.fixture
+def pets(settings: Settings) -> Settings:
+    """The volume holds the 296 pet photos under raw/pets/ and labels.csv under raw/."""
+    shutil.copytree(pets_images(), settings.raw_dir / "pets")
+    shutil.copy(PETS / "labels.csv", settings.raw_dir / "labels.csv")
+    return settings
+
+
+@pytest.fixture
+def instance():
+    with dg.instance_for_test() as inst:
+        yield inst
