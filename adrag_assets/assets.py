@@ -11,12 +11,26 @@ import dagster as dg
 
 from adrag_assets import checks
 from adrag_assets.embed import embedding_matrix, sync_embeddings
-from adrag_assets.index_sync import sync_index
+from adrag_assets.encoder import ENCODER_CODE_VERSION, EncoderError, EncoderSpec
+from adrag_assets.index_sync import activate, sync_index
 from adrag_assets.ingest import sync_images
 from adrag_assets.resources import EncoderResource, MilvusResource, TablesResource, VolumeResource
+from adrag_assets.settings import load_settings
 from adrag_assets.thumbnails import thumbnail_markdown
 
 GROUP = "photo_index"
+
+
+def encoder_code_version() -> str:
+    """The configured encoder's id as a code version: a new model makes embeddings stale."""
+    spec = load_settings().encoder
+    try:
+        return f"{EncoderSpec.parse(spec).encoder_id}|code-v{ENCODER_CODE_VERSION}"
+    except EncoderError:
+        return spec  # the run will fail with the clear error; the code location still loads
+
+
+ENCODER_VERSION = encoder_code_version()
 THUMBNAILS = 6
 
 raw_photos = dg.AssetSpec(
@@ -28,7 +42,11 @@ raw_photos = dg.AssetSpec(
 )
 
 
+POOL = "adrag_index"  # every writer of the tables/collection; limit 1 in dagster.yaml
+
+
 @dg.multi_asset(
+    pool=POOL,
     specs=[
         dg.AssetSpec(
             "images",
@@ -102,6 +120,12 @@ def images(context: dg.AssetExecutionContext, volume: VolumeResource, tables: Ta
 
 @dg.asset(
     deps=["images"],
+    pool=POOL,
+    code_version=ENCODER_VERSION,
+    # Re-embed on its own when the encoder changes, or when new images arrive outside a
+    # sensor run (e.g. `images` materialized by hand).
+    automation_condition=dg.AutomationCondition.eager()
+    | dg.AutomationCondition.code_version_changed(),
     group_name=GROUP,
     kinds={"delta", "pytorch"},
     description="Delta table: a CLIP vector per image and encoder (image_id, encoder_id, path, "
@@ -141,6 +165,10 @@ def image_embeddings(
 
 @dg.asset(
     deps=["image_embeddings"],
+    pool=POOL,
+    code_version=ENCODER_VERSION,
+    automation_condition=dg.AutomationCondition.eager()
+    | dg.AutomationCondition.code_version_changed(),
     group_name=GROUP,
     kinds={"milvus"},
     description="Milvus collection of the configured encoder's vectors, synced from "
@@ -156,6 +184,19 @@ def image_index(
     enc = encoder.get()
     t, index = tables.get(), milvus.get()
     stats = sync_index(t, index, enc.encoder_id, encoder.spec, enc.dim, log=context.log)
+    check = checks.index_matches(t, index, stats.collection, enc.encoder_id)
+    live_before = index.live_collection()
+    dropped: list[str] = []
+    if check.passed:
+        dropped = activate(index, stats.collection, milvus.keep_old_collections)
+        if live_before not in (None, stats.collection):
+            context.log.info(
+                "alias %s moved from %s to %s", index.alias, live_before, stats.collection
+            )
+    else:
+        context.log.error(
+            "index check failed: alias %s stays on %s", index.alias, live_before or "nothing"
+        )
     return dg.MaterializeResult(
         metadata={
             "collection": stats.collection,
@@ -167,7 +208,9 @@ def image_index(
             "deleted": stats.deleted,
             "dagster/row_count": stats.rows,
             "synced_delta_version": stats.synced_version,
+            "live_collection": index.live_collection() or "",
+            "dropped_collections": dg.MetadataValue.json(dropped),
             "milvus_uri": index.uri,
         },
-        check_results=[checks.index_matches(t, index, stats.collection, enc.encoder_id)],
+        check_results=[check],
     )

@@ -6,15 +6,19 @@ import dagster as dg
 
 from adrag_assets.assets import image_embeddings, image_index, images, raw_photos
 from adrag_assets.resources import resources_from_settings
+from adrag_assets.sensors import raw_photos_sensor
 
 ingest_job = dg.define_asset_job(
     "ingest_job",
     selection=dg.AssetSelection.assets(images, image_embeddings, image_index),
     description="Bring raw/ into Delta, embed what is new, sync the Milvus index.",
+    # One process for the whole run: the model loads once, not once per step.
+    executor_def=dg.in_process_executor,
 )
 
 defs = dg.Definitions(
     assets=[raw_photos, images, image_embeddings, image_index],
     jobs=[ingest_job],
+    sensors=[raw_photos_sensor],
     resources=resources_from_settings(),
 )

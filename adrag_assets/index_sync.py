@@ -79,7 +79,6 @@ def sync_index(
         name,
         **{PROP_SYNCED_VERSION: str(version), PROP_SYNCED_AT: datetime.now(UTC).isoformat()},
     )
-    index.point_alias(name)
     stats.rows = index.count(name)
     stats.synced_version = version
     log.info(
@@ -92,6 +91,21 @@ def sync_index(
         version,
     )
     return stats
+
+
+def activate(index: MilvusIndex, name: str, keep_old: bool = False) -> list[str]:
+    """Point the alias at ``name`` (a synced, checked collection); drop the others.
+
+    Search follows the alias, so it answers from the previous collection until this call,
+    and from the new one right after: it never goes dark and never mixes two encoders.
+    """
+    index.point_alias(name)
+    if keep_old:
+        return []
+    dropped = [c for c in index.collections() if c != name]
+    for c in dropped:
+        index.client.drop_collection(c)
+    return dropped
 
 
 def _apply_changes(

@@ -55,6 +55,7 @@ class MilvusResource(dg.ConfigurableResource):
     uri: str
     token: str = ""
     alias: str = "adrag_images"
+    keep_old_collections: bool = False
     _index: MilvusIndex | None = PrivateAttr(default=None)
 
     def get(self) -> MilvusIndex:
@@ -81,5 +82,6 @@ def resources_from_settings(settings: Settings | None = None) -> dict[str, dg.Co
             uri=s.milvus_uri,
             token=dg.EnvVar("ADRAG_MILVUS_TOKEN") if s.milvus_token else "",
             alias=s.index_alias,
+            keep_old_collections=s.keep_old_collections,
         ),
     }

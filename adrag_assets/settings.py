@@ -27,6 +27,8 @@ class Settings:
     device: str
     milvus_uri: str
     milvus_token: str = field(repr=False)
+    keep_old_collections: bool = False
+    sensor_interval: int = 15
     index_alias: str = INDEX_ALIAS
 
     @property
@@ -47,6 +49,14 @@ DAGSTER_YAML = """\
 # SQLite under this folder.
 telemetry:
   enabled: false
+concurrency:
+  pools:
+    # The assets that write adrag's Delta tables and Milvus collection share the pool
+    # "adrag_index": one such step at a time across all runs, so writers never overlap.
+    default_limit: 1
+run_retries:
+  enabled: true
+  max_retries: 2
 """
 
 
@@ -75,4 +85,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         device=env.get("ADRAG_DEVICE") or "cpu",
         milvus_uri=milvus_uri,
         milvus_token=env.get("ADRAG_MILVUS_TOKEN") or "",
+        keep_old_collections=(env.get("ADRAG_KEEP_OLD_COLLECTIONS") or "").lower()
+        in ("1", "true", "yes"),
+        sensor_interval=int(env.get("ADRAG_SENSOR_INTERVAL") or 15),
     )
