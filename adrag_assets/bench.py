@@ -43,7 +43,10 @@ QUERIES = [
 
 
 def make_volume(src: Path, volume: Path) -> None:
-    shutil.copytree(src, volume / "raw")
+    """The sample's photos under raw/pets and its labels.csv under raw/."""
+    shutil.copytree(src / "images" if (src / "images").is_dir() else src, volume / "raw" / "pets")
+    if (src / "labels.csv").exists():
+        shutil.copy(src / "labels.csv", volume / "raw" / "labels.csv")
 
 
 def forward_only(encoder: ClipEncoder, files: list[Path], batch: int) -> float:
@@ -128,8 +131,7 @@ def main() -> None:
 
         enc, _, _, tables = results[precision]
         index = MilvusIndex(str(work / "milvus" / "bench.db"))
-        sync_index(tables, index, enc.encoder_id, spec, enc.dim)
-        name = index.live_collection()
+        name = sync_index(tables, index, enc.encoder_id, spec, enc.dim).collection
         ids, matrix = embedding_matrix(tables, enc.encoder_id)
         enc.encode_texts(["warm-up"]), index.search_dense(name, matrix[0].tolist(), 3)
         t_text, t_milvus, t_numpy, overlap = [], [], [], []

@@ -176,3 +176,20 @@ def status(ctx: click.Context, as_json: bool) -> None:
         click.echo(f"{key:21} {value}")
     if spec.is_random:
         click.secho(f"note: encoder {encoder_id} has {RANDOM_WARNING}", fg="yellow")
+
+
+@main.command()
+@click.option("--dagster-port", default=3000, show_default=True, help="Dagster UI port.")
+@click.option("--app-port", default=8501, show_default=True, help="Streamlit app port.")
+@click.option(
+    "--milvus-port", type=int, default=None, help="Port for the Milvus Lite server it starts."
+)
+@click.pass_context
+def up(ctx: click.Context, dagster_port: int, app_port: int, milvus_port: int | None) -> None:
+    """Run Milvus Lite server, Dagster (webserver + daemon) and the app until Ctrl-C."""
+    from adrag_assets.stack import StackError, run_stack
+
+    try:
+        run_stack(ctx.obj["settings"], dagster_port, app_port, milvus_port)
+    except StackError as e:
+        _fail(str(e))

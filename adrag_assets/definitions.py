@@ -16,9 +16,18 @@ ingest_job = dg.define_asset_job(
     executor_def=dg.in_process_executor,
 )
 
+# Dagster's default automation sensor starts stopped; this one runs by default, so a new
+# encoder (code version) or new images re-embed and re-index with nobody clicking.
+automation_sensor = dg.AutomationConditionSensorDefinition(
+    "adrag_automation",
+    target=dg.AssetSelection.assets(image_embeddings, image_index),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+)
+
 defs = dg.Definitions(
     assets=[raw_photos, images, image_embeddings, image_index],
     jobs=[ingest_job],
-    sensors=[raw_photos_sensor],
+    sensors=[raw_photos_sensor, automation_sensor],
     resources=resources_from_settings(),
 )
