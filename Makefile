@@ -15,6 +15,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.14.1 torchvision==0.29.1
 	$(BIN)/pip install --quiet -e ".[dev]"
+	@# Browser tests drive Debian's chromium (Playwright's own browser download is not
+	@# reachable here). Installing it needs root; without it those tests are skipped locally.
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } 		|| echo "note: chromium not installed (needs root); browser tests will be skipped"
 	touch $@
 
 # A fresh ADRAG_HOME, photos under raw/ (ADRAG_DEMO_IMAGES, else a drawn set), ingest, search.

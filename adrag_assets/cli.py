@@ -193,3 +193,12 @@ def up(ctx: click.Context, dagster_port: int, app_port: int, milvus_port: int | 
         run_stack(ctx.obj["settings"], dagster_port, app_port, milvus_port)
     except StackError as e:
         _fail(str(e))
+
+
+def _register_app_commands() -> None:
+    from adrag_app.cli_generate import generate
+
+    main.add_command(generate)
+
+
+_register_app_commands()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from adrag_app.ad_assets import AD_ASSETS
 from adrag_assets.assets import image_embeddings, image_index, images, raw_photos
 from adrag_assets.resources import resources_from_settings
 from adrag_assets.sensors import raw_photos_sensor
@@ -26,7 +27,7 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
 )
 
 defs = dg.Definitions(
-    assets=[raw_photos, images, image_embeddings, image_index],
+    assets=[raw_photos, images, image_embeddings, image_index, *AD_ASSETS],
     jobs=[ingest_job],
     sensors=[raw_photos_sensor, automation_sensor],
     resources=resources_from_settings(),

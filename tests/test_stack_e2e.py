@@ -73,3 +73,60 @@ def test_upload_delete_and_encoder_switch(stack):
     assert after["index_rows"] == 6 and after["embeddings"] == 6
     assert after["live_collection"] != before["live_collection"]
     assert len(answers) >= 1
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def test_data_team_sees_the_lineage_in_a_real_browser(stack):
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail("Debian's chromium is missing: `make setup` installs it")
+        pytest.skip("Debian's chromium is not installed (make setup installs it)")
+    from playwright.sync_api import sync_playwright
+
+    raw = stack.home / "volume" / "raw"
+    for p in sorted(pets_images().glob("*.jpg"))[:3]:
+        shutil.copy(p, raw / p.name)
+    stack.start()
+    wait_for(lambda: stack.status().get("index_rows") == 3, 240, "the index", stack)
+    ARTIFACTS.mkdir(exist_ok=True)
+    base = f"http://127.0.0.1:{stack.dagster_port}"
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.goto(f"{base}/locations/adrag/asset-groups/photo_index", timeout=60_000)
+            page.wait_for_load_state("networkidle", timeout=60_000)
+            if page.get_by_role("button", name="Skip").count():  # the newsletter pop-up
+                page.get_by_role("button", name="Skip").click()
+            for name in (
+                "raw_photos",
+                "images",
+                "rejected_images",
+                "image_embeddings",
+                "image_index",
+            ):
+                page.get_by_text(name, exact=True).first.wait_for(timeout=30_000)
+            text = page.inner_text("body")
+            assert text.count("Materialized") >= 4, text
+            page.screenshot(path=str(ARTIFACTS / "dagster-asset-graph.png"))
+
+            # The images asset's latest materialization shows thumbnails of the new photos.
+            page.goto(f"{base}/assets/images", timeout=60_000)
+            page.wait_for_load_state("networkidle", timeout=60_000)
+            page.get_by_text("[Show Markdown]").first.click()
+            page.locator("img[src^='data:image']").first.wait_for(timeout=30_000)
+            assert page.locator("img[src^='data:image']").count() == 3
+            page.screenshot(path=str(ARTIFACTS / "dagster-images-thumbnails.png"))
+        finally:
+            browser.close()

@@ -1,0 +1,278 @@
+"""MLflow tracing for the image-gen service (and, later, the agent's turns).
+
+Traces go to a local MLflow store under ``$ADRAG_HOME/mlflow`` by default (a SQLite tracking
+database: MLflow 3 stores trace spans in the tracking store itself, no server needed). Browse
+them with ``mlflow ui --backend-store-uri sqlite:///$ADRAG_HOME/mlflow/mlflow.db``.
+
+Environment:
+
+* ``ADRAG_MLFLOW_TRACKING_URI``: any MLflow tracking URI (another SQLite file, a server);
+* ``ADRAG_MLFLOW_EXPERIMENT``: the experiment name, default ``adrag``;
+* ``ADRAG_TRACING=off`` (or ``0``/``false``/``no``): no tracing at all.
+
+Tracing is an observer: whatever MLflow does (missing store, locked database, a bug), the
+service goes on and a warning is logged. Everything this module puts in a span passes through
+:func:`redact`, and exceptions are recorded by this module rather than by MLflow, so their
+messages and stack traces are redacted too: secrets such as ``REPLICATE_API_TOKEN`` never
+reach a trace.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import traceback
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+ENV_TRACKING_URI = "ADRAG_MLFLOW_TRACKING_URI"
+ENV_EXPERIMENT = "ADRAG_MLFLOW_EXPERIMENT"
+ENV_TRACING = "ADRAG_TRACING"
+DEFAULT_EXPERIMENT = "adrag"
+
+# MLflow's SpanType values are plain strings; naming them here keeps `import mlflow` (over a
+# second) off the import path of everything that only wants to trace.
+RETRIEVER = "RETRIEVER"
+TOOL = "TOOL"
+CHAIN = "CHAIN"
+AGENT = "AGENT"
+UNKNOWN = "UNKNOWN"
+
+# Environment variables whose values must never appear in a trace.
+SECRET_ENV_VARS = ("REPLICATE_API_TOKEN", "ADRAG_MILVUS_TOKEN", "OPENAI_API_KEY")
+# Token shapes redacted even when the variable is not set in this process (e.g. a token pasted
+# into a chat message): Replicate's r8_ tokens and OpenAI-style sk- keys.
+_TOKEN_SHAPED = re.compile(r"\b(?:r8_[A-Za-z0-9]{16,}|sk-[A-Za-z0-9_-]{20,})")
+REDACTED = "[redacted]"
+
+_lock = threading.Lock()
+_configured: tuple[str, str] | None = None  # (tracking URI, experiment name) in force
+_warned: set[str] = set()
+
+
+def _warn_once(what: str, error: BaseException) -> None:
+    # One warning per kind of failure: a broken store must not flood the app's log.
+    if what not in _warned:
+        _warned.add(what)
+        log.warning(
+            "MLflow tracing: %s failed (%s: %s); going on without it",
+            what,
+            type(error).__name__,
+            redact(str(error)),
+        )
+
+
+def tracking_uri(env: Mapping[str, str] | None = None) -> str:
+    """The tracking URI traces go to: ``ADRAG_MLFLOW_TRACKING_URI`` or the local SQLite store."""
+    env = os.environ if env is None else env
+    if uri := (env.get(ENV_TRACKING_URI) or "").strip():
+        return uri
+    from adrag_assets.settings import load_settings
+
+    return f"sqlite:///{load_settings(dict(env)).home / 'mlflow' / 'mlflow.db'}"
+
+
+def enabled(env: Mapping[str, str] | None = None) -> bool:
+    env = os.environ if env is None else env
+    return (env.get(ENV_TRACING) or "on").strip().lower() not in ("0", "off", "false", "no")
+
+
+def configure() -> bool:
+    """Point MLflow at adrag's store and experiment; True when tracing is ready.
+
+    Idempotent and cheap after the first call. MLflow's tracking URI and active experiment are
+    process-wide, so they are re-applied whenever the environment (or someone else) changed
+    them since the last call.
+    """
+    global _configured
+    if not enabled():
+        return False
+    uri = tracking_uri()
+    experiment = os.environ.get(ENV_EXPERIMENT) or DEFAULT_EXPERIMENT
+    with _lock:
+        try:
+            import mlflow
+
+            if _configured == (uri, experiment) and mlflow.get_tracking_uri() == uri:
+                return True
+            if uri.startswith("sqlite:///"):
+                Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            mlflow.set_tracking_uri(uri)
+            mlflow.set_experiment(experiment_id=_experiment_id(mlflow, uri, experiment))
+        except Exception as e:
+            _configured = None
+            _warn_once(f"setting up the store at {uri}", e)
+            return False
+        _configured = (uri, experiment)
+        return True
+
+
+def _experiment_id(mlflow: Any, uri: str, name: str) -> str:
+    client = mlflow.MlflowClient(uri)
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    artifacts = None
+    if uri.startswith("sqlite:///"):
+        # Without this MLflow puts artifacts in ./mlruns under whatever the current directory
+        # happens to be; keep them beside the database instead.
+        artifacts = (Path(uri.removeprefix("sqlite:///")).parent / "artifacts").as_uri()
+    try:
+        return client.create_experiment(name, artifact_location=artifacts)
+    except Exception:
+        # Another process (the app, a CLI call) may have created it in the meantime.
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return found.experiment_id
+
+
+def _secrets() -> list[str]:
+    # Short values would redact innocent substrings; real tokens are long.
+    return [v for v in (os.environ.get(n, "").strip() for n in SECRET_ENV_VARS) if len(v) >= 8]
+
+
+def redact(value: Any) -> Any:
+    """``value`` with every secret (see SECRET_ENV_VARS) and token-shaped string replaced."""
+    return _redact(value, _secrets())
+
+
+def _redact(value: Any, secrets: list[str]) -> Any:
+    if isinstance(value, str):
+        for secret in secrets:
+            value = value.replace(secret, REDACTED)
+        return _TOKEN_SHAPED.sub(REDACTED, value)
+    if isinstance(value, Mapping):
+        return {_redact(str(k), secrets): _redact(v, secrets) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact(v, secrets) for v in value]
+    if isinstance(value, Path):
+        return _redact(str(value), secrets)
+    return value
+
+
+class Span:
+    """A span that cannot fail: each call is forwarded to MLflow when there is a live span."""
+
+    def __init__(self, live: Any = None) -> None:
+        self._live = live
+
+    @property
+    def recording(self) -> bool:
+        return self._live is not None
+
+    def _call(self, what: str, fn: Any) -> None:
+        if self._live is None:
+            return
+        try:
+            fn()
+        except Exception as e:
+            _warn_once(what, e)
+
+    def set_inputs(self, inputs: Any) -> None:
+        self._call("set_inputs", lambda: self._live.set_inputs(redact(inputs)))
+
+    def set_outputs(self, outputs: Any) -> None:
+        self._call("set_outputs", lambda: self._live.set_outputs(redact(outputs)))
+
+    def set_attributes(self, attributes: Mapping[str, Any]) -> None:
+        self._call("set_attributes", lambda: self._live.set_attributes(redact(dict(attributes))))
+
+    def set_documents(self, documents: list[tuple[str, Mapping[str, Any]]]) -> None:
+        """Retriever outputs as MLflow Documents (``page_content``, ``metadata``); the MLflow
+        UI renders them as a ranked list, with ``metadata["doc_uri"]`` as the link."""
+
+        def set_docs() -> None:
+            from mlflow.entities import Document
+
+            docs = [
+                Document(page_content=redact(text), metadata=redact(dict(meta)))
+                for text, meta in documents
+            ]
+            self._live.set_outputs(docs)
+
+        self._call("set_documents", set_docs)
+
+    def record_error(self, error: BaseException) -> None:
+        """Mark the span failed, with the exception's type, message and stack, all redacted."""
+
+        def record() -> None:
+            from mlflow.entities import SpanEvent, SpanStatus, SpanStatusCode
+
+            message = redact(str(error))
+            stack = redact("".join(traceback.format_exception(error)).strip())
+            self._live.add_event(
+                SpanEvent(
+                    name="exception",
+                    attributes={
+                        "exception.type": type(error).__name__,
+                        "exception.message": message,
+                        "exception.stacktrace": stack,
+                    },
+                )
+            )
+            self._live.set_status(
+                SpanStatus(SpanStatusCode.ERROR, description=f"{type(error).__name__}: {message}")
+            )
+
+        self._call("record_error", record)
+
+
+@contextmanager
+def span(
+    name: str,
+    span_type: str = UNKNOWN,
+    *,
+    inputs: Any = None,
+    attributes: Mapping[str, Any] | None = None,
+) -> Iterator[Span]:
+    """``with span("retrieve", RETRIEVER, inputs={...}) as s: ...``; nests like mlflow's.
+
+    An exception from the body is recorded on the span (redacted) and re-raised unchanged.
+    """
+    manager = None
+    handle = Span()
+    if configure():
+        try:
+            import mlflow
+
+            manager = mlflow.start_span(name, span_type=span_type)
+            handle = Span(manager.__enter__())
+        except Exception as e:
+            manager = None
+            _warn_once(f"starting span {name!r}", e)
+    if inputs is not None:
+        handle.set_inputs(inputs)
+    if attributes:
+        handle.set_attributes(attributes)
+    try:
+        yield handle
+    except BaseException as error:
+        handle.record_error(error)
+        raise
+    finally:
+        if manager is not None:
+            try:
+                # Exit as if the body succeeded: the error is already recorded, redacted;
+                # MLflow's own recording would store the raw message and stack trace.
+                manager.__exit__(None, None, None)
+            except Exception as e:
+                _warn_once(f"ending span {name!r}", e)
+
+
+def flush() -> None:
+    """Wait for traces queued for export (MLflow exports them on a background thread)."""
+    if _configured is None:
+        return
+    try:
+        import mlflow
+
+        mlflow.flush_trace_async_logging()
+    except Exception as e:
+        _warn_once("flushing traces", e)
