@@ -19,7 +19,15 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from pymilvus import DataType, Function, FunctionType, MilvusClient
+from pymilvus import (
+    AnnSearchRequest,
+    DataType,
+    Function,
+    FunctionType,
+    MilvusClient,
+    RRFRanker,
+    WeightedRanker,
+)
 
 PROP_ENCODER_ID = "adrag.encoder_id"
 PROP_ENCODER_SPEC = "adrag.encoder_spec"
@@ -217,15 +225,50 @@ class MilvusIndex:
             output_fields=["path", "labels"],
             search_params={"metric_type": "COSINE", "params": {"ef": max(64, k)}},
         )
-        return [
-            Hit(
-                h["image_id"] if "image_id" in h else h["id"],
-                h["entity"]["path"],
-                float(h["distance"]),
-                _labels(h["entity"]["labels"]),
-            )
-            for h in res[0]
+        return _hits(res[0])
+
+    def search_hybrid(
+        self,
+        name: str,
+        vector: list[float],
+        text: str,
+        k: int,
+        filter: str = "",
+        ranker: str = "weighted",
+        weights: tuple[float, float] = (0.5, 0.5),
+        candidates: int = 50,
+    ) -> list[Hit]:
+        """Fuse the CLIP ranking with BM25 over the labels/captions text.
+
+        ``weighted`` mixes normalised scores (``weights`` = dense, text); ``rrf`` fuses ranks
+        only. Each side proposes ``candidates`` hits before fusion; the filter applies to both.
+        """
+        dense = {"metric_type": "COSINE", "params": {"ef": max(64, candidates)}}
+        reqs = [
+            AnnSearchRequest([vector], "vector", dense, candidates, filter=filter or None),
+            AnnSearchRequest(
+                [text], "sparse", {"metric_type": "BM25"}, candidates, filter=filter or None
+            ),
         ]
+        fuse = RRFRanker(60) if ranker == "rrf" else WeightedRanker(*weights)
+        res = self.client.hybrid_search(
+            self.load(name), reqs, fuse, limit=k, output_fields=["path", "labels"]
+        )
+        return _hits(res[0])
+
+
+def _hits(rows: list[dict]) -> list[Hit]:
+    # Ties (equal fused scores are common with BM25) are broken by id: same query, same list.
+    hits = [
+        Hit(
+            h.get("image_id") or h["id"],
+            h["entity"]["path"],
+            float(h["distance"]),
+            _labels(h["entity"]["labels"]),
+        )
+        for h in rows
+    ]
+    return sorted(hits, key=lambda h: (-h.score, h.image_id))
 
 
 def _labels(v) -> dict:

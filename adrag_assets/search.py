@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from adrag_assets.encoder import ClipEncoder, load_encoder
 from adrag_assets.milvus_index import PROP_ENCODER_SPEC, Hit, MilvusIndex
+from adrag_assets.settings import Settings, load_settings
 
 
 class IndexNotReady(RuntimeError):
@@ -27,8 +28,29 @@ def live_encoder(index: MilvusIndex, precision: str = "auto") -> tuple[str, Clip
 
 
 def search(
-    index: MilvusIndex, query: str, k: int = 3, filter: str = "", precision: str = "auto"
+    index: MilvusIndex,
+    query: str,
+    k: int = 3,
+    filter: str = "",
+    precision: str = "auto",
+    settings: Settings | None = None,
 ) -> list[Hit]:
+    """Top-``k`` photos for ``query``: hybrid (CLIP + BM25 on labels) unless configured.
+
+    BM25 over the labels keeps a breed or species in the query useful whatever the encoder,
+    including the offline one whose vectors mean nothing.
+    """
+    s = settings or load_settings()
     name, encoder = live_encoder(index, precision)
+    if s.search_mode == "text":
+        return index.search_hybrid(
+            name, _zero(encoder.dim), query, k, filter, "weighted", (0.0, 1.0)
+        )
     vector = encoder.encode_texts([query])[0].tolist()
-    return index.search_dense(name, vector, k, filter)
+    if s.search_mode == "dense":
+        return index.search_dense(name, vector, k, filter)
+    return index.search_hybrid(name, vector, query, k, filter, s.hybrid_ranker, s.hybrid_weights)
+
+
+def _zero(dim: int) -> list[float]:
+    return [0.0] * (dim - 1) + [1.0]

@@ -29,6 +29,9 @@ class Settings:
     milvus_token: str = field(repr=False)
     keep_old_collections: bool = False
     sensor_interval: int = 15
+    search_mode: str = "hybrid"  # "hybrid", "dense" or "text"
+    hybrid_ranker: str = "weighted"  # "weighted" or "rrf"
+    hybrid_weights: tuple[float, float] = (0.5, 0.5)  # dense, text
     index_alias: str = INDEX_ALIAS
 
     @property
@@ -88,4 +91,24 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         keep_old_collections=(env.get("ADRAG_KEEP_OLD_COLLECTIONS") or "").lower()
         in ("1", "true", "yes"),
         sensor_interval=int(env.get("ADRAG_SENSOR_INTERVAL") or 15),
+        search_mode=_choice(env, "ADRAG_SEARCH_MODE", "hybrid", ("hybrid", "dense", "text")),
+        hybrid_ranker=_choice(env, "ADRAG_HYBRID_RANKER", "weighted", ("weighted", "rrf")),
+        hybrid_weights=_weights(env.get("ADRAG_HYBRID_WEIGHTS") or "0.5,0.5"),
     )
+
+
+def _choice(env, name: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = (env.get(name) or default).strip().lower()
+    if value not in allowed:
+        raise ValueError(f"{name}={value!r}: expected one of {', '.join(allowed)}")
+    return value
+
+
+def _weights(text: str) -> tuple[float, float]:
+    try:
+        dense, lexical = (float(x) for x in text.split(","))
+    except ValueError:
+        raise ValueError(
+            f"ADRAG_HYBRID_WEIGHTS={text!r}: expected two numbers, dense and text, e.g. 0.5,0.5"
+        ) from None
+    return dense, lexical
