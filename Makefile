@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test bench lint format dev clean
+.PHONY: setup demo test bench lint format dev up clean
 
 setup: $(STAMP)
 
@@ -29,6 +29,7 @@ test: setup
 
 bench: setup
 	$(BIN)/python -m adrag_assets.bench
+	$(BIN)/python -m adrag_assets.bench_incremental
 
 lint: setup
 	$(BIN)/ruff check .
@@ -43,6 +44,10 @@ dev: setup
 	mkdir -p $${ADRAG_HOME:-.adrag}/dagster
 	DAGSTER_HOME=$${DAGSTER_HOME:-$$(realpath $${ADRAG_HOME:-.adrag})/dagster} \
 		$(BIN)/dagster dev -w workspace.yaml -p $${DAGSTER_PORT:-3000}
+
+# Milvus Lite server + Dagster webserver/daemon (+ the app) until Ctrl-C; see README.
+up: setup
+	$(BIN)/adrag up
 
 clean:
 	rm -rf .adrag-demo .pytest_cache .ruff_cache

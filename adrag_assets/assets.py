@@ -76,7 +76,9 @@ POOL = "adrag_index"  # every writer of the tables/collection; limit 1 in dagste
 def images(context: dg.AssetExecutionContext, volume: VolumeResource, tables: TablesResource):
     t = tables.get()
     stats = sync_images(volume.path, t, log=context.log)
-    added = t.read("images", ["path", "bytes"]).slice(0, THUMBNAILS) if stats.added else None
+    # Only the newest few rows' bytes are read for thumbnails, never the whole table.
+    newest = f"SELECT path, bytes FROM images ORDER BY ingested_at DESC, path LIMIT {THUMBNAILS}"
+    added = t.query("images", newest).read_all() if stats.added else None
     meta = {
         "files": stats.files,
         "files_read": stats.files_read,

@@ -12,20 +12,12 @@ import sys
 
 import click
 
-from adrag_assets.settings import Settings, ensure_dagster_home, load_settings
+from adrag_assets.settings import Settings, dagster_instance, load_settings
 
 
 def _fail(message: str) -> None:
     click.secho(f"error: {message}", fg="red", err=True)
     sys.exit(1)
-
-
-def dagster_instance(settings: Settings):
-    """The persistent Dagster instance at DAGSTER_HOME (default $ADRAG_HOME/dagster)."""
-    import dagster as dg
-
-    ensure_dagster_home(settings)
-    return dg.DagsterInstance.get()
 
 
 @click.group()

@@ -152,19 +152,24 @@ def sync_images(
         paths_by_id.setdefault(manifest[path]["image_id"], path)
     stats.deleted = tables.delete_keys("images", "image_id", known_ids - set(paths_by_id))
     labels = vol.read_labels(volume, sorted(paths_by_id.values()), sidecars)
-    desired = pa.table(
-        {
-            "image_id": list(paths_by_id),
-            "path": list(paths_by_id.values()),
-            "labels": [labels_json(labels[p]) for p in paths_by_id.values()],
-        }
+    want = {i: (p, labels_json(labels[p])) for i, p in paths_by_id.items()}
+    # Only rows whose path or labels differ are sent to the merge (new rows got "{}" labels
+    # when inserted), so an upload into a large table rewrites little.
+    changed = {i: v for i, v in want.items() if before.get(i) != v}
+    tables.update_columns(
+        "images",
+        pa.table(
+            {
+                "image_id": list(changed),
+                "path": [v[0] for v in changed.values()],
+                "labels": [v[1] for v in changed.values()],
+            }
+        ),
+        ["image_id"],
+        ["path", "labels"],
     )
-    tables.update_columns("images", desired, ["image_id"], ["path", "labels"])
-    # Rows inserted by this run got their labels in that update too; they count as added.
-    kept = [i for i in paths_by_id if i in before]
-    stats.updated = sum(
-        before[i] != (paths_by_id[i], labels_json(labels[paths_by_id[i]])) for i in kept
-    )
+    kept = [i for i in want if i in before]
+    stats.updated = sum(before[i] != want[i] for i in kept)
     stats.unchanged = len(kept) - stats.updated
     stats.images = tables.count("images")
     stats.rejected = tables.count("rejected_images")

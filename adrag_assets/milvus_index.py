@@ -243,6 +243,7 @@ class MilvusIndex:
         ``weighted`` mixes normalised scores (``weights`` = dense, text); ``rrf`` fuses ranks
         only. Each side proposes ``candidates`` hits before fusion; the filter applies to both.
         """
+        candidates = max(candidates, k)
         dense = {"metric_type": "COSINE", "params": {"ef": max(64, candidates)}}
         reqs = [
             AnnSearchRequest([vector], "vector", dense, candidates, filter=filter or None),

@@ -73,6 +73,25 @@ def ensure_dagster_home(settings: Settings) -> Path:
     return home
 
 
+def dagster_instance(settings: Settings):
+    """The persistent Dagster instance at DAGSTER_HOME (default $ADRAG_HOME/dagster).
+
+    Opening it the first time creates its SQLite storage; two processes doing that at once
+    race in the schema migration, so the first opening holds a lock file.
+    """
+    import fcntl
+
+    import dagster as dg
+
+    home = ensure_dagster_home(settings)
+    with (home / ".adrag-init.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return dg.DagsterInstance.get()
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def load_settings(env: dict[str, str] | None = None) -> Settings:
     """Read the settings from ``env`` (default: the process environment)."""
     env = os.environ if env is None else env
