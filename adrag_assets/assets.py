@@ -212,7 +212,7 @@ def image_index(
             "synced_delta_version": stats.synced_version,
             "live_collection": index.live_collection() or "",
             "dropped_collections": dg.MetadataValue.json(dropped),
-            "milvus_uri": index.uri,
+            "milvus_uri": index.shown_uri,
         },
         check_results=[check],
     )

@@ -12,6 +12,7 @@ import sys
 
 import click
 
+from adrag_assets.milvus_index import display_uri
 from adrag_assets.settings import Settings, dagster_instance, load_settings
 
 
@@ -47,7 +48,9 @@ def ingest(ctx: click.Context) -> None:
         encoder = load_encoder(s.encoder, s.precision, s.device)
     except EncoderError as e:
         _fail(str(e))
-    click.echo(f"volume:  {s.volume}\nencoder: {encoder.label}\nmilvus:  {s.milvus_uri}")
+    click.echo(
+        f"volume:  {s.volume}\nencoder: {encoder.label}\nmilvus:  {display_uri(s.milvus_uri)}"
+    )
     level = "INFO" if ctx.obj["verbose"] else "WARNING"
     result = dg.materialize(
         [images, image_embeddings, image_index],
@@ -158,7 +161,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
         "synced_delta_version": int(props[PROP_SYNCED_VERSION])
         if PROP_SYNCED_VERSION in props
         else None,
-        "milvus_uri": s.milvus_uri,
+        "milvus_uri": display_uri(s.milvus_uri),
         "volume": str(s.volume),
     }
     if as_json:

@@ -67,9 +67,15 @@ def is_local_file_uri(uri: str) -> bool:
     return "://" not in uri
 
 
+def display_uri(uri: str) -> str:
+    """The URI with any user:password part masked, for logs, metadata and errors."""
+    return re.sub(r"://[^/@]*@", "://***@", uri)
+
+
 class MilvusIndex:
     def __init__(self, uri: str, token: str = "", alias: str = "adrag_images"):
         self.uri = uri
+        self.shown_uri = display_uri(uri)
         self.token = token
         self.alias = alias
         self._loaded: set[str] = set()
@@ -82,8 +88,8 @@ class MilvusIndex:
             return MilvusClient(uri=self.uri, token=self.token)
         except Exception as e:
             raise ConnectionError(
-                f"cannot reach Milvus at {self.uri}: {e}. A Milvus Lite file is usable by one "
-                f"process at a time; with several (Dagster + app), run `adrag up` or a "
+                f"cannot reach Milvus at {self.shown_uri}: {e}. A Milvus Lite file is usable "
+                f"by one process at a time; with several (Dagster + app), run `adrag up` or a "
                 f"`milvus-lite server` and set ADRAG_MILVUS_URI=http://127.0.0.1:PORT"
             ) from e
 

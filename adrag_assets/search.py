@@ -20,7 +20,7 @@ def live_encoder(index: MilvusIndex, precision: str = "auto") -> tuple[str, Clip
     name = index.live_collection()
     if name is None:
         raise IndexNotReady(
-            f"no photos are indexed yet in Milvus at {index.uri}: run `adrag ingest` "
+            f"no photos are indexed yet in Milvus at {index.shown_uri}: run `adrag ingest` "
             f"(or materialize the assets in Dagster) first"
         )
     spec = index.properties(name)[PROP_ENCODER_SPEC]
