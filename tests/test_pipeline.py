@@ -163,3 +163,36 @@ def test_rerun_after_partial_writes_leaves_the_same_rows(pets, instance):
     assert t.count("images") == 296 and t.count("volume_files") == 296
     assert t.count("image_embeddings") == 296
     assert index_for(pets).ids(name) == set(ids)
+
+
+def test_encoder_switch_fills_a_new_collection_then_moves_the_alias(pets, instance, monkeypatch):
+    from adrag_assets.settings import load_settings
+
+    first = run_pipeline(pets, instance)
+    old = first["image_index"]["collection"]
+    monkeypatch.setenv("ADRAG_ENCODER", "random:adrag-tiny@5")
+    switched = load_settings()
+    meta = run_pipeline(switched, instance)
+    assert meta["image_embeddings"]["embedded"] == 296  # every image, for the new encoder
+    assert meta["image_embeddings"]["encoder_id"] == "random:adrag-tiny@5"
+    new = meta["image_index"]["collection"]
+    assert new != old and meta["image_index"]["live_collection"] == new
+    assert meta["image_index"]["dropped_collections"] == [old]
+    index = index_for(switched)
+    assert index.collections() == [new] and index.count(new) == 296
+    # Search now encodes queries with the encoder that built the live collection.
+    assert len(search(index, "a beagle", k=3)) == 3
+    # The table keeps both encoders' vectors, each marked with its encoder id.
+    assert tables_for(switched).count("image_embeddings") == 592
+
+
+def test_old_collection_kept_when_configured(pets, instance, monkeypatch):
+    from adrag_assets.settings import load_settings
+
+    run_pipeline(pets, instance)
+    monkeypatch.setenv("ADRAG_ENCODER", "random:adrag-tiny@6")
+    monkeypatch.setenv("ADRAG_KEEP_OLD_COLLECTIONS", "1")
+    switched = load_settings()
+    meta = run_pipeline(switched, instance)
+    assert meta["image_index"]["dropped_collections"] == []
+    assert len(index_for(switched).collections()) == 2
