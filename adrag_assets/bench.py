@@ -51,7 +51,9 @@ def make_volume(src: Path, volume: Path) -> None:
 def forward_only(encoder: ClipEncoder, files: list[Path], batch: int) -> float:
     """Images/s of the model alone, on tensors decoded and preprocessed beforehand."""
     pixels = [encoder.pixels(decode_for_model(f.read_bytes(), encoder.image_size)) for f in files]
-    encoder.encode_pixels(torch.stack(pixels[:batch]))  # warm-up
+    # Warm-up over every batch shape: oneDNN compiles kernels per shape on first use.
+    for i in range(0, len(pixels), batch):
+        encoder.encode_pixels(torch.stack(pixels[i : i + batch]))
     start = time.perf_counter()
     for i in range(0, len(pixels), batch):
         encoder.encode_pixels(torch.stack(pixels[i : i + batch]))
@@ -147,7 +149,8 @@ def main() -> None:
         index = MilvusIndex(str(work / "milvus" / "bench.db"))
         name = sync_index(tables, index, enc.encoder_id, spec, enc.dim).collection
         ids, matrix = embedding_matrix(tables, enc.encoder_id)
-        enc.encode_texts(["warm-up"]), index.search_dense(name, matrix[0].tolist(), 3)
+        for q in QUERIES:  # warm-up: first calls compile kernels and load the collection
+            enc.encode_texts([q]), index.search_dense(name, matrix[0].tolist(), 3)
         t_text, t_milvus, t_numpy, overlap = [], [], [], []
         for rep in range(6):
             for q in QUERIES:
