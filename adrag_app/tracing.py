@@ -45,7 +45,12 @@ AGENT = "AGENT"
 UNKNOWN = "UNKNOWN"
 
 # Environment variables whose values must never appear in a trace.
-SECRET_ENV_VARS = ("REPLICATE_API_TOKEN", "ADRAG_MILVUS_TOKEN", "OPENAI_API_KEY")
+SECRET_ENV_VARS = (
+    "REPLICATE_API_TOKEN",
+    "ADRAG_MILVUS_TOKEN",
+    "ADRAG_LLM_API_KEY",
+    "OPENAI_API_KEY",
+)
 # Token shapes redacted even when the variable is not set in this process (e.g. a token pasted
 # into a chat message): Replicate's r8_ tokens and OpenAI-style sk- keys.
 _TOKEN_SHAPED = re.compile(r"\b(?:r8_[A-Za-z0-9]{16,}|sk-[A-Za-z0-9_-]{20,})")

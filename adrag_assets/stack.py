@@ -147,6 +147,7 @@ def run_stack(
     dagster_home = ensure_dagster_home(settings)
     env = {**os.environ, "ADRAG_MILVUS_URI": uri, "DAGSTER_HOME": str(dagster_home)}
     env.update({"ADRAG_HOME": str(settings.home), "ADRAG_VOLUME": str(settings.volume)})
+    env["ADRAG_DAGSTER_URL"] = f"http://127.0.0.1:{dagster_port}"  # the app links ads there
     logs = settings.home / "logs"
     stack = Stack(settings)
 
@@ -201,6 +202,10 @@ def run_stack(
                     "127.0.0.1",
                     "--server.headless",
                     "true",
+                    "--browser.gatherUsageStats",
+                    "false",
+                    "--client.toolbarMode",
+                    "viewer",
                 ],
                 env,
                 logs / "app.log",
