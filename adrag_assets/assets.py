@@ -7,6 +7,8 @@ Each asset is a thin shell over a plain function (:mod:`ingest`, :mod:`embed`,
 metadata and runs its checks on the result it just wrote.
 """
 
+import dataclasses
+
 import dagster as dg
 
 from adrag_assets import checks
@@ -215,4 +217,33 @@ def image_index(
             "milvus_uri": index.shown_uri,
         },
         check_results=[check],
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
+    code_version=ENCODER_VERSION,
+    kinds={"mlflow"},
+    description="The configured encoder registered in the local MLflow registry as the pyfunc "
+    "model adrag-encoder (base64 image or text in, unit vector out), one version per encoder.",
+)
+def encoder_model(
+    context: dg.AssetExecutionContext, encoder: EncoderResource
+) -> dg.MaterializeResult:
+    from adrag_assets.encoder_pyfunc import register_encoder
+
+    settings = dataclasses.replace(load_settings(), encoder=encoder.spec)
+    reg = register_encoder(settings)
+    if reg.random_weights:
+        context.log.warning(
+            "registered encoder %s has random weights (NOT semantic)", reg.encoder_id
+        )
+    return dg.MaterializeResult(
+        metadata={
+            "model_name": reg.name,
+            "version": reg.version,
+            "model_uri": reg.model_uri,
+            "encoder_id": reg.encoder_id,
+            "random_weights": reg.random_weights,
+        }
     )

@@ -190,6 +190,28 @@ def up(ctx: click.Context, dagster_port: int, app_port: int, milvus_port: int | 
         _fail(str(e))
 
 
+@main.command("register-encoder")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def register_encoder_cmd(ctx: click.Context, as_json: bool) -> None:
+    """Register the configured encoder in the local MLflow registry (pyfunc model)."""
+    from dataclasses import asdict
+
+    from adrag_assets.encoder import EncoderError
+    from adrag_assets.encoder_pyfunc import register_encoder
+
+    try:
+        reg = register_encoder(ctx.obj["settings"])
+    except EncoderError as e:
+        _fail(str(e))
+    if as_json:
+        click.echo(json.dumps(asdict(reg), indent=2))
+        return
+    click.echo(f"{reg.model_uri}  encoder {reg.encoder_id}")
+    if reg.random_weights:
+        click.secho("note: random weights, NOT semantic", fg="yellow")
+
+
 def _register_app_commands() -> None:
     from adrag_app.cli_generate import generate
 

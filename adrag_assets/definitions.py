@@ -6,7 +6,7 @@ import dagster as dg
 
 from adrag_app.ad_assets import AD_ASSETS
 from adrag_app.campaign import campaign_ads, campaign_job, campaign_segments_sensor
-from adrag_assets.assets import image_embeddings, image_index, images, raw_photos
+from adrag_assets.assets import encoder_model, image_embeddings, image_index, images, raw_photos
 from adrag_assets.resources import resources_from_settings
 from adrag_assets.sensors import raw_photos_sensor
 
@@ -28,7 +28,15 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
 )
 
 defs = dg.Definitions(
-    assets=[raw_photos, images, image_embeddings, image_index, *AD_ASSETS, campaign_ads],
+    assets=[
+        raw_photos,
+        images,
+        image_embeddings,
+        image_index,
+        encoder_model,
+        *AD_ASSETS,
+        campaign_ads,
+    ],
     jobs=[ingest_job, campaign_job],
     sensors=[raw_photos_sensor, automation_sensor, campaign_segments_sensor],
     resources=resources_from_settings(),
