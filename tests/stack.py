@@ -14,6 +14,17 @@ from pathlib import Path
 from adrag_assets.stack import free_port
 
 BIN = Path(sys.executable).parent
+# Debian's chromium, driven by Playwright (its own browser download is not reachable here).
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 class Stack:

@@ -19,19 +19,10 @@ import pytest
 
 from adrag_assets.stack import free_port
 from tests.app_home import IndexedHome, forget_mlflow, indexed_home, stop, using_env
+from tests.stack import CHROMIUM, CHROMIUM_ARGS
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts" / "app"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 PLACEHOLDER = "An audience segment"
 TURN_TIMEOUT_MS = 90_000  # the first search loads the encoder in the app process
 

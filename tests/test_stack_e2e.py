@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import pets_images
-from tests.stack import Stack, wait_for
+from tests.stack import CHROMIUM, CHROMIUM_ARGS, Stack, wait_for
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
@@ -73,18 +73,6 @@ def test_upload_delete_and_encoder_switch(stack):
     assert after["index_rows"] == 6 and after["embeddings"] == 6
     assert after["live_collection"] != before["live_collection"]
     assert len(answers) >= 1
-
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 def test_data_team_sees_the_lineage_in_a_real_browser(stack):
