@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# dg looks for the project's venv; naming it keeps dg from warning that none is active.
+DG     := VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg
 
 .PHONY: setup demo test bench lint format dev up clean
 
@@ -22,18 +24,19 @@ $(STAMP): pyproject.toml
 
 # A fresh ADRAG_HOME, photos under raw/ (ADRAG_DEMO_IMAGES, else a drawn set), ingest, search.
 demo: setup
-	ADRAG_HOME=$${ADRAG_HOME:-$(CURDIR)/.adrag-demo} $(BIN)/python -m adrag_assets.demo
+	ADRAG_HOME=$${ADRAG_HOME:-$(CURDIR)/.adrag-demo} $(BIN)/python -m adrag_app.cli.demo
 
 test: setup
 	$(BIN)/python -m pytest
 
 bench: setup
-	$(BIN)/python -m adrag_assets.bench
+	$(BIN)/python -m bench.throughput
 	$(BIN)/python -m adrag_assets.bench_incremental
 
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(DG) check defs
 
 format: setup
 	$(BIN)/ruff format .
@@ -43,7 +46,7 @@ format: setup
 dev: setup
 	mkdir -p $${ADRAG_HOME:-.adrag}/dagster
 	DAGSTER_HOME=$${DAGSTER_HOME:-$$(realpath $${ADRAG_HOME:-.adrag})/dagster} \
-		$(BIN)/dagster dev -w workspace.yaml -p $${DAGSTER_PORT:-3000}
+		$(DG) dev -p $${DAGSTER_PORT:-3000}
 
 # Milvus Lite server + Dagster webserver/daemon (+ the app) until Ctrl-C; see README.
 up: setup

@@ -47,51 +47,6 @@ class Settings:
         return Path(os.environ.get("DAGSTER_HOME") or self.home / "dagster")
 
 
-DAGSTER_YAML = """\
-# Written by adrag on first use. Dagster's defaults keep runs, events and schedules in
-# SQLite under this folder.
-telemetry:
-  enabled: false
-concurrency:
-  pools:
-    # The assets that write adrag's Delta tables and Milvus collection share the pool
-    # "adrag_index": one such step at a time across all runs, so writers never overlap.
-    default_limit: 1
-run_retries:
-  enabled: true
-  max_retries: 2
-"""
-
-
-def ensure_dagster_home(settings: Settings) -> Path:
-    """Create DAGSTER_HOME with a dagster.yaml if missing, and export it for Dagster."""
-    home = settings.dagster_home
-    home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists():
-        (home / "dagster.yaml").write_text(DAGSTER_YAML)
-    os.environ["DAGSTER_HOME"] = str(home)
-    return home
-
-
-def dagster_instance(settings: Settings):
-    """The persistent Dagster instance at DAGSTER_HOME (default $ADRAG_HOME/dagster).
-
-    Opening it the first time creates its SQLite storage; two processes doing that at once
-    race in the schema migration, so the first opening holds a lock file.
-    """
-    import fcntl
-
-    import dagster as dg
-
-    home = ensure_dagster_home(settings)
-    with (home / ".adrag-init.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            return dg.DagsterInstance.get()
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
 def load_settings(env: dict[str, str] | None = None) -> Settings:
     """Read the settings from ``env`` (default: the process environment)."""
     env = os.environ if env is None else env

@@ -9,18 +9,7 @@ import dagster as dg
 import pytest
 
 from adrag_assets.settings import Settings, load_settings
-
-REPO = Path(__file__).resolve().parents[1]
-PETS = REPO.parent / "shared" / "datasets" / "oxford-pets-sample"
-# A small real open_clip architecture with fixed random weights: fast, offline, NOT semantic.
-TEST_ENCODER = "random:adrag-tiny"
-
-
-def pets_images() -> Path:
-    images = PETS / "images"
-    if not images.is_dir():
-        raise RuntimeError(f"the pet photos are expected at {images} (shared/ beside the repo)")
-    return images
+from tests.support.data import PETS, TEST_ENCODER, pets_images
 
 
 @pytest.fixture

@@ -1,0 +1,537 @@
+"""The marketer's chat agent: an explicit, serialisable state machine around one tool.
+
+The conversation (the agent owns the policy; the image-gen service is its tool)::
+
+    awaiting_segment --segment--> proposed --yes--> showing_candidate --yes--> generating
+         ^                          |  ^ no: another idea    |  no: next of the top-3      |
+         |                          |  |                     |  no on the last: new idea   |
+         +------- start over -------+--+---------------------+  + new search               |
+                                                             ^------- failure -------------+
+                                                                      success --> done
+
+* a segment gets a proposal (a pet description and a one-line reason) from the planner;
+* "yes" searches (tool, ``generate=false``) and shows candidate #0 of the top-3;
+* "not quite" shows #1, then #2 of the same top-3, without searching again; rejecting the
+  last one gets a different proposal and a new search; "back" shows the previous one;
+* "yes" on a candidate generates the ad (tool, ``generate=true``, the same ``seed_index``);
+  a failure is said in plain words and the candidate stays on screen;
+* a typed description is searched as is, at any point; a typed segment starts over on it;
+  a question is answered briefly without changing anything.
+
+:class:`AgentState` is plain data (``to_dict``/``from_dict``, JSON-safe): the app keeps it in
+its session, the MLflow ``ResponsesAgent`` passes it in ``custom_inputs``. :meth:`Agent.handle`
+never mutates the state it is given, so a failed turn leaves the conversation as it was.
+
+Paths the tool returns are checked against the volume (:func:`service.resolve_in_volume`)
+before they reach the marketer: a path that escapes it is refused, whatever the tool says.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from adrag_app.agent import intents
+from adrag_app.generators import GenerationError
+from adrag_app.planner.planner import (
+    Planner,
+    Proposal,
+    infer_filters,
+    looks_like_segment,
+    make_planner,
+    normalise,
+)
+from adrag_app.service.ad_service import TOP_K, AdServiceError
+from adrag_app.service.tool import Tool, ToolContext
+from adrag_assets import tracing
+from adrag_assets.index.search import IndexNotReady
+from adrag_assets.volume.paths import resolve_in_volume
+
+log = logging.getLogger(__name__)
+
+AWAITING_SEGMENT = "awaiting_segment"
+PROPOSED = "proposed"
+SHOWING = "showing_candidate"
+GENERATING = "generating"  # only while the tool generates; never the state after a turn
+DONE = "done"
+PHASES = (AWAITING_SEGMENT, PROPOSED, SHOWING, GENERATING, DONE)
+
+GREETING = (
+    "Hi! Which audience segment is this ad for? For example *young urban professionals*, "
+    "*families with young children* or *retirees*."
+)
+NO_INDEX = (
+    "There are no photos in the search index yet, so I cannot search. Build it first: run "
+    "`adrag ingest` (or materialize the assets in the Dagster UI), then say *yes* again."
+)
+
+
+@dataclass
+class AgentState:
+    """Everything the conversation needs between turns; plain JSON-safe data."""
+
+    phase: str = AWAITING_SEGMENT
+    segment: str = ""
+    proposal: dict[str, Any] | None = None  # Proposal.as_dict() being searched / shown
+    proposed: list[str] = field(default_factory=list)  # descriptions used for this segment
+    candidates: list[dict[str, Any]] = field(default_factory=list)  # the current top-3
+    shown: int = 0  # index into candidates
+    rejections: int = 0  # "not quite"s on the current top-3
+    ad: dict[str, Any] | None = None  # the last ad made: {"path", "sidecar", ...}
+    brand: str | None = None  # the brand image to use (path in the volume), None = default
+
+    def to_dict(self) -> dict[str, Any]:
+        return copy.deepcopy(asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> AgentState:
+        """A state from ``to_dict`` output; unknown keys are ignored, wrong types refused."""
+        if not data:
+            return cls()
+        if not isinstance(data, Mapping):
+            raise ValueError("the agent state must be a JSON object")
+        known = {k: copy.deepcopy(v) for k, v in data.items() if k in cls.__dataclass_fields__}
+        state = cls(**known)
+        if state.phase not in PHASES:
+            raise ValueError(f"unknown phase {state.phase!r}")
+        if not isinstance(state.candidates, list) or not isinstance(state.proposed, list):
+            raise ValueError("candidates and proposed must be lists")
+        if state.candidates and not 0 <= int(state.shown) < len(state.candidates):
+            raise ValueError("shown is out of range")
+        if state.phase == GENERATING:
+            # A turn that died mid-generation (the process was killed): back to the photo.
+            state.phase = SHOWING if state.candidates else AWAITING_SEGMENT
+        return state
+
+    def current(self) -> dict[str, Any] | None:
+        if self.candidates and 0 <= self.shown < len(self.candidates):
+            return self.candidates[self.shown]
+        return None
+
+
+@dataclass
+class ToolCall:
+    """One call of the tool in a turn, as the ResponsesAgent reports it."""
+
+    name: str
+    arguments: dict[str, Any]
+    context: dict[str, Any]
+    output: dict[str, Any] | None = None
+    error: str = ""
+
+
+@dataclass
+class Reply:
+    """What the marketer sees after a turn."""
+
+    text: str
+    phase: str
+    candidate: dict[str, Any] | None = None  # with "of": how many candidates there are
+    ad: dict[str, Any] | None = None
+    proposal: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)  # e.g. the LLM planner fell back
+    error: str = ""  # a short kind: no_index, search_failed, generation_failed, refused_path
+    tool_calls: list[ToolCall] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class _Turn:
+    """Collects the pieces of one reply while the handlers run."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.notes: list[str] = []
+        self.candidate: dict[str, Any] | None = None
+        self.ad: dict[str, Any] | None = None
+        self.error = ""
+        self.tool_calls: list[ToolCall] = []
+
+    def say(self, text: str) -> None:
+        self.lines.append(text)
+
+
+class Agent:
+    """The conversation policy. ``tool`` is its only way to search and generate."""
+
+    def __init__(self, tool: Tool, planner: Planner | None = None, *, user: str = "") -> None:
+        self.tool = tool
+        self.planner = planner or make_planner()
+        self.user = user
+
+    # -- entry points --------------------------------------------------------------------
+
+    def handle(self, state: AgentState, message: str) -> tuple[AgentState, Reply]:
+        """One turn: the new state and the reply. ``state`` itself is left untouched."""
+        state = AgentState.from_dict(state.to_dict())
+        intent = intents.parse(message)
+        with tracing.span(
+            "agent_turn",
+            tracing.AGENT,
+            inputs={"message": message, "phase": state.phase, "segment": state.segment},
+            attributes={"intent": intent.kind, "planner": getattr(self.planner, "name", "")},
+        ) as span:
+            turn = _Turn()
+            self._dispatch(state, intent, turn)
+            reply = Reply(
+                text="\n\n".join(turn.lines),
+                phase=state.phase,
+                candidate=turn.candidate,
+                ad=turn.ad,
+                proposal=state.proposal,
+                notes=turn.notes,
+                error=turn.error,
+                tool_calls=turn.tool_calls,
+            )
+            span.set_outputs(
+                {
+                    "text": reply.text,
+                    "phase": reply.phase,
+                    "candidate": (reply.candidate or {}).get("path"),
+                    "ad": (reply.ad or {}).get("path"),
+                    "error": reply.error,
+                }
+            )
+        return state, reply
+
+    def set_segment(self, state: AgentState, segment: str) -> tuple[AgentState, Reply]:
+        """Start over on ``segment`` (the app's sidebar field)."""
+        return self.handle(state, f"segment: {segment}")
+
+    # -- dispatch ------------------------------------------------------------------------
+
+    def _dispatch(self, state: AgentState, intent: intents.Intent, turn: _Turn) -> None:
+        kind = intent.kind
+        if kind == intents.EMPTY:
+            turn.say(self._help(state))
+        elif kind == intents.RESTART:
+            self._restart(state)
+            turn.say("Let's start over. " + GREETING)
+        elif kind == intents.QUESTION:
+            turn.say(self._answer(state, intent.text))
+        elif kind == intents.SEGMENT:
+            self._new_segment(state, intent.text, turn)
+        elif kind == intents.DESCRIPTION:
+            self._own_description(state, intent.text, turn)
+        elif kind == intents.TEXT:
+            if state.phase == AWAITING_SEGMENT or looks_like_segment(intent.text):
+                self._new_segment(state, intent.text, turn)
+            else:
+                self._own_description(state, intent.text, turn)
+        elif state.phase == AWAITING_SEGMENT:
+            turn.say("First tell me the audience segment the ad is for, e.g. *retirees*.")
+        elif kind == intents.YES:
+            self._yes(state, turn)
+        elif kind == intents.NO:
+            self._no(state, turn)
+        elif kind == intents.BACK:
+            self._back(state, turn)
+
+    def _yes(self, state: AgentState, turn: _Turn) -> None:
+        if state.phase == PROPOSED:
+            self._search(state, turn)
+        elif state.phase == SHOWING:
+            self._generate(state, turn)
+        else:  # DONE
+            turn.say(
+                f"The ad is ready at `{state.ad['path'] if state.ad else '?'}`. Say *not quite* "
+                "to try the next photo, type another description, or *start over*."
+            )
+            turn.ad = state.ad
+
+    def _no(self, state: AgentState, turn: _Turn) -> None:
+        if state.phase == PROPOSED:
+            if self._propose(state, turn, again=True):
+                self._invite_search(turn)
+            return
+        # SHOWING or DONE: the next photo of the same top-3, or a new idea after the last.
+        state.rejections += 1
+        if state.shown + 1 < len(state.candidates):
+            state.shown += 1
+            state.phase = SHOWING
+            self._show(state, turn)
+            return
+        turn.say(
+            f"That was the last of the top {len(state.candidates)}, so let's try a different "
+            "idea and search again."
+        )
+        if self._propose(state, turn, again=True):
+            self._search(state, turn)
+
+    def _back(self, state: AgentState, turn: _Turn) -> None:
+        if state.phase == PROPOSED or not state.candidates:
+            turn.say("There is no earlier photo to go back to. " + self._help(state))
+            return
+        if state.phase == SHOWING:
+            if state.shown == 0:
+                turn.say("This is already the best match.")
+            else:
+                state.shown -= 1
+        state.phase = SHOWING  # from DONE: back to the photo the ad was made from
+        self._show(state, turn)
+
+    # -- steps ---------------------------------------------------------------------------
+
+    def _restart(self, state: AgentState) -> None:
+        brand = state.brand
+        for key, value in asdict(AgentState()).items():
+            setattr(state, key, value)
+        state.brand = brand
+
+    def _new_segment(self, state: AgentState, segment: str, turn: _Turn) -> None:
+        segment = " ".join(segment.split())[:200]
+        self._restart(state)
+        state.segment = segment
+        if self._propose(state, turn):
+            self._invite_search(turn)
+
+    def _propose(self, state: AgentState, turn: _Turn, *, again: bool = False) -> bool:
+        """Ask the planner for a description not proposed yet; False if it failed."""
+        try:
+            proposal = self.planner.propose(state.segment, tuple(state.proposed))
+        except Exception as e:  # a planner bug must not end the conversation
+            log.exception("planner failed")
+            turn.error = "planner_failed"
+            turn.say(
+                f"I could not come up with an idea ({type(e).__name__}). Type a photo "
+                "description yourself, e.g. *a beagle in a sunny park*."
+            )
+            return False
+        if proposal.note:
+            turn.notes.append(proposal.note)
+        state.proposal = proposal.as_dict()
+        state.proposed.append(proposal.description)
+        state.candidates, state.shown, state.rejections = [], 0, 0
+        state.phase = PROPOSED
+        audience = f" for **{state.segment}**" if state.segment else ""
+        lead = "Another idea: how about" if again else "How about"
+        turn.say(f"{lead} **{proposal.description}**{audience}? {_sentence(proposal.reason)}")
+        return True
+
+    def _invite_search(self, turn: _Turn) -> None:
+        turn.say(
+            "Say *yes* to see matching photos, *no* for another idea, or type your own description."
+        )
+
+    def _own_description(self, state: AgentState, text: str, turn: _Turn) -> None:
+        description = " ".join(text.split())
+        proposal = Proposal(description, "your own description", infer_filters(text), "marketer")
+        state.proposal = proposal.as_dict()
+        if normalise(description) not in {normalise(d) for d in state.proposed}:
+            state.proposed.append(description)
+        turn.say(f"Searching for **{description}**.")
+        self._search(state, turn)
+
+    def _context(self, state: AgentState) -> ToolContext:
+        filters = dict((state.proposal or {}).get("filters") or {})
+        return ToolContext(state.segment, filters, state.brand, self.user)
+
+    def _call_tool(
+        self, arguments: dict[str, Any], context: ToolContext, turn: _Turn
+    ) -> dict[str, Any]:
+        call = ToolCall(self.tool.name, dict(arguments), context.as_dict())
+        turn.tool_calls.append(call)
+        with tracing.span(
+            self.tool.name,
+            tracing.TOOL,
+            inputs={"arguments": arguments, "context": context.as_dict()},
+        ) as span:
+            try:
+                output = self.tool(dict(arguments), context)
+            except Exception as e:
+                call.error = f"{type(e).__name__}: {e}"
+                raise
+            call.output = output
+            span.set_outputs(output)
+        return output
+
+    def _search(self, state: AgentState, turn: _Turn) -> None:
+        proposal = Proposal.from_dict(state.proposal or {})
+        state.candidates, state.shown, state.rejections = [], 0, 0
+        state.phase = PROPOSED
+        arguments = {"description": proposal.description, "generate": False}
+        try:
+            output = self._call_tool(arguments, self._context(state), turn)
+        except IndexNotReady:
+            turn.error = "no_index"
+            turn.say(NO_INDEX)
+            return
+        except ValueError as e:  # a description or filter the service refuses
+            turn.error = "search_failed"
+            turn.say(f"I cannot search for that: {e}. Try another description.")
+            return
+        except Exception as e:
+            log.exception("search failed")
+            turn.error = "search_failed"
+            turn.say(
+                f"The search failed ({type(e).__name__}: {e}). Nothing changed; try again in a "
+                "moment, or check the index in the sidebar."
+            )
+            return
+        candidates, refused = self._checked_candidates(output)
+        if refused:
+            turn.error = "refused_path"
+            turn.notes.append(
+                f"{refused} result(s) were refused because their path lies outside the volume."
+            )
+        if not candidates:
+            turn.say(
+                f"I found no photos for **{proposal.description}**. Say *no* for another idea or "
+                "type a different description."
+            )
+            return
+        state.candidates = candidates
+        state.phase = SHOWING
+        self._show(state, turn)
+
+    def _checked_candidates(self, output: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
+        """The tool's candidates whose paths are real files inside the volume; and how many
+        were refused."""
+        kept, refused = [], 0
+        for item in list(output.get("candidates") or [])[:TOP_K]:
+            try:
+                path = str(item["path"])
+                resolved = resolve_in_volume(self.tool.volume, path)
+                if not resolved.is_file():
+                    raise ValueError(f"{path!r} is not a file in the volume")
+                rank = int(item["rank"])
+            except (KeyError, TypeError, ValueError) as e:
+                log.warning("refused a tool result: %s", e)
+                refused += 1
+                continue
+            kept.append(
+                {
+                    "rank": rank,
+                    "path": path,
+                    "score": float(item.get("score") or 0.0),
+                    "image_id": str(item.get("image_id") or ""),
+                    "labels": dict(item.get("labels") or {}),
+                }
+            )
+        return kept, refused
+
+    def _show(self, state: AgentState, turn: _Turn) -> None:
+        shown = dict(state.candidates[state.shown], of=len(state.candidates))
+        turn.candidate = shown
+        description = (state.proposal or {}).get("description", "")
+        turn.say(
+            f"Candidate **#{shown['rank']}** of the top {len(state.candidates)} for "
+            f"*{description}* (score {shown['score']:.3f}). Make the ad with this photo? "
+            "Say *yes* to generate it, or *not quite* for the next one."
+        )
+
+    def _generate(self, state: AgentState, turn: _Turn) -> None:
+        shown = state.current()
+        if shown is None:
+            turn.say(self._help(state))
+            return
+        description = (state.proposal or {}).get("description", "")
+        arguments = {"description": description, "seed_index": shown["rank"], "generate": True}
+        state.phase = GENERATING
+        try:
+            output = self._call_tool(arguments, self._context(state), turn)
+            ad = self._checked_ad(output)
+        except Exception as e:
+            state.phase = SHOWING
+            turn.error = "generation_failed"
+            turn.candidate = dict(shown, of=len(state.candidates))
+            turn.say(_generation_failure(e))
+            return
+        state.ad = ad
+        state.phase = DONE
+        turn.ad = ad
+        seed_path = (ad.get("seed") or {}).get("path")
+        if seed_path and seed_path != shown["path"]:
+            # The index changed between search and generation (a sync ran): say so.
+            turn.notes.append(
+                f"The photo library changed since the search: the ad uses {seed_path} "
+                f"instead of {shown['path']}."
+            )
+        turn.say(
+            f"Your ad is ready: `{ad['path']}`. Download it below, or say *not quite* to try "
+            "the next photo, type another description, or *start over*."
+        )
+
+    def _checked_ad(self, output: dict[str, Any]) -> dict[str, Any]:
+        ad = dict(output.get("ad") or {})
+        path = str(ad.get("path") or "")
+        try:
+            resolved = resolve_in_volume(self.tool.volume, path)
+        except ValueError as e:
+            raise _RefusedPath(f"the tool returned an ad path outside the volume ({e})") from e
+        if not resolved.is_file():
+            raise _RefusedPath(f"the tool returned an ad path that is not a file: {path!r}")
+        return {
+            "path": path,
+            "sidecar": str(ad.get("sidecar") or ""),
+            "seed": dict(output.get("seed") or {}),
+            "brand": str(output.get("brand") or ""),
+            "generator": str(output.get("generator") or ""),
+            "model": str(output.get("model") or ""),
+        }
+
+    # -- talk ------------------------------------------------------------------------------
+
+    def _help(self, state: AgentState) -> str:
+        return {
+            AWAITING_SEGMENT: GREETING,
+            PROPOSED: "Say *yes* to search for the proposed photo, *no* for another idea, or "
+            "type your own description.",
+            SHOWING: "Say *yes* to make the ad from this photo, *not quite* for the next one, "
+            "*back* for the previous one, type your own description, or *start over*.",
+            DONE: "Your ad is ready. Say *not quite* to try the next photo, type another "
+            "description, or *start over* with a new segment.",
+        }.get(state.phase, GREETING)
+
+    def _answer(self, state: AgentState, question: str) -> str:
+        words = set(normalise(question).split())
+        proposal = state.proposal or {}
+        if words & {"why", "reason"} and proposal:
+            audience = f" for {state.segment}" if state.segment else ""
+            return f"I suggested *{proposal['description']}*{audience}: {proposal['reason']}."
+        if words & {"score", "scores", "rank", "ranking", "match"}:
+            return (
+                "The score is how closely the photo matches the description in our search "
+                "(higher is closer); #0 is the best match of the top 3."
+            )
+        if words & {"brand", "product", "logo"}:
+            return "The ad uses the brand image chosen in the sidebar (or the first one there)."
+        if words & {"where", "saved", "download", "file"} and state.ad:
+            return f"The ad is saved in the volume at `{state.ad['path']}`."
+        return "I help you pick a pet photo for your audience and make the ad. " + self._help(state)
+
+
+class _RefusedPath(RuntimeError):
+    pass
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    if not text:
+        return ""
+    text = text[0].upper() + text[1:]
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def _generation_failure(error: BaseException) -> str:
+    """Plain words for a failed generation: why, and that nothing was saved."""
+    if isinstance(error, GenerationError):
+        why = str(error)
+    elif isinstance(error, _RefusedPath):
+        # The tool did run: do not claim nothing was saved, only that it is not shown.
+        return f"The ad was refused and is not shown: {_sentence(str(error))}"
+    elif isinstance(error, IndexNotReady):
+        return NO_INDEX
+    elif isinstance(error, AdServiceError | ValueError):
+        why = str(error)
+    else:
+        log.error("generation failed", exc_info=error)
+        why = f"an unexpected error ({type(error).__name__}: {error})"
+    return (
+        f"The ad could not be made: {_sentence(why)} Nothing was saved. Say *yes* to try "
+        "again, *not quite* for another photo, or type a different description."
+    )

@@ -1,0 +1,219 @@
+"""The ``adrag`` command line: ingest, search and status over the configured volume/index.
+
+Every command reads the same ``ADRAG_*`` variables (see :mod:`adrag_assets.settings`), so
+commands compose in scripts and see what Dagster runs see.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+import click
+
+from adrag_app.cli.generate import generate
+from adrag_assets.index.milvus import display_uri
+from adrag_assets.instance import dagster_instance
+from adrag_assets.settings import Settings, load_settings
+
+
+def _fail(message: str) -> None:
+    click.secho(f"error: {message}", fg="red", err=True)
+    sys.exit(1)
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Show Dagster's and the libraries' logs.")
+@click.pass_context
+def main(ctx: click.Context, verbose: bool) -> None:
+    """adrag: on-brand ads from your own photo library."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
+    if not verbose:
+        # open_clip logs every model build at INFO on the root logger.
+        logging.getLogger().setLevel(logging.WARNING)
+    ctx.obj = {"settings": load_settings(), "verbose": verbose}
+
+
+@main.command()
+@click.pass_context
+def ingest(ctx: click.Context) -> None:
+    """Materialize the whole graph once, in-process: volume -> Delta -> embeddings -> Milvus."""
+    import dagster as dg
+
+    from adrag_assets.defs.embeddings import image_embeddings
+    from adrag_assets.defs.index import image_index
+    from adrag_assets.defs.photos import images
+    from adrag_assets.defs.resources import resources_from_settings
+    from adrag_assets.embeddings.encoder import EncoderError, load_encoder
+
+    s: Settings = ctx.obj["settings"]
+    try:
+        encoder = load_encoder(s.encoder, s.precision, s.device)
+    except EncoderError as e:
+        _fail(str(e))
+    click.echo(
+        f"volume:  {s.volume}\nencoder: {encoder.label}\nmilvus:  {display_uri(s.milvus_uri)}"
+    )
+    level = "INFO" if ctx.obj["verbose"] else "WARNING"
+    result = dg.materialize(
+        [images, image_embeddings, image_index],
+        resources=resources_from_settings(s),
+        instance=dagster_instance(s.dagster_home),
+        run_config={"loggers": {"console": {"config": {"log_level": level}}}},
+        raise_on_error=False,
+        tags={"adrag/source": "cli"},
+    )
+    for event in result.get_asset_materialization_events():
+        mat = event.event_specific_data.materialization
+        meta = {k: v.value for k, v in mat.metadata.items() if k != "sample"}
+        keep = (
+            "added",
+            "updated",
+            "deleted",
+            "unchanged",
+            "rejected",
+            "embedded",
+            "upserted",
+            "dagster/row_count",
+            "mode",
+        )
+        summary = ", ".join(f"{k.removeprefix('dagster/')}={meta[k]}" for k in keep if k in meta)
+        click.echo(f"  {mat.asset_key.to_user_string():17} {summary}")
+    failed_checks = [
+        e.event_specific_data
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.event_specific_data.passed
+    ]
+    for c in failed_checks:
+        click.secho(f"  check failed: {c.asset_key.to_user_string()}.{c.check_name}", fg="yellow")
+    if not result.success:
+        _fail(f"ingest run {result.run_id} failed; see `adrag -v ingest` or the Dagster UI")
+    click.echo(f"run {result.run_id} succeeded")
+
+
+@main.command()
+@click.argument("query")
+@click.option("-k", "--top-k", "k", default=3, show_default=True, help="How many photos.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@click.pass_context
+def search(ctx: click.Context, query: str, k: int, as_json: bool) -> None:
+    """Top-K photos for a text QUERY, from the live index."""
+    from adrag_assets.embeddings.encoder import EncoderError
+    from adrag_assets.index.milvus import MilvusIndex
+    from adrag_assets.index.search import IndexNotReady, live_encoder
+    from adrag_assets.index.search import search as run_search
+
+    s: Settings = ctx.obj["settings"]
+    index = MilvusIndex(s.milvus_uri, s.milvus_token, s.index_alias)
+    try:
+        hits = run_search(index, query, k, precision=s.precision)
+    except (IndexNotReady, EncoderError, ConnectionError) as e:
+        _fail(str(e))
+    if as_json:
+        click.echo(
+            json.dumps(
+                [
+                    {"image_id": h.image_id, "path": h.path, "score": round(h.score, 6)}
+                    for h in hits
+                ],
+                indent=2,
+            )
+        )
+        return
+    name, encoder = live_encoder(index, s.precision)
+    click.echo(f"encoder: {encoder.label}", err=True)
+    for rank, h in enumerate(hits, 1):
+        click.echo(f"{rank}. {h.score:.4f}  {h.path}  {h.image_id[:12]}")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Files, table rows, index rows, rejected files, encoder and Milvus URI."""
+    from adrag_assets.embeddings.encoder import RANDOM_WARNING, EncoderError, EncoderSpec
+    from adrag_assets.index.milvus import PROP_ENCODER_ID, PROP_SYNCED_VERSION, MilvusIndex
+    from adrag_assets.tables import Tables
+    from adrag_assets.volume import files as vol
+
+    s: Settings = ctx.obj["settings"]
+    try:
+        spec = EncoderSpec.parse(s.encoder)
+        encoder_id = spec.encoder_id
+    except EncoderError as e:
+        _fail(str(e))
+    tables = Tables(s.tables_dir)
+    photos, _ = vol.scan(s.volume)
+    index = MilvusIndex(s.milvus_uri, s.milvus_token, s.index_alias)
+    try:
+        live = index.live_collection()
+        props = index.properties(live) if live else {}
+        index_rows = index.count(live) if live else 0
+    except ConnectionError as e:
+        _fail(str(e))
+    out = {
+        "files": len(photos),
+        "images": tables.count("images"),
+        "embeddings": tables.count("image_embeddings", f"encoder_id = '{encoder_id}'"),
+        "index_rows": index_rows,
+        "rejected": tables.count("rejected_images"),
+        "encoder_id": encoder_id,
+        "encoder_is_random": spec.is_random,
+        "live_collection": live,
+        "live_encoder_id": props.get(PROP_ENCODER_ID),
+        "synced_delta_version": int(props[PROP_SYNCED_VERSION])
+        if PROP_SYNCED_VERSION in props
+        else None,
+        "milvus_uri": display_uri(s.milvus_uri),
+        "volume": str(s.volume),
+    }
+    if as_json:
+        click.echo(json.dumps(out, indent=2))
+        return
+    for key, value in out.items():
+        click.echo(f"{key:21} {value}")
+    if spec.is_random:
+        click.secho(f"note: encoder {encoder_id} has {RANDOM_WARNING}", fg="yellow")
+
+
+@main.command()
+@click.option("--dagster-port", default=3000, show_default=True, help="Dagster UI port.")
+@click.option("--app-port", default=8501, show_default=True, help="Streamlit app port.")
+@click.option(
+    "--milvus-port", type=int, default=None, help="Port for the Milvus Lite server it starts."
+)
+@click.pass_context
+def up(ctx: click.Context, dagster_port: int, app_port: int, milvus_port: int | None) -> None:
+    """Run Milvus Lite server, Dagster (webserver + daemon) and the app until Ctrl-C."""
+    from adrag_app.cli.stack import StackError, run_stack
+
+    try:
+        run_stack(ctx.obj["settings"], dagster_port, app_port, milvus_port)
+    except StackError as e:
+        _fail(str(e))
+
+
+@main.command("register-encoder")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def register_encoder_cmd(ctx: click.Context, as_json: bool) -> None:
+    """Register the configured encoder in the local MLflow registry (pyfunc model)."""
+    from dataclasses import asdict
+
+    from adrag_assets.embeddings.encoder import EncoderError
+    from adrag_assets.embeddings.mlflow_model import register_encoder
+
+    try:
+        reg = register_encoder(ctx.obj["settings"])
+    except EncoderError as e:
+        _fail(str(e))
+    if as_json:
+        click.echo(json.dumps(asdict(reg), indent=2))
+        return
+    click.echo(f"{reg.model_uri}  encoder {reg.encoder_id}")
+    if reg.random_weights:
+        click.secho("note: random weights, NOT semantic", fg="yellow")
+
+
+main.add_command(generate)

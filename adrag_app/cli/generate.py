@@ -1,0 +1,150 @@
+"""``adrag generate``: one ad from the command line, through the same service the app calls.
+
+Register it on the ``adrag`` group with ``main.add_command(generate)``; it also runs on its
+own (``generate()``), reading the same ``ADRAG_*`` variables.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import logging
+import os
+import sys
+
+import click
+
+
+def _fail(message: str) -> None:
+    click.secho(f"error: {message}", fg="red", err=True)
+    sys.exit(1)
+
+
+def _parse_filters(values: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--filter")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _default_user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name (some containers): the ad is just not attributed
+        return ""
+
+
+@click.command()
+@click.argument("description")
+@click.option(
+    "--seed-index",
+    type=click.IntRange(0, 2),
+    default=0,
+    show_default=True,
+    help="Which of the top-3 photos to use (0 = best match).",
+)
+@click.option(
+    "--brand",
+    metavar="PATH",
+    default=None,
+    help="Brand image inside the volume's brand/ folder (relative to the volume, or "
+    "absolute). Default: the first one by name.",
+)
+@click.option("--segment", default="", help="The audience segment the ad is for.")
+@click.option(
+    "--filter",
+    "filters",
+    metavar="KEY=VALUE",
+    multiple=True,
+    help="Only photos with this label, e.g. species=dog (repeatable).",
+)
+@click.option("--headline", default=None, help="Words on the ad (default: from the segment).")
+@click.option("--user", default=None, help="Who asked for the ad (default: the login name).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def generate(
+    ctx: click.Context,
+    description: str,
+    seed_index: int,
+    brand: str | None,
+    segment: str,
+    filters: tuple[str, ...],
+    headline: str | None,
+    user: str | None,
+    as_json: bool,
+) -> None:
+    """Compose an ad from the best photos for DESCRIPTION and a brand image.
+
+    Retrieves the top-3 photos, generates the ad from the one at --seed-index (Replicate
+    when REPLICATE_API_TOKEN is set, else the offline compositor), writes it with a JSON
+    sidecar under ads/ in the volume, records it in Dagster and prints its path.
+    """
+    # Imported here: `adrag --help` must not pay for Dagster, torch and MLflow.
+    from adrag_app.generators import GenerationError
+    from adrag_app.service.ad_service import AdServiceError, generate_ad
+    from adrag_assets.embeddings.encoder import RANDOM_PREFIX, RANDOM_WARNING, EncoderError
+    from adrag_assets.index.search import IndexNotReady
+    from adrag_assets.settings import load_settings
+
+    obj = ctx.obj if isinstance(ctx.obj, dict) else {}
+    if not obj.get("verbose"):
+        # MLflow logs its store setup at INFO on its own handler, and sets that level when it
+        # is imported (later, lazily), from this variable; keep stderr to real problems.
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
+    try:
+        settings = obj.get("settings") or load_settings()
+        result = generate_ad(
+            description,
+            seed_index,
+            brand=brand,
+            segment=segment,
+            user=_default_user() if user is None else user,
+            filters=_parse_filters(filters),
+            headline=headline,
+            settings=settings,
+        )
+    except click.ClickException:
+        raise
+    except (
+        GenerationError,
+        AdServiceError,
+        IndexNotReady,
+        EncoderError,
+        ConnectionError,
+        ValueError,
+        OSError,
+    ) as e:
+        _fail(str(e))
+    except Exception as e:  # one line, never a traceback; -v shows the details in the log
+        logging.getLogger(__name__).debug("generate failed", exc_info=True)
+        _fail(f"{type(e).__name__}: {e}")
+
+    meta = result.metadata
+    if meta["encoder_id"].startswith(RANDOM_PREFIX):
+        click.secho(
+            f"note: encoder {meta['encoder_id']} has {RANDOM_WARNING}", fg="yellow", err=True
+        )
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "path": result.path,
+                    "sidecar": result.sidecar,
+                    "file": str(settings.volume / result.path),
+                    "seed_path": meta["seed_path"],
+                    "seed_image_id": meta["seed_image_id"],
+                    "brand_path": meta["brand_path"],
+                    "generator": meta["generator"],
+                    "model": meta["model"],
+                    "encoder_id": meta["encoder_id"],
+                },
+                indent=2,
+            )
+        )
+        return
+    # The full path, so `open "$(adrag generate ...)"` works from anywhere.
+    click.echo(str(settings.volume / result.path))

@@ -1,0 +1,228 @@
+"""`adrag up`: the whole stack as services, in the foreground, until Ctrl-C or SIGTERM.
+
+* a ``milvus-lite server`` on localhost when the index needs one, so the Dagster daemon,
+  its runs, the CLI and the app share one index (a Milvus Lite file allows one process);
+* ``dg dev`` (Dagster's webserver + daemon) on adrag's code location;
+* the marketers' Streamlit app (``adrag_app/ui/app.py``).
+
+Each child runs in its own process group, so stopping the stack stops their children too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+import click
+
+from adrag_assets.index.milvus import is_local_file_uri
+from adrag_assets.instance import ensure_dagster_home
+from adrag_assets.settings import Settings
+
+BIN = Path(sys.executable).parent
+LOCALHOSTS = {"localhost", "127.0.0.1", "::1"}
+DEFAULT_MILVUS_PORT = 19530
+APP = Path(__file__).resolve().parents[1] / "ui" / "app.py"  # the Streamlit app
+
+
+class StackError(RuntimeError):
+    pass
+
+
+def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def require_free(port: int, what: str) -> None:
+    if port_open(port):
+        raise StackError(f"port {port} for {what} is taken: stop what uses it or pick another")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def milvus_plan(settings: Settings, milvus_port: int | None) -> tuple[str, int | None]:
+    """(the URI every process should use, the port to start a milvus-lite server on or None)."""
+    uri = settings.milvus_uri
+    if is_local_file_uri(uri):
+        port = milvus_port or DEFAULT_MILVUS_PORT
+        require_free(port, "the Milvus Lite server")
+        return f"http://127.0.0.1:{port}", port
+    parsed = urlparse(uri)
+    if parsed.hostname in LOCALHOSTS and parsed.port and not port_open(parsed.port):
+        return uri, parsed.port
+    return uri, None  # a Milvus that already answers, or a remote one: start nothing
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    procs: list[tuple[str, subprocess.Popen]] = field(default_factory=list)
+
+    def start(self, name: str, cmd: list[str], env: dict[str, str], log: Path) -> None:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        out = log.open("ab")
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        self.procs.append((name, proc))
+        click.echo(f"started {name} (pid {proc.pid}), log: {log}")
+
+    def stop(self, grace: float = 15.0) -> None:
+        # A second Ctrl-C or SIGTERM must not cut the shutdown short and orphan children.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for _, proc in reversed(self.procs):
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for name, proc in reversed(self.procs):
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                click.echo(f"{name} did not stop in {grace:.0f}s: killing it", err=True)
+            with contextlib.suppress(ProcessLookupError):  # what is left in the group
+                os.killpg(proc.pid, signal.SIGKILL)
+        self.procs.clear()
+
+    def exited(self) -> tuple[str, int] | None:
+        for name, proc in self.procs:
+            if proc.poll() is not None:
+                return name, proc.returncode
+        return None
+
+
+def wait_until(check, what: str, timeout: float, stack: Stack) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if gone := stack.exited():
+            raise StackError(f"{gone[0]} exited with code {gone[1]} before {what} was ready")
+        time.sleep(0.5)
+    raise StackError(f"{what} was not ready after {timeout:.0f}s")
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def workspace_file(settings: Settings) -> Path:
+    """A workspace.yaml in DAGSTER_HOME naming the code location "adrag", from anywhere."""
+    path = settings.dagster_home / "workspace.yaml"
+    path.write_text(
+        "load_from:\n  - python_module:\n      module_name: adrag_assets.definitions\n"
+        "      location_name: adrag\n"
+    )
+    return path
+
+
+def run_stack(
+    settings: Settings, dagster_port: int, app_port: int, milvus_port: int | None
+) -> None:
+    require_free(dagster_port, "the Dagster UI")
+    require_free(app_port, "the app")
+    uri, start_milvus_on = milvus_plan(settings, milvus_port)
+    dagster_home = ensure_dagster_home(settings.dagster_home)
+    env = {**os.environ, "ADRAG_MILVUS_URI": uri, "DAGSTER_HOME": str(dagster_home)}
+    env["VIRTUAL_ENV"] = str(BIN.parent)  # dg warns when no venv is named
+    env.update({"ADRAG_HOME": str(settings.home), "ADRAG_VOLUME": str(settings.volume)})
+    env["ADRAG_DAGSTER_URL"] = f"http://127.0.0.1:{dagster_port}"  # the app links ads there
+    logs = settings.home / "logs"
+    stack = Stack(settings)
+
+    def on_signal(signum, _frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        if start_milvus_on:
+            data = settings.home / "milvus-server"
+            stack.start(
+                "milvus-lite server",
+                [
+                    str(BIN / "milvus-lite"),
+                    "server",
+                    "--data-dir",
+                    str(data),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(start_milvus_on),
+                ],
+                env,
+                logs / "milvus.log",
+            )
+            wait_until(lambda: port_open(start_milvus_on), "Milvus", 60, stack)
+        stack.start(
+            "dg dev",
+            [
+                str(BIN / "dg"),
+                "dev",
+                "-w",
+                str(workspace_file(settings)),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(dagster_port),
+            ],
+            env,
+            logs / "dagster.log",
+        )
+        stack.start(
+            "streamlit app",
+            [
+                str(BIN / "streamlit"),
+                "run",
+                str(APP),
+                "--server.port",
+                str(app_port),
+                "--server.address",
+                "127.0.0.1",
+                "--server.headless",
+                "true",
+                "--browser.gatherUsageStats",
+                "false",
+                "--client.toolbarMode",
+                "viewer",
+            ],
+            env,
+            logs / "app.log",
+        )
+        dagster_url = f"http://127.0.0.1:{dagster_port}"
+        wait_until(lambda: http_ok(f"{dagster_url}/server_info"), "the Dagster UI", 180, stack)
+        click.secho("\nadrag is up:", bold=True)
+        click.echo(f"  Dagster UI   {dagster_url}/asset-groups")
+        click.echo(f"  app          http://127.0.0.1:{app_port}")
+        click.echo(f"  Milvus       {uri}")
+        click.echo(f"  volume       {settings.volume}  (drop photos into raw/)")
+        click.echo(f"  other shells: export ADRAG_HOME={settings.home} ADRAG_MILVUS_URI={uri}")
+        click.echo("Ctrl-C stops everything.")
+        while not (gone := stack.exited()):
+            time.sleep(1)
+        raise StackError(f"{gone[0]} exited with code {gone[1]}; see {logs}")
+    except KeyboardInterrupt:
+        click.echo("\nstopping…")
+    finally:
+        stack.stop()
+        click.echo("stopped.")

@@ -1,0 +1,470 @@
+"""The image-gen service: retrieve the top-K photos, generate one ad, write it back, report it.
+
+Deterministic and stateless: the same description (and filters) against the same index gives
+the same ranked photos, and ``generate_ad(description, seed_index=i)`` uses photo ``i`` of
+exactly that list. Conversation policy (proposals, rejections, confirmation) belongs to the
+agent that calls this as a tool. Paths travel between the parts, never bytes: every path that
+enters or leaves the service is relative to the volume and checked by
+:func:`resolve_in_volume`.
+
+An ad is ``<volume>/ads/<YYYY-MM-DD>/<slug>-<id>.png`` with a ``.json`` sidecar beside it, and
+a materialization of the ``generated_ads`` asset in Dagster carrying the same metadata.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import secrets
+import time
+import unicodedata
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from PIL import Image
+
+from adrag_app.generators import Generator, make_generator
+from adrag_assets import tracing
+from adrag_assets.ads.writeback import remove_files, report_ad, write_all_or_nothing
+from adrag_assets.images.decode import ACCEPTED_FORMATS
+from adrag_assets.index.milvus import PROP_ENCODER_ID, MilvusIndex
+from adrag_assets.index.search import search
+from adrag_assets.settings import Settings, load_settings
+from adrag_assets.volume.paths import relative_to_volume, resolve_in_volume
+
+log = logging.getLogger(__name__)
+
+TOP_K = 3
+ADS_DIR = "ads"
+BRAND_DIR = "brand"
+SIDECAR_VERSION = 1
+MAX_DESCRIPTION = 500
+# Label keys come from CSV headers and sidecar JSON keys; anything else in a filter is refused
+# rather than quoted, since Milvus has no escape syntax for JSON path keys.
+_LABEL_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+# Milvus's expression grammar knows C-style escapes but not \uXXXX (checked on Milvus Lite):
+# escape what its string literals need and refuse other control characters.
+_FILTER_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+class AdServiceError(RuntimeError):
+    """The service cannot do what was asked (no brand image, seed photo gone, ...)."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One retrieved photo. ``rank`` is 0-based: ``generate_ad(seed_index=rank)`` uses it."""
+
+    rank: int
+    image_id: str
+    path: str  # relative to the volume, POSIX separators
+    score: float
+    labels: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class AdResult:
+    """A written ad: its PNG and sidecar (relative to the volume) and its metadata."""
+
+    path: str
+    sidecar: str
+    metadata: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "sidecar": self.sidecar, "metadata": self.metadata}
+
+
+# -- paths -----------------------------------------------------------------------------------
+
+
+def _is_image_name(path: Path) -> bool:
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    return fmt in ACCEPTED_FORMATS and not path.name.startswith(".")
+
+
+def list_brand_images(settings: Settings | None = None) -> list[str]:
+    """Brand product images under ``<volume>/brand/`` (any depth), sorted by path."""
+    settings = settings or load_settings()
+    root = settings.volume.resolve()
+    brand_root = root / BRAND_DIR
+    if not brand_root.is_dir():
+        return []
+    out = []
+    for p in brand_root.rglob("*"):
+        if not (_is_image_name(p) and p.is_file()):
+            continue
+        try:
+            out.append(relative_to_volume(root, p))
+        except ValueError:  # a symlink pointing out of the volume: not a brand image
+            continue
+    return sorted(out)
+
+
+def resolve_brand(settings: Settings, brand: str | Path | None) -> Path:
+    """The brand image to use: ``brand`` (inside ``<volume>/brand/``) or the first by name."""
+    root = settings.volume.resolve()
+    if brand is None or str(brand).strip() == "":
+        found = list_brand_images(settings)
+        if not found:
+            raise AdServiceError(
+                f"no brand image: put the product image(s) under {root / BRAND_DIR}/ "
+                f"(PNG, JPEG or WebP), or pass one explicitly"
+            )
+        return resolve_in_volume(root, found[0])
+    path = resolve_in_volume(root, brand)
+    if not path.is_relative_to(root / BRAND_DIR):
+        raise ValueError(
+            f"brand image {str(brand)!r} is not under {BRAND_DIR}/ in the volume; give a path "
+            f"like '{BRAND_DIR}/<file>' relative to the volume {root}"
+        )
+    if not path.is_file():
+        raise ValueError(f"brand image {str(brand)!r} does not exist in the volume {root}")
+    return path
+
+
+# -- retrieval -------------------------------------------------------------------------------
+
+
+def milvus_filter(filters: Mapping[str, str] | None) -> str:
+    """A Milvus filter expression on the JSON ``labels`` field: exact matches, AND-ed.
+
+    ``{"species": "dog"}`` -> ``labels["species"] == "dog"``. Keys must look like label names;
+    values are quoted and escaped, so no value can change the expression's meaning.
+    """
+    clauses = []
+    for key, value in sorted((filters or {}).items()):
+        if not isinstance(key, str) or not _LABEL_KEY.match(key):
+            raise ValueError(f"filter key {key!r} is not a label name (letters, digits, _ . -)")
+        if not isinstance(value, str):
+            raise ValueError(f"filter value for {key!r} must be a string, got {value!r}")
+        if any(ord(c) < 32 and c not in _FILTER_ESCAPES for c in value):
+            raise ValueError(f"filter value for {key!r} contains control characters")
+        literal = "".join(_FILTER_ESCAPES.get(c, c) for c in value)
+        clauses.append(f'labels["{key}"] == "{literal}"')
+    return " and ".join(clauses)
+
+
+def _check_description(description: str) -> str:
+    # One line: the description goes into a prompt, where a newline could smuggle in a
+    # "Headline:" line or other instructions.
+    text = " ".join(str(description).split())
+    if not text:
+        raise ValueError("the description is empty; describe the photo you are looking for")
+    if len(text) > MAX_DESCRIPTION:
+        raise ValueError(f"the description is longer than {MAX_DESCRIPTION} characters")
+    return text
+
+
+@contextmanager
+def _opened(settings: Settings, index: MilvusIndex | None) -> Iterator[MilvusIndex]:
+    """The caller's index, or one opened (and closed) for this call: a Milvus Lite file is
+    locked by the process using it, so a one-off call must let go when done."""
+    if index is not None:
+        yield index
+        return
+    opened = MilvusIndex(settings.milvus_uri, settings.milvus_token, settings.index_alias)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def _search(
+    index: MilvusIndex,
+    settings: Settings,
+    description: str,
+    k: int,
+    filters: Mapping[str, str] | None,
+) -> tuple[list[Candidate], str]:
+    """Ranked candidates and the id of the encoder whose collection answered."""
+    expr = milvus_filter(filters)
+    for _ in range(3):
+        live = index.live_collection()
+        hits = search(index, description, k, filter=expr, precision=settings.precision)
+        # The alias may move to a new encoder's collection mid-call; retry so the recorded
+        # encoder id is the one that produced these hits.
+        if index.live_collection() == live:
+            break
+    encoder_id = str(index.properties(live).get(PROP_ENCODER_ID, "")) if live else ""
+    # Ties broken by image id: equal scores must not make the order (and seed_index) flaky.
+    ordered = sorted(hits, key=lambda h: (-h.score, h.image_id))
+    return [
+        Candidate(rank, h.image_id, h.path, h.score, dict(h.labels))
+        for rank, h in enumerate(ordered)
+    ], encoder_id
+
+
+def _retrieve_traced(
+    description: str,
+    k: int,
+    filters: Mapping[str, str] | None,
+    settings: Settings,
+    index: MilvusIndex | None,
+) -> tuple[list[Candidate], str]:
+    with tracing.span(
+        "retrieve",
+        tracing.RETRIEVER,
+        inputs={"description": description, "k": k, "filters": dict(filters or {})},
+    ) as span:
+        text = _check_description(description)
+        if not 1 <= k <= 100:
+            raise ValueError(f"k must be between 1 and 100, got {k}")
+        with _opened(settings, index) as idx:
+            candidates, encoder_id = _search(idx, settings, text, k, filters)
+        span.set_attributes({"encoder_id": encoder_id, "hits": len(candidates)})
+        span.set_documents(
+            [
+                (
+                    c.path,
+                    {
+                        "doc_uri": c.path,
+                        "image_id": c.image_id,
+                        "score": c.score,
+                        "rank": c.rank,
+                        "labels": c.labels,
+                    },
+                )
+                for c in candidates
+            ]
+        )
+    return candidates, encoder_id
+
+
+def retrieve(
+    description: str,
+    k: int = TOP_K,
+    filters: dict[str, str] | None = None,
+    *,
+    settings: Settings | None = None,
+    index: MilvusIndex | None = None,
+) -> list[Candidate]:
+    """The top-``k`` photos for ``description`` from the live index, best first.
+
+    ``filters`` are exact label matches (``{"species": "dog"}``). ``index`` lets a long-lived
+    caller (the app) reuse one Milvus connection; by default one is opened for the call.
+    """
+    settings = settings or load_settings()
+    return _retrieve_traced(description, k, filters, settings, index)[0]
+
+
+# -- generation ------------------------------------------------------------------------------
+
+
+def ad_headline(description: str, segment: str = "", headline: str | None = None) -> str:
+    """The words printed on the ad: ``headline`` if given, else one made from the segment (or
+    the description), on one line and without double quotes (they delimit it in the prompt)."""
+    audience = " ".join(segment.split())
+    if headline and headline.strip():
+        words = headline
+    elif audience:
+        words = f"Made for {audience}"
+    else:
+        words = _check_description(description)
+    return " ".join(words.split()).replace('"', "'")[:120]
+
+
+def build_prompt(description: str, segment: str = "", headline: str | None = None) -> str:
+    """The instruction for a multi-image model: image 1 is the seed photo, image 2 the product.
+
+    The last line is ``Headline: "..."``: FLUX renders it as on-image text and the local
+    compositor prints it in its band (see ``headline_from_prompt``).
+    """
+    scene = _check_description(description)
+    audience = " ".join(segment.split())
+    lines = [
+        "Place the product from image 2 naturally into the scene of image 1, keeping the "
+        "animal and the setting of image 1 as they are and the product exactly as in image 2 "
+        "(shape, colours, label).",
+        "Match the scene's lighting, perspective and shadows so it reads as one photograph.",
+        f"Scene: {scene}.",
+    ]
+    if audience:
+        lines.append(f"Audience: {audience}. Make the mood appeal to them.")
+    lines.append("Style: clean, bright, photorealistic advertising photo; leave room for text.")
+    lines.append(f'Headline: "{ad_headline(scene, audience, headline)}"')
+    return "\n".join(lines)
+
+
+def _slug(text: str, max_len: int = 40) -> str:
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
+    if len(slug) > max_len:
+        slug = slug[:max_len].rsplit("-", 1)[0]
+    return slug or "ad"
+
+
+def _generation_seed(image_id: str, brand_sha256: str, prompt: str) -> int:
+    # Same photo, brand and prompt -> same model seed: a re-run asks the model for the same
+    # picture, so "deterministic" holds as far as the provider allows.
+    digest = hashlib.sha256(f"{image_id}\n{brand_sha256}\n{prompt}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") % 2**31
+
+
+def generate_ad(
+    description: str,
+    seed_index: int = 0,
+    *,
+    brand: str | Path | None = None,
+    segment: str = "",
+    user: str = "",
+    filters: dict[str, str] | None = None,
+    headline: str | None = None,
+    settings: Settings | None = None,
+    generator: Generator | None = None,
+    instance: dg.DagsterInstance | None = None,
+    index: MilvusIndex | None = None,
+) -> AdResult:
+    """Compose an ad from photo ``seed_index`` of ``retrieve(description, 3, filters)`` and a
+    brand image, write it to the volume and record it in Dagster.
+
+    ``brand``: a path inside ``<volume>/brand/`` (relative to the volume, or absolute); by
+    default the first brand image by name. ``generator``: by default ``make_generator()``
+    (Replicate with a token, else the local compositor). ``instance``: the Dagster instance to
+    report to; by default the one at DAGSTER_HOME.
+
+    A failed generation raises the generator's ``GenerationError`` unchanged and leaves
+    nothing behind: no file, no sidecar, no materialization.
+    """
+    settings = settings or load_settings()
+    volume = settings.volume.resolve()
+    with tracing.span(
+        "generate_ad",
+        tracing.CHAIN,
+        inputs={
+            "description": description,
+            "seed_index": seed_index,
+            "segment": segment,
+            "brand": str(brand) if brand is not None else None,
+            "filters": dict(filters or {}),
+        },
+        attributes={"user": user},
+    ) as root:
+        if not isinstance(seed_index, int) or not 0 <= seed_index < TOP_K:
+            raise ValueError(
+                f"seed_index must be 0, 1 or 2 (one of the top {TOP_K}), got {seed_index!r}"
+            )
+        scene = _check_description(description)
+        # Before the search: a wrong brand path should not cost an encoder load and a query.
+        brand_file = resolve_brand(settings, brand)
+        candidates, encoder_id = _retrieve_traced(scene, TOP_K, filters, settings, index)
+        if seed_index >= len(candidates):
+            raise AdServiceError(
+                f"only {len(candidates)} photo(s) match {scene!r}"
+                + (f" with filters {dict(filters)}" if filters else "")
+                + f"; seed_index {seed_index} is out of range"
+            )
+        seed = candidates[seed_index]
+        seed_file = resolve_in_volume(volume, seed.path)
+        if not seed_file.is_file():
+            raise AdServiceError(
+                f"the photo {seed.path} is in the index but not in the volume (deleted since "
+                f"the last sync?); re-run ingest or pick another photo"
+            )
+        brand_rel = brand_file.relative_to(volume).as_posix()
+        brand_sha256 = hashlib.sha256(brand_file.read_bytes()).hexdigest()
+        words = ad_headline(scene, segment, headline)
+        prompt = build_prompt(scene, segment, words)
+        gen_seed = _generation_seed(seed.image_id, brand_sha256, prompt)
+        generator = generator or make_generator()
+
+        created = datetime.now(UTC)
+        ad_id = secrets.token_hex(6)
+        ad_rel = f"{ADS_DIR}/{created:%Y-%m-%d}/{_slug(scene)}-{ad_id}.png"
+        ad_file = resolve_in_volume(volume, ad_rel)
+        sidecar_file = ad_file.with_suffix(".json")
+        sidecar_rel = sidecar_file.relative_to(volume).as_posix()
+
+        with tracing.span(
+            "generate_image",
+            tracing.TOOL,
+            inputs={
+                "prompt": prompt,
+                "seed_path": seed.path,
+                "brand_path": brand_rel,
+                "generation_seed": gen_seed,
+            },
+            attributes={
+                "generator": getattr(generator, "name", type(generator).__name__),
+                "model": getattr(generator, "model", ""),
+            },
+        ) as tool:
+            started = time.perf_counter()
+            try:
+                image = generator.generate(seed_file, brand_file, prompt, seed=gen_seed)
+                metadata = {
+                    "schema_version": SIDECAR_VERSION,
+                    "ad_id": ad_id,
+                    "path": ad_rel,
+                    "sidecar": sidecar_rel,
+                    "segment": segment,
+                    "description": scene,
+                    "headline": words,
+                    "prompt": prompt,
+                    "filters": dict(filters or {}),
+                    "seed_index": seed_index,
+                    "seed_image_id": seed.image_id,
+                    "seed_path": seed.path,
+                    "seed_score": seed.score,
+                    "seed_labels": seed.labels,
+                    "brand_path": brand_rel,
+                    "brand_sha256": brand_sha256,
+                    "generator": image.generator,
+                    "model": image.model,
+                    "provider_id": image.provider_id,
+                    "generation_seed": gen_seed,
+                    "duration_s": round(image.duration_s, 3),
+                    "encoder_id": encoder_id,
+                    "user": user,
+                    "created_at": created.isoformat(),
+                    "ad_sha256": hashlib.sha256(image.png).hexdigest(),
+                }
+                sidecar = json.dumps(metadata, indent=2, ensure_ascii=False).encode() + b"\n"
+                # Sidecar first: whoever sees the PNG can rely on its sidecar being there.
+                write_all_or_nothing([(sidecar_file, sidecar), (ad_file, image.png)])
+            except BaseException as error:
+                tool.set_attributes(
+                    {
+                        "outcome": "error",
+                        "error_type": type(error).__name__,
+                        "duration_s": round(time.perf_counter() - started, 3),
+                    }
+                )
+                raise
+            tool.set_attributes(
+                {
+                    "outcome": "success",
+                    "generator": image.generator,
+                    "model": image.model,
+                    "provider_id": image.provider_id or "",
+                    "duration_s": round(time.perf_counter() - started, 3),
+                    "generator_duration_s": round(image.duration_s, 3),
+                    "ad_path": ad_rel,
+                }
+            )
+            tool.set_outputs({"path": ad_rel, "sidecar": sidecar_rel})
+
+        with tracing.span("report_to_dagster", tracing.UNKNOWN, inputs={"path": ad_rel}):
+            try:
+                report_ad(settings.dagster_home, instance, metadata, image.png, ad_file)
+            except Exception as e:
+                # An ad that Dagster does not know about breaks lineage: take it back.
+                remove_files([ad_file, sidecar_file])
+                raise AdServiceError(
+                    f"the ad was generated but could not be recorded in Dagster "
+                    f"({type(e).__name__}: {e}); nothing was kept"
+                ) from e
+
+        result = AdResult(path=ad_rel, sidecar=sidecar_rel, metadata=metadata)
+        root.set_outputs({"path": ad_rel, "sidecar": sidecar_rel, "seed_path": seed.path})
+    log.info("ad %s from %s + %s (%s)", ad_rel, seed.path, brand_rel, image.generator)
+    return result

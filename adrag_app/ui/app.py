@@ -1,0 +1,270 @@
+"""adrag's chat page for marketers: `adrag up`, or `streamlit run adrag_app/app.py`.
+
+The conversation policy lives in :mod:`adrag_app.agent.agent`; this page only keeps the agent's
+state in ``st.session_state``, renders messages, photos and the finished ad, and shows the
+setup in the sidebar (segment, brand image, generator, encoder, index health).
+
+Configuration comes from the environment (``ADRAG_*``, see ``adrag_assets.settings``, plus
+``ADRAG_DAGSTER_URL``, ``ADRAG_MAX_UPLOAD_MB``, ``ADRAG_APP_USER`` and the planner's
+``ADRAG_LLM_*``) or from Streamlit secrets with the same names; the environment wins.
+
+Images are read through :func:`app_support.read_volume_image` only: a path from the agent,
+a widget or the ``?ad=`` URL parameter that escapes the volume is refused.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import PurePosixPath
+from typing import Any
+
+import streamlit as st
+
+from adrag_app.agent.agent import GREETING, Agent, AgentState, Reply
+from adrag_app.planner.planner import make_planner
+from adrag_app.service.ad_service import ADS_DIR, list_brand_images
+from adrag_app.service.tool import ServiceTool
+from adrag_app.ui import support
+from adrag_assets.embeddings.encoder import RANDOM_WARNING
+from adrag_assets.settings import load_settings
+
+log = logging.getLogger("adrag_app.app")
+
+STATE = "agent_state"
+MESSAGES = "messages"
+BRAND = "brand_choice"
+SEGMENT_FIELD = "segment_field"
+UPLOAD_SEEN = "upload_seen"
+
+
+def _secrets() -> dict[str, Any]:
+    try:
+        return dict(st.secrets.to_dict())
+    except Exception:  # no secrets.toml anywhere: configuration is the environment alone
+        return {}
+
+
+st.set_page_config(page_title="adrag: ads from your photos", page_icon="🐾")
+support.apply_secrets(_secrets())
+try:
+    settings = load_settings()
+    config = support.AppConfig.from_env()
+except ValueError as e:  # a malformed ADRAG_* variable: say which, do not show a traceback
+    st.error(f"adrag's configuration is not valid: {e}")
+    st.stop()
+volume = settings.volume.resolve()
+session = st.session_state
+session.setdefault(STATE, AgentState().to_dict())
+session.setdefault(MESSAGES, [{"role": "assistant", "text": GREETING}])
+
+
+def make_agent() -> Agent:
+    # Cheap to build; built per run so a changed environment (e.g. a new LLM endpoint) applies.
+    return Agent(ServiceTool(settings), make_planner(), user=config.user)
+
+
+def current_state() -> AgentState:
+    state = AgentState.from_dict(session[STATE])
+    state.brand = session.get(BRAND) or None
+    return state
+
+
+def run_turn(message: str) -> None:
+    """One agent turn; an unexpected failure is said plainly and leaves the state as it was."""
+    state = current_state()
+    try:
+        state, reply = make_agent().handle(state, message)
+    except Exception as e:
+        log.exception("agent turn failed")
+        reply = Reply(
+            text=f"Something went wrong ({type(e).__name__}: {e}). Nothing changed; try again.",
+            phase=state.phase,
+            error="internal",
+        )
+    remember(message, reply, state)
+
+
+def remember(message: str, reply: Reply, state: AgentState) -> None:
+    session[STATE] = state.to_dict()
+    session[MESSAGES].append({"role": "user", "text": message})
+    session[MESSAGES].append(
+        {
+            "role": "assistant",
+            "text": reply.text,
+            "notes": reply.notes,
+            "error": reply.error,
+            "candidate": reply.candidate,
+            "ad": reply.ad,
+        }
+    )
+
+
+# -- rendering -------------------------------------------------------------------------------
+
+
+def show_candidate(candidate: dict[str, Any]) -> None:
+    try:
+        data = support.read_volume_image(volume, candidate["path"])
+    except support.RefusedPath as e:
+        st.error(f"This photo is not shown: {e}")
+        return
+    breed = (candidate.get("labels") or {}).get("breed")
+    caption = (
+        f"Candidate #{candidate['rank']} of the top {candidate.get('of', 3)} · "
+        f"score {candidate['score']:.3f}" + (f" · {breed}" if breed else "")
+    )
+    st.image(data, caption=caption, width=420)
+
+
+def show_ad(ad: dict[str, Any], key: str) -> None:
+    try:
+        data = support.read_volume_image(volume, ad["path"], under=ADS_DIR)
+    except support.RefusedPath as e:
+        st.error(f"This ad is not shown: {e}")
+        return
+    st.image(data, caption="Your ad", width="stretch", output_format="PNG")
+    st.markdown(f"Saved in the volume at `{ad['path']}`")
+    left, right = st.columns(2)
+    with left:
+        st.download_button(
+            "Download the ad",
+            data,
+            file_name=PurePosixPath(ad["path"]).name,
+            mime="image/png",
+            key=f"download-{key}",
+            on_click="ignore",
+            icon=":material/download:",
+        )
+    with right:
+        st.link_button("See it in Dagster", config.asset_url(), icon=":material/open_in_new:")
+
+
+def show_message(message: dict[str, Any], key: str) -> None:
+    with st.chat_message(message["role"]):
+        if message.get("error"):
+            st.error(message["text"])
+        else:
+            st.markdown(message["text"])
+        for note in message.get("notes") or []:
+            st.info(note)
+        if message.get("candidate"):
+            show_candidate(message["candidate"])
+        if message.get("ad"):
+            show_ad(message["ad"], key)
+
+
+def show_shared_ad() -> None:
+    """An ad named in the URL (``?ad=ads/...png``), e.g. from a link someone shared."""
+    wanted = st.query_params.get("ad")
+    if not wanted:
+        return
+    try:
+        support.read_volume_image(volume, wanted, under=ADS_DIR)
+    except support.RefusedPath as e:
+        st.error(f"The ad in this link cannot be shown: {e}")
+        return
+    with st.expander("Shared ad", expanded=True):
+        show_ad({"path": wanted}, "shared")
+
+
+# -- callbacks (run before the script, so the page renders the new state) --------------------
+
+
+def on_segment() -> None:
+    segment = (session.get(SEGMENT_FIELD) or "").strip()
+    if not segment:
+        return
+    run_turn(f"Segment: {segment}")
+
+
+def on_restart() -> None:
+    session[STATE] = AgentState().to_dict()
+    session[MESSAGES] = [{"role": "assistant", "text": GREETING}]
+    session[SEGMENT_FIELD] = ""
+
+
+# -- the page --------------------------------------------------------------------------------
+
+st.title("adrag")
+st.caption("Name your audience; I'll propose a pet, find our best matching photo and make the ad.")
+show_shared_ad()
+
+for i, message in enumerate(session[MESSAGES]):
+    show_message(message, str(i))
+
+prompt = st.chat_input("An audience segment, yes / not quite / back, or your own description")
+if prompt:
+    show_message({"role": "user", "text": prompt}, "pending")
+    with st.spinner(support.pending_text(prompt, current_state().phase)):
+        run_turn(prompt)
+    show_message(session[MESSAGES][-1], str(len(session[MESSAGES]) - 1))
+
+# The sidebar is written last so it reflects this turn (the segment may just have changed).
+with st.sidebar:
+    st.header("Campaign")
+    session[SEGMENT_FIELD] = AgentState.from_dict(session[STATE]).segment
+    st.text_input(
+        "Audience segment",
+        key=SEGMENT_FIELD,
+        on_change=on_segment,
+        placeholder="e.g. young urban professionals",
+        help="Change it to start over with a new segment.",
+    )
+    st.button("Start over", on_click=on_restart, icon=":material/restart_alt:")
+
+    st.subheader("Brand image")
+    upload = st.file_uploader(
+        "Upload a product image",
+        type=list(support.UPLOAD_FORMATS.values()) + ["jpeg"],
+        max_upload_size=config.max_upload_mb,
+        help=f"PNG, JPEG or WebP, at most {config.max_upload_mb} MB.",
+    )
+    if upload is not None and session.get(UPLOAD_SEEN) != upload.file_id:
+        session[UPLOAD_SEEN] = upload.file_id
+        try:
+            session[BRAND] = support.save_brand_upload(
+                settings, upload.name, upload.getvalue(), config.max_upload_mb
+            )
+            st.success(f"Saved as `{session[BRAND]}`")
+        except support.UploadRejected as e:
+            st.error(f"That upload was not used: {e}.")
+    brands = list_brand_images(settings)
+    if session.get(BRAND) not in brands:
+        session[BRAND] = brands[0] if brands else None
+    if brands:
+        st.selectbox("Use", brands, key=BRAND)
+        try:
+            st.image(support.read_volume_image(volume, session[BRAND], under="brand"), width=90)
+        except support.RefusedPath as e:
+            st.error(str(e))
+    else:
+        st.warning(
+            f"No brand image yet: upload one above, or put it under `brand/` in the volume "
+            f"({volume / 'brand'})."
+        )
+
+    st.subheader("Generator")
+    label, problem = support.generator_label()
+    st.write(label)
+    if problem:
+        st.error(problem)
+
+    health = support.index_health(settings)
+    st.subheader("Encoder")
+    encoder = health.encoder_id if health.ok else settings.encoder
+    st.write(f"`{encoder}`")
+    if health.encoder_random or (not health.ok and support.encoder_is_random(encoder)):
+        st.warning(
+            f"**{RANDOM_WARNING[0].upper() + RANDOM_WARNING[1:]}.** Set ADRAG_ENCODER to a "
+            "real CLIP model for meaningful photo matches.",
+            icon=":material/warning:",
+        )
+
+    st.subheader("Index")
+    if health.ok:
+        st.write(f"{health.rows} photos · last sync {support.describe_time(health.synced_at)}")
+        st.caption(f"Delta version {health.synced_version or '?'} · `{health.collection}`")
+    else:
+        st.error(health.problem)
+    st.caption(f"Volume: `{volume}`")
+    st.link_button("Dagster UI", config.dagster_url, icon=":material/open_in_new:")

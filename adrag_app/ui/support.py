@@ -1,0 +1,255 @@
+"""The Streamlit app's logic that needs no Streamlit: config, safe file access, uploads, health.
+
+Everything the app shows or serves from disk goes through :func:`read_volume_image`, which
+refuses any path that escapes the volume (``..``, absolute paths elsewhere, symlinks out),
+whatever the agent, a widget or a URL parameter says.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, UnidentifiedImageError
+
+from adrag_app.agent import intents
+from adrag_app.agent.agent import SHOWING
+from adrag_app.service.ad_service import BRAND_DIR
+from adrag_assets.embeddings.encoder import RANDOM_WARNING, EncoderSpec
+from adrag_assets.settings import Settings
+from adrag_assets.volume.paths import resolve_in_volume
+
+DEFAULT_DAGSTER_URL = "http://127.0.0.1:3000"
+DEFAULT_MAX_UPLOAD_MB = 10
+UPLOAD_DIR = f"{BRAND_DIR}/uploads"
+UPLOAD_FORMATS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}
+MAX_UPLOAD_PIXELS = 40_000_000  # a 40 MP product shot is plenty; more is likely a bomb
+# Variables the app forwards from Streamlit secrets into its environment (env wins).
+SECRET_PREFIXES = ("ADRAG_", "REPLICATE_", "DAGSTER_HOME")
+
+
+class RefusedPath(ValueError):
+    """A path the app will not show or serve."""
+
+
+class UploadRejected(ValueError):
+    """An uploaded brand image that is not accepted; the message says why, in plain words."""
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    dagster_url: str = DEFAULT_DAGSTER_URL
+    max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB
+    user: str = ""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> AppConfig:
+        env = os.environ if env is None else env
+        try:
+            max_mb = int(env.get("ADRAG_MAX_UPLOAD_MB") or DEFAULT_MAX_UPLOAD_MB)
+        except ValueError:
+            raise ValueError("ADRAG_MAX_UPLOAD_MB must be a whole number of megabytes") from None
+        return cls(
+            dagster_url=(env.get("ADRAG_DAGSTER_URL") or DEFAULT_DAGSTER_URL).rstrip("/"),
+            max_upload_mb=max(1, max_mb),
+            user=(env.get("ADRAG_APP_USER") or "").strip(),
+        )
+
+    def asset_url(self, asset: str = "generated_ads") -> str:
+        return f"{self.dagster_url}/assets/{asset}"
+
+
+def apply_secrets(secrets: Mapping[str, Any], env: dict[str, str] | None = None) -> list[str]:
+    """Copy adrag's variables from Streamlit secrets into the environment, where the rest of
+    adrag reads them; variables already set win. Returns the names copied."""
+    env = os.environ if env is None else env
+    copied = []
+    for key, value in secrets.items():
+        wanted = key.startswith(SECRET_PREFIXES) and isinstance(value, str | int | float)
+        if wanted and key not in env:
+            env[key] = str(value)
+            copied.append(key)
+    return copied
+
+
+def read_volume_image(volume: Path, path: str, under: str | None = None) -> bytes:
+    """The bytes of an image file inside the volume (optionally inside ``under/``), or
+    :class:`RefusedPath` saying why not.
+
+    The reasons name the requested path, never the server's folders: they are shown to
+    whoever opened the page, possibly through a crafted link.
+    """
+    shown = str(path)[:200]
+    try:
+        resolved = resolve_in_volume(volume, path)
+    except ValueError:
+        raise RefusedPath(f"{shown!r} is not a path inside the app's storage volume") from None
+    root = Path(volume).resolve()
+    if under is not None and not resolved.is_relative_to(root / under):
+        raise RefusedPath(f"{shown!r} is not under {under}/ in the storage volume")
+    if not resolved.is_file():
+        raise RefusedPath(f"{shown!r} does not exist in the storage volume")
+    if Image.registered_extensions().get(resolved.suffix.lower()) is None:
+        raise RefusedPath(f"{shown!r} is not an image file")
+    return resolved.read_bytes()
+
+
+def _safe_stem(name: str) -> str:
+    stem = Path(name).stem
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", stem).strip("-").lower()[:40]
+    return slug or "brand"
+
+
+def save_brand_upload(settings: Settings, name: str, data: bytes, max_mb: int) -> str:
+    """Validate an uploaded brand image and store it under ``brand/uploads/``; return its
+    path relative to the volume. The same bytes uploaded twice give the same file."""
+    if not data:
+        raise UploadRejected("the file is empty")
+    if len(data) > max_mb * 1024 * 1024:
+        raise UploadRejected(f"the file is larger than {max_mb} MB")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            fmt = image.format or ""
+            if fmt not in UPLOAD_FORMATS:
+                raise UploadRejected(
+                    f"{fmt or 'this format'} is not accepted; use PNG, JPEG or WebP"
+                )
+            width, height = image.size
+            if width * height > MAX_UPLOAD_PIXELS:
+                raise UploadRejected(f"the image is too large ({width}x{height} pixels)")
+            image.load()  # a full decode: a truncated or corrupt file is refused here
+    except UploadRejected:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        raise UploadRejected("the file is not a readable image") from None
+    # The name is ours: a slug of the upload's name plus its content hash, with the extension
+    # of the format actually found (never the one the uploader claimed).
+    digest = hashlib.sha256(data).hexdigest()[:12]
+    rel = f"{UPLOAD_DIR}/{_safe_stem(name)}-{digest}.{UPLOAD_FORMATS[fmt]}"
+    target = resolve_in_volume(settings.volume, rel)
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".upload-", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    return rel
+
+
+@dataclass(frozen=True)
+class IndexHealth:
+    ok: bool
+    rows: int = 0
+    collection: str = ""
+    encoder_id: str = ""
+    encoder_random: bool = False
+    synced_at: str = ""
+    synced_version: str = ""
+    problem: str = ""  # plain words when not ok
+
+    @property
+    def encoder_warning(self) -> str:
+        return RANDOM_WARNING if self.encoder_random else ""
+
+
+def index_health(settings: Settings) -> IndexHealth:
+    """Rows, encoder and last sync of the live collection; plain words when there is none."""
+    from adrag_assets.index.milvus import (
+        PROP_ENCODER_ID,
+        PROP_ENCODER_SPEC,
+        PROP_SYNCED_AT,
+        PROP_SYNCED_VERSION,
+        MilvusIndex,
+    )
+
+    index = MilvusIndex(settings.milvus_uri, settings.milvus_token, settings.index_alias)
+    try:
+        live = index.live_collection()
+        if live is None:
+            return IndexHealth(
+                ok=False,
+                problem="No index yet: put photos under raw/ in the volume and run "
+                "`adrag ingest` (or materialize the assets in the Dagster UI).",
+            )
+        props = index.properties(live)
+        rows = index.count(live)
+    except Exception as e:
+        return IndexHealth(ok=False, problem=f"Cannot read the index ({type(e).__name__}: {e}).")
+    finally:
+        index.close()
+    spec = str(props.get(PROP_ENCODER_SPEC, ""))
+    try:
+        random = EncoderSpec.parse(spec).is_random if spec else False
+    except Exception:
+        random = "random" in spec
+    return IndexHealth(
+        ok=True,
+        rows=rows,
+        collection=live,
+        encoder_id=str(props.get(PROP_ENCODER_ID, "")),
+        encoder_random=random,
+        synced_at=str(props.get(PROP_SYNCED_AT, "")),
+        synced_version=str(props.get(PROP_SYNCED_VERSION, "")),
+    )
+
+
+def encoder_is_random(spec: str) -> bool:
+    try:
+        return EncoderSpec.parse(spec).is_random
+    except Exception:
+        return spec.startswith("random:")
+
+
+def describe_time(iso: str, now: datetime | None = None) -> str:
+    """``2026-11-28 18:23 UTC (5 min ago)`` from an ISO timestamp; the input if unparsable."""
+    try:
+        when = datetime.fromisoformat(iso)
+    except ValueError:
+        return iso or "never"
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    seconds = ((now or datetime.now(UTC)) - when).total_seconds()
+    if seconds < 90:
+        ago = "just now"
+    elif seconds < 5400:
+        ago = f"{round(seconds / 60)} min ago"
+    elif seconds < 172800:
+        ago = f"{round(seconds / 3600)} h ago"
+    else:
+        ago = f"{round(seconds / 86400)} days ago"
+    return f"{when.astimezone(UTC):%Y-%m-%d %H:%M} UTC ({ago})"
+
+
+def generator_label() -> tuple[str, str]:
+    """(what generates ads, a warning or ""), without contacting any provider."""
+    from adrag_app.generators import make_generator
+
+    try:
+        generator = make_generator()
+    except ValueError as e:
+        return "not configured", str(e)
+    if generator.name == "local":
+        return f"Local compositor, offline ({generator.model})", ""
+    return f"Replicate ({generator.model})", ""
+
+
+def pending_text(message: str, phase: str) -> str:
+    """What to show while a turn runs."""
+    kind = intents.parse(message).kind
+    if phase == SHOWING and kind == intents.YES:
+        return "Generating the ad…"
+    if kind in (intents.YES, intents.NO, intents.DESCRIPTION, intents.TEXT):
+        return "Searching the photo library…"
+    return "Thinking…"

@@ -1,0 +1,124 @@
+"""Ads out: brand images (a source), ``generated_ads`` (each ad reported by the image-gen
+service, not made by a run) and ``campaign_ads``, one ad per audience segment.
+
+This module is part of the composition root: it may import the app (the planner and the
+image-gen service) because Dagster runs them here.
+
+(No ``from __future__ import annotations`` here: Dagster reads the context annotation.)
+"""
+
+import dataclasses
+from pathlib import Path
+
+import dagster as dg
+
+from adrag_assets.defs.resources import MilvusResource, VolumeResource
+from adrag_assets.settings import load_settings
+
+GROUP = "ads"
+
+brand_images = dg.AssetSpec(
+    "brand_images",
+    group_name=GROUP,
+    description="Brand product images under brand/ in the storage volume (PNG, JPEG, WebP; "
+    "any depth). The image-gen service composes them into ads; by default it uses the first "
+    "one by name. Not materialized by Dagster: people upload them.",
+    kinds={"files"},
+)
+
+generated_ads = dg.AssetSpec(
+    "generated_ads",
+    deps=["image_index", brand_images],
+    group_name=GROUP,
+    description="Ads written by the image-gen service to ads/YYYY-MM-DD/ in the volume, a "
+    "PNG and a JSON sidecar each. Every ad is one materialization, reported by the service "
+    "(not a run), with the segment, prompt, seed photo, brand image, generator, model, "
+    "encoder and a thumbnail.",
+    kinds={"files"},
+)
+
+
+SEGMENTS_FILE = "campaigns/segments.txt"
+segments = dg.DynamicPartitionsDefinition(name="campaign_segments")
+
+
+def read_segments(volume: Path) -> list[str]:
+    """The segments listed in the volume's segments file, in order, without duplicates."""
+    path = volume / SEGMENTS_FILE
+    if not path.exists():
+        return []
+    lines = (line.split("#", 1)[0].strip() for line in path.read_text("utf-8").splitlines())
+    # Partition keys cannot hold some characters; segments are short phrases anyway.
+    return list(dict.fromkeys(" ".join(line.split())[:100] for line in lines if line))
+
+
+@dg.asset(
+    partitions_def=segments,
+    deps=["image_index", brand_images],
+    group_name=GROUP,
+    kinds={"files"},
+    description="One ad per audience segment listed in campaigns/segments.txt: the planner "
+    "proposes a pet description, the service retrieves the best photo and composes the ad.",
+)
+def campaign_ads(
+    context: dg.AssetExecutionContext, volume: VolumeResource, milvus: MilvusResource
+) -> dg.MaterializeResult:
+    from adrag_app.planner.planner import make_planner
+    from adrag_app.service.ad_service import generate_ad
+
+    segment = context.partition_key
+    proposal = make_planner().propose(segment)
+    if proposal.note:
+        context.log.warning(proposal.note)
+    context.log.info("%s -> %s (%s)", segment, proposal.description, proposal.reason)
+    settings = dataclasses.replace(load_settings(), volume=volume.path)
+    ad = generate_ad(
+        proposal.description,
+        0,
+        segment=segment,
+        filters=proposal.filters,
+        user="campaign_ads",
+        settings=settings,
+        instance=context.instance,
+        index=milvus.get(),
+    )
+    meta = {k: v for k, v in ad.metadata.items() if isinstance(v, (str, int, float, bool))}
+    return dg.MaterializeResult(
+        metadata={
+            **meta,
+            "segment": segment,
+            "description": proposal.description,
+            "reason": proposal.reason,
+            "planner": proposal.source,
+            "ad_path": ad.path,
+        }
+    )
+
+
+@dg.sensor(
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+    description=f"Keeps campaign_ads' partitions equal to {SEGMENTS_FILE} in the volume.",
+)
+def campaign_segments_sensor(context: dg.SensorEvaluationContext, volume: VolumeResource):
+    wanted = read_segments(volume.path)
+    have = set(context.instance.get_dynamic_partitions(segments.name))
+    added = [s for s in wanted if s not in have]
+    removed = sorted(have - set(wanted))
+    if not added and not removed:
+        return dg.SkipReason(f"{len(wanted)} segment(s), no change in {SEGMENTS_FILE}")
+    requests = []
+    if added:
+        requests.append(segments.build_add_request(added))
+    if removed:
+        requests.append(segments.build_delete_request(removed))
+    context.log.info("segments: %d added, %d removed", len(added), len(removed))
+    return dg.SensorResult(dynamic_partitions_requests=requests)
+
+
+campaign_job = dg.define_asset_job(
+    "campaign_job",
+    selection=[campaign_ads],
+    partitions_def=segments,
+    description="Generate the ad of one audience segment (a partition of campaign_ads).",
+)

@@ -1,0 +1,127 @@
+"""Embeddings: a CLIP vector per image and encoder in the ``image_embeddings`` table, and the
+encoder registered as an MLflow model.
+
+(No ``from __future__ import annotations`` here: Dagster reads the context annotation.)
+"""
+
+import dataclasses
+
+import dagster as dg
+import numpy as np
+
+from adrag_assets.defs.resources import GROUP, POOL, EncoderResource, TablesResource
+from adrag_assets.embeddings.encoder import ENCODER_CODE_VERSION, EncoderError, EncoderSpec
+from adrag_assets.embeddings.sync import embedding_matrix, sync_embeddings
+from adrag_assets.settings import load_settings
+
+SHOWN = 10  # examples listed in a failing check's metadata
+
+
+def encoder_code_version() -> str:
+    """The configured encoder's id as a code version: a new model makes embeddings stale."""
+    spec = load_settings().encoder
+    try:
+        return f"{EncoderSpec.parse(spec).encoder_id}|code-v{ENCODER_CODE_VERSION}"
+    except EncoderError:
+        return spec  # the run will fail with the clear error; the code location still loads
+
+
+ENCODER_VERSION = encoder_code_version()
+
+ENCODER_VERSION = encoder_code_version()
+
+
+@dg.asset(
+    deps=["images"],
+    pool=POOL,
+    code_version=ENCODER_VERSION,
+    # Re-embed on its own when the encoder changes, or when new images arrive outside a
+    # sensor run (e.g. `images` materialized by hand).
+    automation_condition=dg.AutomationCondition.eager()
+    | dg.AutomationCondition.code_version_changed(),
+    group_name=GROUP,
+    kinds={"delta", "pytorch"},
+    description="Delta table: a CLIP vector per image and encoder (image_id, encoder_id, path, "
+    "labels, embedding). Only images new to the configured encoder are embedded.",
+    check_specs=[
+        dg.AssetCheckSpec("vectors_finite_and_unit_norm", asset="image_embeddings"),
+    ],
+)
+def image_embeddings(
+    context: dg.AssetExecutionContext, tables: TablesResource, encoder: EncoderResource
+) -> dg.MaterializeResult:
+    enc = encoder.get()
+    if enc.is_random:
+        context.log.warning("encoder %s", enc.label)
+    t = tables.get()
+    stats = sync_embeddings(t, enc, encoder.batch_size, log=context.log)
+    ids, matrix = embedding_matrix(t, enc.encoder_id)
+    return dg.MaterializeResult(
+        metadata={
+            "encoder_id": enc.encoder_id,
+            "encoder": enc.label,
+            "precision": enc.precision,
+            "dim": enc.dim,
+            "embedded": stats.embedded,
+            "updated": stats.updated,
+            "deleted": stats.deleted,
+            "unchanged": stats.unchanged,
+            "failed": stats.failed,
+            "images_per_s": round(stats.images_per_s, 2),
+            "dagster/row_count": stats.rows,
+            "delta_version": stats.version,
+            "dagster/uri": t.uri("image_embeddings"),
+        },
+        check_results=[unit_vectors(matrix, ids)],
+    )
+
+
+def unit_vectors(matrix: np.ndarray, ids: list[str], tol: float = 1e-3) -> dg.AssetCheckResult:
+    if matrix.size == 0:
+        bad: list[str] = []
+        worst = 0.0
+    else:
+        norms = np.linalg.norm(matrix, axis=1)
+        finite = np.isfinite(matrix).all(axis=1)
+        ok = finite & (np.abs(norms - 1.0) <= tol)
+        bad = [ids[i] for i in np.flatnonzero(~ok)]
+        worst = float(np.nanmax(np.abs(norms - 1.0))) if finite.any() else float("inf")
+    return dg.AssetCheckResult(
+        check_name="vectors_finite_and_unit_norm",
+        passed=not bad,
+        metadata={
+            "vectors": len(ids),
+            "bad": len(bad),
+            "max_norm_error": worst,
+            "examples": dg.MetadataValue.json(bad[:SHOWN]),
+        },
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
+    code_version=ENCODER_VERSION,
+    kinds={"mlflow"},
+    description="The configured encoder registered in the local MLflow registry as the pyfunc "
+    "model adrag-encoder (base64 image or text in, unit vector out), one version per encoder.",
+)
+def encoder_model(
+    context: dg.AssetExecutionContext, encoder: EncoderResource
+) -> dg.MaterializeResult:
+    from adrag_assets.embeddings.mlflow_model import register_encoder
+
+    settings = dataclasses.replace(load_settings(), encoder=encoder.spec)
+    reg = register_encoder(settings)
+    if reg.random_weights:
+        context.log.warning(
+            "registered encoder %s has random weights (NOT semantic)", reg.encoder_id
+        )
+    return dg.MaterializeResult(
+        metadata={
+            "model_name": reg.name,
+            "version": reg.version,
+            "model_uri": reg.model_uri,
+            "encoder_id": reg.encoder_id,
+            "random_weights": reg.random_weights,
+        }
+    )

@@ -1,0 +1,111 @@
+"""The index: the configured encoder's Milvus collection behind the alias, the job that runs
+the whole photo pipeline, and the sensor that re-embeds on an encoder change.
+
+(No ``from __future__ import annotations`` here: Dagster reads the context annotation.)
+"""
+
+import dagster as dg
+
+from adrag_assets.defs.embeddings import ENCODER_VERSION
+from adrag_assets.defs.resources import GROUP, POOL, EncoderResource, MilvusResource, TablesResource
+from adrag_assets.index.milvus import MilvusIndex
+from adrag_assets.index.sync import activate, sync_index
+from adrag_assets.tables import Tables
+
+SHOWN = 10  # examples listed in a failing check's metadata
+
+
+@dg.asset(
+    deps=["image_embeddings"],
+    pool=POOL,
+    code_version=ENCODER_VERSION,
+    automation_condition=dg.AutomationCondition.eager()
+    | dg.AutomationCondition.code_version_changed(),
+    group_name=GROUP,
+    kinds={"milvus"},
+    description="Milvus collection of the configured encoder's vectors, synced from "
+    "image_embeddings' change feed; the alias names the live collection.",
+    check_specs=[dg.AssetCheckSpec("index_matches_embeddings", asset="image_index")],
+)
+def image_index(
+    context: dg.AssetExecutionContext,
+    tables: TablesResource,
+    encoder: EncoderResource,
+    milvus: MilvusResource,
+) -> dg.MaterializeResult:
+    enc = encoder.get()
+    t, index = tables.get(), milvus.get()
+    stats = sync_index(t, index, enc.encoder_id, encoder.spec, enc.dim, log=context.log)
+    check = index_matches(t, index, stats.collection, enc.encoder_id)
+    live_before = index.live_collection()
+    dropped: list[str] = []
+    if check.passed:
+        dropped = activate(index, stats.collection, milvus.keep_old_collections)
+        if live_before not in (None, stats.collection):
+            context.log.info(
+                "alias %s moved from %s to %s", index.alias, live_before, stats.collection
+            )
+    else:
+        context.log.error(
+            "index check failed: alias %s stays on %s", index.alias, live_before or "nothing"
+        )
+    return dg.MaterializeResult(
+        metadata={
+            "collection": stats.collection,
+            "alias": index.alias,
+            "encoder_id": enc.encoder_id,
+            "encoder": enc.label,
+            "mode": stats.mode,
+            "upserted": stats.upserted,
+            "deleted": stats.deleted,
+            "dagster/row_count": stats.rows,
+            "synced_delta_version": stats.synced_version,
+            "live_collection": index.live_collection() or "",
+            "dropped_collections": dg.MetadataValue.json(dropped),
+            "milvus_uri": index.shown_uri,
+        },
+        check_results=[check],
+    )
+
+
+def index_matches(
+    tables: Tables, index: MilvusIndex, collection: str, encoder_id: str
+) -> dg.AssetCheckResult:
+    table_ids = set(
+        tables.read("image_embeddings", ["image_id"], f"encoder_id = '{encoder_id}'")
+        .column("image_id")
+        .to_pylist()
+    )
+    index_ids = index.ids(collection)
+    missing, extra = sorted(table_ids - index_ids), sorted(index_ids - table_ids)
+    return dg.AssetCheckResult(
+        check_name="index_matches_embeddings",
+        passed=not missing and not extra,
+        metadata={
+            "table_rows": len(table_ids),
+            "index_rows": len(index_ids),
+            "missing_from_index": len(missing),
+            "extra_in_index": len(extra),
+            "examples": dg.MetadataValue.json((missing + extra)[:SHOWN]),
+        },
+    )
+
+
+ingest_job = dg.define_asset_job(
+    "ingest_job",
+    selection=dg.AssetSelection.assets(
+        "images", "image_embeddings", "image_index"
+    ).required_multi_asset_neighbors(),
+    description="Bring raw/ into Delta, embed what is new, sync the Milvus index.",
+    # One process for the whole run: the model loads once, not once per step.
+    executor_def=dg.in_process_executor,
+)
+
+# Dagster's default automation sensor starts stopped; this one runs by default, so a new
+# encoder (code version) or new images re-embed and re-index with nobody clicking.
+automation_sensor = dg.AutomationConditionSensorDefinition(
+    "adrag_automation",
+    target=dg.AssetSelection.assets("image_embeddings", "image_index"),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+)

@@ -1,0 +1,136 @@
+"""The storage volume: what is under ``raw/``, which files are sidecars, and their labels.
+
+Layout of a volume::
+
+    raw/**/<photo>          photos people upload, any depth
+    raw/**/labels.csv       labels for the photos in its folder and below: a ``file`` column
+                            (path relative to the csv's folder, or a bare file name) and any
+                            other columns (the pet sample has ``file,breed,species``)
+    raw/**/<photo>.json     labels for one photo, a flat JSON object
+    raw/**/<photo>.txt      a caption for one photo (stored as the label ``caption``)
+
+``<photo>`` in a sidecar name is the photo's file name with or without its extension
+(``rex.jpg.txt`` or ``rex.txt`` for ``rex.jpg``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+LABELS_CSV = "labels.csv"
+SIDECAR_SUFFIXES = (".json", ".txt")
+
+
+@dataclass(frozen=True)
+class FileStat:
+    path: str  # relative to the volume, POSIX separators: "raw/dogs/rex.jpg"
+    size: int
+    mtime_ns: int
+
+
+def sidecar_map(paths: set[str]) -> dict[str, str]:
+    """Map each .json/.txt sidecar among ``paths`` to the photo it describes."""
+    by_stem: dict[tuple[str, str], str] = {}
+    for q in sorted(paths, reverse=True):  # the first path by name wins a shared stem
+        pq = PurePosixPath(q)
+        if pq.suffix.lower() not in SIDECAR_SUFFIXES:
+            by_stem[(str(pq.parent), pq.stem)] = q
+    found = {}
+    for q in paths:
+        pq = PurePosixPath(q)
+        if pq.suffix.lower() not in SIDECAR_SUFFIXES:
+            continue
+        full = str(pq.with_suffix(""))  # rex.jpg.txt -> rex.jpg
+        photo = full if full in paths else by_stem.get((str(pq.parent), pq.stem))
+        if photo is not None and photo != q:
+            found[q] = photo
+    return found
+
+
+def scan(volume: Path) -> tuple[list[FileStat], list[str]]:
+    """Stat every file under ``raw/``: (candidate photos, sidecar paths), sorted by path.
+
+    Only a stat per file: content is read later and only for new or changed files.
+    Hidden files and folders (upload tools' temp files) are skipped.
+    """
+    raw = volume / "raw"
+    stats: dict[str, FileStat] = {}
+    for dirpath, dirnames, filenames in os.walk(raw):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in filenames:
+            if name.startswith("."):
+                continue
+            full = Path(dirpath) / name
+            try:
+                st = full.stat()
+            except FileNotFoundError:  # deleted while we walked
+                continue
+            rel = full.relative_to(volume).as_posix()
+            stats[rel] = FileStat(rel, st.st_size, st.st_mtime_ns)
+    names = set(stats)
+    sidecars = sorted(set(sidecar_map(names)) | {p for p in names if p.endswith("/" + LABELS_CSV)})
+    photos = [stats[p] for p in sorted(names) if p not in set(sidecars)]
+    return photos, sidecars
+
+
+def read_labels(volume: Path, photo_paths: list[str], sidecars: list[str]) -> dict[str, dict]:
+    """Labels for each photo path from labels.csv files and per-photo sidecars.
+
+    A sidecar next to the photo wins over a csv; a deeper csv wins over a shallower one.
+    """
+    labels: dict[str, dict] = {p: {} for p in photo_paths}
+    by_name: dict[tuple[str, str], list[str]] = {}  # (csv folder prefix, file name) -> photos
+    for p in photo_paths:
+        pp = PurePosixPath(p)
+        for parent in pp.parents:
+            by_name.setdefault((str(parent), pp.name), []).append(p)
+    # Shallow csvs first, so deeper ones overwrite them.
+    for csv_path in sorted(
+        (s for s in sidecars if s.endswith(LABELS_CSV)), key=lambda s: s.count("/")
+    ):
+        folder = str(PurePosixPath(csv_path).parent)
+        try:
+            text = (volume / csv_path).read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError):
+            continue  # an unreadable csv is reported by the coverage check, not fatal
+        for row in csv.DictReader(io.StringIO(text)):
+            name = (row.pop("file", None) or "").strip()
+            if not name:
+                continue
+            values = {k.strip(): (v or "").strip() for k, v in row.items() if k and v}
+            exact = f"{folder}/{name}"
+            targets = [exact] if exact in labels else by_name.get((folder, name), [])
+            for t in targets:
+                labels[t].update(values)
+    for side, photo in sorted(sidecar_map(set(labels) | set(sidecars)).items()):
+        if photo not in labels:
+            continue
+        try:
+            text = (volume / side).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        if side.endswith(".txt"):
+            labels[photo]["caption"] = text.strip()
+        else:
+            try:
+                obj = json.loads(text)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(obj, dict):
+                labels[photo].update({str(k): str(v) for k, v in obj.items()})
+    return labels
+
+
+def iter_files(volume: Path, paths: list[str]) -> Iterator[tuple[str, bytes | None]]:
+    """Read files one by one; a file that vanished yields ``None`` instead of failing."""
+    for p in paths:
+        try:
+            yield p, (volume / p).read_bytes()
+        except FileNotFoundError:
+            yield p, None

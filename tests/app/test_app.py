@@ -1,0 +1,278 @@
+"""The Streamlit app with AppTest, over the session's indexed pet photos (tests/app_home.py).
+
+A whole conversation from segment to ad, with the ad on disk and its materialization in
+Dagster; the sidebar (brand upload checks, generator, encoder warning, index health);
+refused paths; plain words when there is no index. The local compositor generates: nothing
+here touches the network.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from adrag_app.ui import support as app_support
+from adrag_assets.embeddings.encoder import RANDOM_WARNING
+from tests.support.app_home import IndexedHome, forget_mlflow, indexed_home, using_env
+from tests.support.data import REPO
+
+APP = REPO / "adrag_app" / "ui" / "app.py"
+DAGSTER_URL = "http://dagster.example:3123"
+ASSET = dg.AssetKey("generated_ads")
+TIMEOUT = 120  # first turns load the encoder and MLflow; generous but bounded
+
+
+@pytest.fixture(scope="module")
+def home(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    shared = indexed_home(request, tmp_path_factory)
+    with using_env({**shared.env, "ADRAG_DAGSTER_URL": DAGSTER_URL}):
+        yield shared
+        forget_mlflow()
+
+
+def start(query: dict[str, str] | None = None) -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.query_params.update(query or {})
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def say(at: AppTest, text: str):
+    at.chat_input[0].set_value(text).run()
+    assert not at.exception, at.exception
+    return at.chat_message[-1]
+
+
+def captions(message) -> list[str]:
+    return [caption for img in message.image for caption in img.captions]
+
+
+def ad_records(home: IndexedHome) -> list:
+    with dg.DagsterInstance.get() as instance:
+        return instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=ASSET), limit=1000
+        ).records
+
+
+def test_a_whole_conversation_from_segment_to_ad(home: IndexedHome) -> None:
+    settings = home.settings()
+    before = len(ad_records(home))
+    at = start()
+    assert "Which audience segment" in at.chat_message[0].markdown[0].value
+
+    proposal = say(at, "young urban professionals")
+    assert "How about" in proposal.markdown[0].value and not captions(proposal)
+
+    first = say(at, "yes")
+    assert captions(first)[0].startswith("Candidate #0 of the top 3 · score ")
+    second = say(at, "not quite")
+    assert captions(second)[0].startswith("Candidate #1 of the top 3")
+    state = at.session_state["agent_state"]
+    shown = state["candidates"][1]["path"]
+
+    done = say(at, "yes")
+    assert "Your ad" in captions(done)
+    state = at.session_state["agent_state"]
+    assert state["phase"] == "done"
+    ad = state["ad"]
+    assert ad["seed"]["path"] == shown and ad["brand"] == "brand/bottle.png"
+    assert (settings.volume / ad["path"]).is_file()
+    sidecar = json.loads((settings.volume / ad["sidecar"]).read_text())
+    assert sidecar["segment"] == "young urban professionals" and sidecar["seed_index"] == 1
+    assert [b.label for b in at.get("download_button")] == ["Download the ad"]
+    links = [b.proto.url for b in at.get("link_button")]
+    assert f"{DAGSTER_URL}/assets/generated_ads" in links
+    assert any(ad["path"] in m.value for m in done.markdown)
+
+    records = ad_records(home)
+    assert len(records) == before + 1
+    meta = records[0].asset_materialization.metadata
+    assert meta["path"].value == ad["path"] and meta["segment"].value == sidecar["segment"]
+
+    # The page re-renders the whole conversation from the session on every rerun.
+    at.run()
+    assert len(at.chat_message) == 9 and "Your ad" in captions(at.chat_message[-1])
+
+
+def test_the_sidebar_shows_the_setup(home: IndexedHome) -> None:
+    at = start()
+    text = " ".join(m.value for m in at.sidebar.markdown)
+    assert "Local compositor" in text
+    assert "random:adrag-tiny" in text
+    assert any(RANDOM_WARNING.lower() in w.value.lower() for w in at.sidebar.warning)
+    assert "296 photos · last sync" in text
+    assert at.sidebar.selectbox[0].value == "brand/bottle.png"
+
+    # The segment field starts the conversation over on a new segment.
+    at.sidebar.text_input[0].set_value("retirees").run()
+    assert at.session_state["agent_state"]["segment"] == "retirees"
+    assert "How about" in at.chat_message[-1].markdown[0].value
+    at.sidebar.button[0].click().run()  # start over
+    assert at.session_state["agent_state"]["phase"] == "awaiting_segment"
+    assert len(at.chat_message) == 1
+
+
+def _image_bytes(fmt: str, size: tuple[int, int] = (64, 48)) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", size, (10, 120, 200)).save(out, fmt)
+    return out.getvalue()
+
+
+def test_brand_uploads_are_validated_and_used(home: IndexedHome) -> None:
+    settings = home.settings()
+    at = start()
+    uploader = at.sidebar.get("file_uploader")[0]
+    uploader.set_value(("not-an-image.png", b"<?php echo 1; ?>", "image/png"))
+    at.run()
+    assert any("not a readable image" in e.value for e in at.sidebar.error)
+    assert at.sidebar.selectbox[0].value == "brand/bottle.png"
+
+    uploader = at.sidebar.get("file_uploader")[0]
+    uploader.set_value(("../../My Logo!.png", _image_bytes("JPEG"), "image/png"))
+    at.run()
+    chosen = at.sidebar.selectbox[0].value
+    assert chosen.startswith("brand/uploads/my-logo-") and chosen.endswith(".jpg")
+    assert Image.open(settings.volume / chosen).format == "JPEG"
+
+    # The chosen brand goes into the ad.
+    say(at, "show me a pug")
+    say(at, "yes")
+    assert at.session_state["agent_state"]["ad"]["brand"] == chosen
+
+
+def test_upload_checks(home: IndexedHome, tmp_path: Path) -> None:
+    settings = home.settings()
+    with pytest.raises(app_support.UploadRejected, match="larger than 1 MB"):
+        app_support.save_brand_upload(settings, "big.png", b"x" * (1024 * 1024 + 1), 1)
+    with pytest.raises(app_support.UploadRejected, match="GIF is not accepted"):
+        app_support.save_brand_upload(settings, "a.gif", _image_bytes("GIF"), 5)
+    with pytest.raises(app_support.UploadRejected, match="empty"):
+        app_support.save_brand_upload(settings, "a.png", b"", 5)
+    truncated = _image_bytes("PNG", (300, 300))[:200]
+    with pytest.raises(app_support.UploadRejected, match="not a readable image"):
+        app_support.save_brand_upload(settings, "a.png", truncated, 5)
+
+
+def test_paths_that_escape_the_volume_are_refused(home: IndexedHome, tmp_path: Path) -> None:
+    settings = home.settings()
+    volume = settings.volume
+    secret = tmp_path / "secret.png"
+    Image.new("RGB", (4, 4)).save(secret)
+    (volume / "ads").mkdir(exist_ok=True)
+    link = volume / "ads" / "link.png"
+    if not link.is_symlink():
+        os.symlink(secret, link)
+    refused = [
+        "../../etc/passwd",
+        "ads/../../secret.png",
+        str(secret),
+        "/etc/passwd",
+        "ads/link.png",  # a symlink out of the volume
+        "raw/pets/beagle_117.jpg",  # inside the volume, but not an ad
+        "ads/missing.png",
+    ]
+    for wanted in refused:
+        at = start({"ad": wanted})
+        assert at.error and "cannot be shown" in at.error[0].value, wanted
+        assert all("Your ad" not in img.captions for img in at.image)
+        assert not at.get("download_button")
+    for wanted in refused[:5]:
+        with pytest.raises(app_support.RefusedPath):
+            app_support.read_volume_image(volume, wanted)
+
+    # A real ad in the URL is shown, with its download button.
+    ads = sorted(p for p in (volume / "ads").rglob("*.png") if not p.is_symlink())
+    if not ads:
+        pytest.skip("no ad generated yet in this session")  # only when run on its own
+    at = start({"ad": ads[0].relative_to(volume).as_posix()})
+    assert not at.error and [b.label for b in at.get("download_button")] == ["Download the ad"]
+
+
+def test_no_index_is_said_in_plain_words(home: IndexedHome, tmp_path: Path) -> None:
+    empty = tmp_path / "empty-home"
+    (empty / "volume" / "brand").mkdir(parents=True)
+    with using_env(
+        {
+            **home.env,
+            "ADRAG_HOME": str(empty),
+            "ADRAG_MILVUS_URI": str(empty / "milvus" / "adrag.db"),
+            "ADRAG_TRACING": "off",
+        }
+    ):
+        at = start()
+        assert any(
+            "No index yet" in e.value and "adrag ingest" in e.value for e in at.sidebar.error
+        )
+        assert any("No brand image yet" in w.value for w in at.sidebar.warning)
+        say(at, "retirees")
+        reply = say(at, "yes")
+        assert "no photos in the search index" in reply.error[0].value
+        assert "adrag ingest" in reply.error[0].value
+        assert at.session_state["agent_state"]["phase"] == "proposed"
+
+
+def test_the_responses_agent_over_the_real_service_is_traced(home: IndexedHome) -> None:
+    """The MLflow model end to end: real retrieval and generation, one trace per turn."""
+    import mlflow
+
+    from adrag_app.agent.responses_agent import AdragResponsesAgent
+    from adrag_assets import tracing
+
+    model = AdragResponsesAgent()
+    state = None
+    for text in ("families with young children", "yes", "yes"):
+        response = model.predict(
+            {"input": [{"role": "user", "content": text}], "custom_inputs": {"state": state}}
+        )
+        state = response.custom_outputs["state"]
+    assert response.custom_outputs["phase"] == "done"
+    ad = response.custom_outputs["ad"]
+    assert (home.settings().volume / ad["path"]).is_file()
+    calls = [item for item in response.output if item.type == "function_call"]
+    assert json.loads(calls[0].arguments)["generate"] is True
+
+    tracing.flush()
+    trace = mlflow.search_traces(return_type="list", max_results=1)[0]
+    spans = {s.name: s for s in trace.data.spans}
+    assert spans["predict"].span_type == "AGENT" and spans["predict"].parent_id is None
+    tool = spans["find_or_make_ad"]
+    assert tool.parent_id == spans["agent_turn"].span_id
+    assert spans["generate_ad"].parent_id == tool.span_id
+    assert {"retrieve", "generate_image", "report_to_dagster"} <= set(spans)
+
+
+def test_a_failed_generation_is_said_plainly_and_nothing_is_saved(home: IndexedHome) -> None:
+    settings = home.settings()
+    ads = settings.volume / "ads"
+    before = sorted(ads.rglob("*")) if ads.exists() else []
+    records = len(ad_records(home))
+    # Replicate forced without a token: the generator cannot start.
+    with using_env({**home.env, "ADRAG_GENERATOR": "replicate", "ADRAG_TRACING": "off"}):
+        at = start()
+        assert any("REPLICATE_API_TOKEN" in e.value for e in at.sidebar.error)
+        say(at, "show me a beagle in a park")
+        reply = say(at, "yes")
+        text = reply.error[0].value
+        assert "could not be made" in text and "REPLICATE_API_TOKEN" in text
+        assert "Nothing was saved" in text
+        assert captions(reply)[0].startswith("Candidate #0")  # the photo stays
+        assert at.session_state["agent_state"]["phase"] == "showing_candidate"
+    assert (sorted(ads.rglob("*")) if ads.exists() else []) == before
+    assert len(ad_records(home)) == records
+
+
+def test_streamlit_secrets_fill_in_missing_variables_only() -> None:
+    env = {"ADRAG_HOME": "/from/env"}
+    copied = app_support.apply_secrets(
+        {"ADRAG_HOME": "/from/secrets", "ADRAG_DAGSTER_URL": "http://d:3000", "OTHER": "x"}, env
+    )
+    assert copied == ["ADRAG_DAGSTER_URL"]
+    assert env == {"ADRAG_HOME": "/from/env", "ADRAG_DAGSTER_URL": "http://d:3000"}

@@ -1,0 +1,64 @@
+"""Batch mode: campaign segments as dynamic partitions, one ad per segment."""
+
+from __future__ import annotations
+
+import json
+
+import dagster as dg
+
+from adrag_assets.defs.ads import campaign_ads, campaign_segments_sensor, read_segments, segments
+from adrag_assets.defs.resources import resources_from_settings
+from tests.support.helpers import draw_brand, index_for, run_pipeline
+
+
+def test_segments_file_drives_partitions_and_each_partition_makes_an_ad(
+    pets, instance, monkeypatch
+):
+    monkeypatch.setenv("ADRAG_TRACING", "off")
+    run_pipeline(pets, instance)
+    index_for(pets).close()
+    draw_brand(pets.volume / "brand" / "bottle.png", (20, 120, 200), "PNG")
+    seg_file = pets.volume / "campaigns" / "segments.txt"
+    seg_file.parent.mkdir()
+    seg_file.write_text("# spring campaign\noutdoor-loving dog owners\ncat lovers in small flats\n")
+    assert read_segments(pets.volume) == ["outdoor-loving dog owners", "cat lovers in small flats"]
+
+    resources = resources_from_settings(pets)
+    ctx = dg.build_sensor_context(instance=instance, resources={"volume": resources["volume"]})
+    result = campaign_segments_sensor(ctx)
+    assert isinstance(result, dg.SensorResult)
+    for req in result.dynamic_partitions_requests:  # what the daemon does with the result
+        instance.add_dynamic_partitions(segments.name, list(req.partition_keys))
+    assert set(instance.get_dynamic_partitions(segments.name)) == set(read_segments(pets.volume))
+
+    run = dg.materialize(
+        [campaign_ads],
+        partition_key="outdoor-loving dog owners",
+        resources=resources,
+        instance=instance,
+    )
+    assert run.success
+    mat = run.asset_materializations_for_node("campaign_ads")[0]
+    meta = {k: v.value for k, v in mat.metadata.items()}
+    assert meta["segment"] == "outdoor-loving dog owners"
+    assert meta["description"]
+    ad = pets.volume / meta["ad_path"]
+    assert ad.is_file() and ad.with_suffix(".json").is_file()
+    sidecar = json.loads(ad.with_suffix(".json").read_text())
+    assert sidecar["segment"] == "outdoor-loving dog owners"
+    # The planner asks for a dog for dog owners, and the species filter runs in Milvus.
+    assert sidecar["filters"].get("species") in (None, "dog")
+    if sidecar["filters"]:
+        assert sidecar["seed_labels"]["species"] == "dog"
+    # Every campaign ad is also a generated_ads materialization.
+    event = instance.get_latest_materialization_event(dg.AssetKey("generated_ads"))
+    assert event is not None
+
+    # A segment removed from the file leaves the partitions.
+    seg_file.write_text("outdoor-loving dog owners\n")
+    result = campaign_segments_sensor(
+        dg.build_sensor_context(instance=instance, resources={"volume": resources["volume"]})
+    )
+    assert [r.partition_keys for r in result.dynamic_partitions_requests] == [
+        ["cat lovers in small flats"]
+    ]

@@ -1,0 +1,517 @@
+"""The image-gen service on the real pet photos: tiny CLIP, Milvus Lite, Dagster, MLflow.
+
+The index is built once for the module (the pipeline is the slow part); every test reads it
+and writes ads into the module's volume, so tests compare before/after rather than assume an
+empty ads/ folder. Generation uses the offline compositor: nothing here touches the network.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+import dagster as dg
+import mlflow
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from adrag_app.cli.generate import generate
+from adrag_app.generators import GeneratedImage, GenerationFailed, LocalCompositor
+from adrag_app.service.ad_service import (
+    AdServiceError,
+    Candidate,
+    generate_ad,
+    list_brand_images,
+    milvus_filter,
+    resolve_in_volume,
+    retrieve,
+)
+from adrag_assets import tracing
+from adrag_assets.ads import writeback
+from adrag_assets.embeddings.encoder import EncoderSpec
+from adrag_assets.settings import Settings, load_settings
+from tests.support.data import PETS, TEST_ENCODER, pets_images
+from tests.support.helpers import draw_brand, run_pipeline
+
+ENCODER_ID = EncoderSpec.parse(TEST_ENCODER).encoder_id
+FAKE_TOKEN = "r8_FakeTokenForTests0123456789abcdefXYZ"
+QUERY = "a golden retriever on a beach"
+SEGMENT = "young urban professionals"
+ASSET = dg.AssetKey("generated_ads")
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory):
+    """ADRAG_HOME with the 296 pets indexed by the tiny encoder, and two brand images."""
+    root = tmp_path_factory.mktemp("service")
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in {
+            "ADRAG_HOME": str(root / "home"),
+            "ADRAG_ENCODER": TEST_ENCODER,
+            "ADRAG_PRECISION": "fp32",
+            "ADRAG_BATCH_SIZE": "32",
+            "DAGSTER_HOME": str(root / "home" / "dagster"),
+            "ADRAG_GENERATOR": "local",  # belt and braces: never Replicate in these tests
+        }.items():
+            mp.setenv(key, value)
+        for key in (
+            "ADRAG_VOLUME",
+            "ADRAG_MILVUS_URI",
+            "REPLICATE_API_TOKEN",
+            "ADRAG_MLFLOW_TRACKING_URI",
+            "ADRAG_TRACING",
+            # Set by mlflow.set_tracking_uri and by the CLI; restored when the module ends.
+            "MLFLOW_TRACKING_URI",
+            "MLFLOW_LOGGING_LEVEL",
+        ):
+            mp.delenv(key, raising=False)
+        settings = load_settings()
+        settings.raw_dir.mkdir(parents=True)
+        shutil.copytree(pets_images(), settings.raw_dir / "pets")
+        shutil.copy(PETS / "labels.csv", settings.raw_dir / "labels.csv")
+        draw_brand(settings.volume / "brand" / "a_bottle.png", (200, 30, 60), "PNG")
+        draw_brand(settings.volume / "brand" / "z_box.jpg", (30, 90, 200), "JPEG")
+        with dg.instance_for_test() as instance:
+            run_pipeline(settings, instance)
+        yield settings
+        tracing.flush()
+        mlflow.set_tracking_uri(None)  # leave no MLflow store behind for other modules
+
+
+def ads_snapshot(settings: Settings) -> set[str]:
+    """Every file and folder under ads/, hidden temp files included."""
+    ads = settings.volume / "ads"
+    return {p.relative_to(ads).as_posix() for p in ads.rglob("*")} if ads.exists() else set()
+
+
+def materialization_count(instance: dg.DagsterInstance) -> int:
+    return len(
+        instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=ASSET), limit=1000).records
+    )
+
+
+class FailingGenerator:
+    """A generator whose provider fails: the service must leave no trace of the attempt."""
+
+    name = "failing"
+    model = "test-failure"
+
+    def __init__(self, message: str = "The image service failed; please try again.") -> None:
+        self.error = GenerationFailed(message, provider_id="pred-123")
+        self.calls = 0
+
+    def generate(self, seed_image, brand_image, prompt, *, seed=None) -> GeneratedImage:
+        self.calls += 1
+        assert Path(seed_image).is_file() and Path(brand_image).is_file()
+        raise self.error
+
+
+# -- paths -----------------------------------------------------------------------------------
+
+
+def test_resolve_in_volume_refuses_escapes(tmp_path: Path):
+    volume = tmp_path / "volume"
+    (volume / "raw").mkdir(parents=True)
+    (volume / "raw" / "a.jpg").write_bytes(b"x")
+    (tmp_path / "volume2").mkdir()  # a sibling whose name starts like the volume's
+    (tmp_path / "secret.txt").write_text("outside")
+    (volume / "raw" / "inside_link.jpg").symlink_to(volume / "raw" / "a.jpg")
+    (volume / "raw" / "out_link.txt").symlink_to(tmp_path / "secret.txt")
+    (volume / "etc").symlink_to("/etc")
+    linked_volume = tmp_path / "volume_link"
+    linked_volume.symlink_to(volume)
+
+    real = volume.resolve()
+    assert resolve_in_volume(volume, "raw/a.jpg") == real / "raw" / "a.jpg"
+    assert resolve_in_volume(volume, volume / "raw" / "a.jpg") == real / "raw" / "a.jpg"
+    assert resolve_in_volume(volume, "raw/inside_link.jpg") == real / "raw" / "a.jpg"
+    assert resolve_in_volume(volume, "ads/2026-11-28/new.png") == real / "ads/2026-11-28/new.png"
+    # The volume itself may be reached through a symlink.
+    assert resolve_in_volume(linked_volume, "raw/a.jpg") == real / "raw" / "a.jpg"
+
+    for bad in (
+        "../secret.txt",
+        "raw/../../secret.txt",
+        "raw/../a.jpg",  # stays inside, but a path that travels never needs '..'
+        str(tmp_path / "secret.txt"),
+        "/etc/passwd",
+        str(tmp_path / "volume2" / "x.png"),
+        "raw/out_link.txt",
+        "etc/passwd",
+        "",
+        "   ",
+        "raw/a\x00.jpg",
+    ):
+        with pytest.raises(ValueError):
+            resolve_in_volume(volume, bad)
+
+
+def test_milvus_filter_quotes_values_and_checks_keys():
+    assert milvus_filter(None) == ""
+    assert milvus_filter({"species": "dog"}) == 'labels["species"] == "dog"'
+    assert milvus_filter({"species": "cat", "breed": "bengal"}) == (
+        'labels["breed"] == "bengal" and labels["species"] == "cat"'
+    )
+    assert milvus_filter({"breed": 'say "hi" \\ now'}) == (
+        r'labels["breed"] == "say \"hi\" \\ now"'
+    )
+    for bad in ({'species"] == "x" or labels["a': "dog"}, {"": "dog"}, {"a b": "dog"}):
+        with pytest.raises(ValueError, match="label name"):
+            milvus_filter(bad)
+    with pytest.raises(ValueError, match="string"):
+        milvus_filter({"species": 3})  # type: ignore[dict-item]
+    with pytest.raises(ValueError, match="control"):
+        milvus_filter({"species": "dog\x00"})
+
+
+# -- retrieval -------------------------------------------------------------------------------
+
+
+def test_retrieve_is_deterministic_and_returns_existing_paths(home: Settings):
+    first = retrieve(QUERY, settings=home)
+    second = retrieve(QUERY, 3, settings=home)
+    assert first == second
+    assert [c.rank for c in first] == [0, 1, 2]
+    assert len({c.image_id for c in first}) == 3
+    assert [c.score for c in first] == sorted((c.score for c in first), reverse=True)
+    for c in first:
+        assert isinstance(c, Candidate)
+        assert c.path.startswith("raw/pets/") and not Path(c.path).is_absolute()
+        assert (home.volume / c.path).is_file()
+        assert set(c.labels) == {"breed", "species"}
+    assert len(retrieve(QUERY, k=7, settings=home)) == 7
+    with pytest.raises(ValueError, match="empty"):
+        retrieve("   ", settings=home)
+
+
+def test_retrieve_applies_label_filters(home: Settings):
+    for species in ("cat", "dog"):
+        hits = retrieve(QUERY, k=10, filters={"species": species}, settings=home)
+        assert len(hits) == 10
+        assert {h.labels["species"] for h in hits} == {species}
+    beagles = retrieve(QUERY, k=5, filters={"breed": "beagle", "species": "dog"}, settings=home)
+    assert beagles and all(h.path.startswith("raw/pets/beagle_") for h in beagles)
+    # A value crafted to widen the filter matches nothing instead.
+    injected = {"species": 'dog" or labels["species"] == "cat'}
+    assert retrieve(QUERY, filters=injected, settings=home) == []
+    assert retrieve(QUERY, filters={"species": "unicorn"}, settings=home) == []
+
+
+# -- generation ------------------------------------------------------------------------------
+
+
+def test_generate_ad_writes_png_sidecar_and_dagster_materialization(home: Settings, instance):
+    before = ads_snapshot(home)
+    candidates = retrieve(QUERY, filters={"species": "dog"}, settings=home)
+    result = generate_ad(
+        QUERY,
+        1,
+        segment=SEGMENT,
+        user="marketer@example.com",
+        filters={"species": "dog"},
+        settings=home,
+        generator=LocalCompositor(),
+        instance=instance,
+    )
+    today = datetime.now(UTC).strftime("%Y-%m-%d")
+    assert result.path.startswith(f"ads/{today}/a-golden-retriever-on-a-beach-")
+    assert result.path.endswith(".png") and result.sidecar == result.path[:-4] + ".json"
+    ad_file = home.volume / result.path
+    with Image.open(ad_file) as im:
+        assert (im.format, im.size) == ("PNG", (1024, 1024))
+    new = ads_snapshot(home) - before
+    assert {n for n in new if "." in Path(n).name} == {
+        result.path.removeprefix("ads/"),
+        result.sidecar.removeprefix("ads/"),
+    }, "only the PNG and its sidecar appear (plus the day's folder), no temp files"
+
+    sidecar = json.loads((home.volume / result.sidecar).read_text())
+    assert sidecar == result.metadata
+    seed = candidates[1]
+    expected = {
+        "segment": SEGMENT,
+        "description": QUERY,
+        "seed_image_id": seed.image_id,
+        "seed_path": seed.path,
+        "seed_index": 1,
+        "brand_path": "brand/a_bottle.png",  # the first brand image by name
+        "generator": "local",
+        "model": LocalCompositor.model,
+        "encoder_id": ENCODER_ID,
+        "user": "marketer@example.com",
+        "provider_id": None,
+        "path": result.path,
+        "filters": {"species": "dog"},
+        "headline": f"Made for {SEGMENT}",
+    }
+    assert {k: sidecar[k] for k in expected} == expected
+    assert "image 1" in sidecar["prompt"] and "image 2" in sidecar["prompt"]
+    assert QUERY in sidecar["prompt"] and f'Headline: "Made for {SEGMENT}"' in sidecar["prompt"]
+    created = datetime.fromisoformat(sidecar["created_at"])
+    assert created.tzinfo is not None and abs((datetime.now(UTC) - created).total_seconds()) < 120
+
+    event = instance.get_latest_materialization_event(ASSET)
+    assert event is not None and event.run_id == ""  # a runless report, not a run
+    mat = event.asset_materialization
+    meta = {k: v.value for k, v in mat.metadata.items()}
+    for key in (
+        "segment",
+        "description",
+        "prompt",
+        "seed_image_id",
+        "seed_path",
+        "brand_path",
+        "generator",
+        "model",
+        "encoder_id",
+        "path",
+    ):
+        assert meta[key] == sidecar[key], key
+    assert meta["dagster/uri"] == str(ad_file)
+    assert "data:image/jpeg;base64," in meta["ad"]
+    assert mat.partition is None
+
+
+def test_generate_ad_same_inputs_same_image_and_explicit_brand(home: Settings, instance):
+    kwargs = dict(settings=home, generator=LocalCompositor(), instance=instance)
+    a = generate_ad(QUERY, brand="brand/z_box.jpg", **kwargs)
+    b = generate_ad(QUERY, brand=home.volume / "brand" / "z_box.jpg", **kwargs)
+    assert a.path != b.path  # every ad is its own file ...
+    assert a.metadata["ad_sha256"] == b.metadata["ad_sha256"]  # ... of the same picture
+    assert a.metadata["generation_seed"] == b.metadata["generation_seed"]
+    assert a.metadata["brand_path"] == "brand/z_box.jpg"
+    assert a.metadata["seed_image_id"] == retrieve(QUERY, settings=home)[0].image_id
+    assert materialization_count(instance) == 2
+    assert list_brand_images(home) == ["brand/a_bottle.png", "brand/z_box.jpg"]
+
+
+def test_generate_ad_refuses_bad_arguments(home: Settings, instance, tmp_path: Path):
+    (tmp_path / "outside.png").write_bytes((home.volume / "brand" / "a_bottle.png").read_bytes())
+    before = ads_snapshot(home)
+    kwargs = dict(settings=home, generator=LocalCompositor(), instance=instance)
+    for seed_index in (-1, 3):
+        with pytest.raises(ValueError, match="seed_index"):
+            generate_ad(QUERY, seed_index, **kwargs)
+    for brand, match in (
+        ("../outside.png", r"'\.\.'"),
+        (tmp_path / "outside.png", "outside the volume"),
+        ("raw/pets/beagle_10.jpg", "not under brand/"),
+        ("brand/missing.png", "does not exist"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            generate_ad(QUERY, brand=brand, **kwargs)
+    with pytest.raises(AdServiceError, match="only 0 photo"):
+        generate_ad(QUERY, filters={"species": "unicorn"}, **kwargs)
+    empty = dataclasses.replace(home, volume=tmp_path / "empty_volume")
+    with pytest.raises(AdServiceError, match="no brand image"):
+        generate_ad(QUERY, **{**kwargs, "settings": empty})
+    assert ads_snapshot(home) == before
+    assert materialization_count(instance) == 0
+
+
+def test_failing_generator_leaves_nothing_behind(home: Settings, instance):
+    generate_ad(QUERY, settings=home, generator=LocalCompositor(), instance=instance)
+    before, count = ads_snapshot(home), materialization_count(instance)
+    latest = instance.get_latest_materialization_event(ASSET)
+
+    failing = FailingGenerator()
+    with pytest.raises(GenerationFailed) as excinfo:
+        generate_ad(QUERY, settings=home, generator=failing, instance=instance)
+    assert excinfo.value is failing.error  # the generator's own error, message unchanged
+    assert str(excinfo.value) == "The image service failed; please try again."
+    assert failing.calls == 1
+    assert ads_snapshot(home) == before
+    assert materialization_count(instance) == count
+    assert instance.get_latest_materialization_event(ASSET) == latest
+
+
+def test_failed_write_or_report_leaves_nothing_behind(home: Settings, instance, monkeypatch):
+    before, count = ads_snapshot(home), materialization_count(instance)
+
+    real_replace = os.replace
+    calls = []
+
+    def replace_then_fail(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:  # the sidecar is in place, the PNG's rename fails
+            raise OSError(28, "No space left on device")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(writeback.os, "replace", replace_then_fail)
+    with pytest.raises(OSError, match="No space left"):
+        generate_ad(QUERY, settings=home, generator=LocalCompositor(), instance=instance)
+    monkeypatch.setattr(writeback.os, "replace", real_replace)
+    assert len(calls) == 2
+    assert ads_snapshot(home) == before
+    assert materialization_count(instance) == count
+
+    class BrokenInstance:
+        def report_runless_asset_event(self, event):
+            raise RuntimeError("database is locked")
+
+    with pytest.raises(AdServiceError, match="could not be recorded in Dagster"):
+        generate_ad(QUERY, settings=home, generator=LocalCompositor(), instance=BrokenInstance())
+    assert ads_snapshot(home) == before
+
+
+# -- traces ----------------------------------------------------------------------------------
+
+
+def _traces(experiment_name: str = tracing.DEFAULT_EXPERIMENT) -> list:
+    tracing.flush()
+    experiment = mlflow.get_experiment_by_name(experiment_name)
+    assert experiment is not None
+    return mlflow.search_traces(
+        locations=[experiment.experiment_id], return_type="list", flush=True
+    )
+
+
+def _spans(trace) -> dict[str, object]:
+    return {s.name: s for s in trace.data.spans}
+
+
+def test_traces_record_retrieval_and_generation_without_secrets(
+    home: Settings, instance, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    store = tmp_path / "mlflow" / "traces.db"
+    monkeypatch.setenv("ADRAG_MLFLOW_TRACKING_URI", f"sqlite:///{store}")
+    monkeypatch.setenv("REPLICATE_API_TOKEN", FAKE_TOKEN)
+
+    hits = retrieve(QUERY, filters={"species": "dog"}, settings=home)
+    ad = generate_ad(
+        QUERY, 2, segment=SEGMENT, settings=home, generator=LocalCompositor(), instance=instance
+    )
+    # Defence in depth: even an error message that (against the generator contract) carries
+    # the token must not put it in a trace.
+    failing = FailingGenerator(f"provider said: bad token {FAKE_TOKEN}")
+    with pytest.raises(GenerationFailed):
+        generate_ad(QUERY, settings=home, generator=failing, instance=instance)
+
+    assert store.is_file()
+    traces = _traces()
+    by_root = {}
+    for t in traces:
+        root = next(s for s in t.data.spans if s.parent_id is None)
+        by_root.setdefault(root.name, []).append(t)
+    assert len(by_root["retrieve"]) == 1 and len(by_root["generate_ad"]) == 2
+
+    # retrieve: a RETRIEVER span whose outputs are the ranked documents.
+    span = _spans(by_root["retrieve"][0])["retrieve"]
+    assert span.span_type == "RETRIEVER"
+    assert span.inputs == {"description": QUERY, "k": 3, "filters": {"species": "dog"}}
+    assert [d["metadata"]["doc_uri"] for d in span.outputs] == [h.path for h in hits]
+    assert [d["metadata"]["image_id"] for d in span.outputs] == [h.image_id for h in hits]
+    assert [d["metadata"]["score"] for d in span.outputs] == pytest.approx([h.score for h in hits])
+    assert span.attributes["encoder_id"] == ENCODER_ID
+
+    ok, failed = sorted(by_root["generate_ad"], key=lambda t: t.info.state != "OK")
+    spans = _spans(ok)
+    assert {n: s.span_type for n, s in spans.items()} == {
+        "generate_ad": "CHAIN",
+        "retrieve": "RETRIEVER",
+        "generate_image": "TOOL",
+        "report_to_dagster": "UNKNOWN",
+    }
+    root, tool = spans["generate_ad"], spans["generate_image"]
+    assert tool.parent_id == root.span_id and spans["retrieve"].parent_id == root.span_id
+    assert tool.attributes["outcome"] == "success"
+    assert tool.attributes["generator"] == "local"
+    assert tool.attributes["model"] == LocalCompositor.model
+    assert tool.attributes["ad_path"] == ad.path
+    assert tool.attributes["duration_s"] >= 0
+    assert tool.inputs["seed_path"] == ad.metadata["seed_path"]
+    assert tool.inputs["brand_path"] == "brand/a_bottle.png"
+    assert root.outputs["path"] == ad.path
+    assert root.inputs["segment"] == SEGMENT
+
+    assert failed.info.state == "ERROR"
+    tool = _spans(failed)["generate_image"]
+    assert tool.status.status_code == "ERROR"
+    assert tool.attributes["outcome"] == "error"
+    assert tool.attributes["error_type"] == "GenerationFailed"
+    assert "[redacted]" in failed.to_json()
+
+    for t in traces:
+        assert FAKE_TOKEN not in t.to_json()
+
+
+def test_tracing_defaults_to_adrag_home_and_never_breaks_the_service(
+    home: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    assert tracing.tracking_uri() == f"sqlite:///{home.home / 'mlflow' / 'mlflow.db'}"
+    # A store that cannot be created: tracing gives up with a warning, the service goes on.
+    (tmp_path / "not_a_dir").write_text("a file where a folder should be")
+    monkeypatch.setenv("ADRAG_MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/not_a_dir/x/m.db")
+    assert tracing.configure() is False
+    assert len(retrieve(QUERY, settings=home)) == 3
+    monkeypatch.setenv("ADRAG_TRACING", "off")
+    assert tracing.configure() is False
+    assert len(retrieve(QUERY, settings=home)) == 3
+
+
+# -- CLI and Dagster definitions ---------------------------------------------------------------
+
+
+def test_cli_generate(home: Settings):
+    from adrag_app.cli import main
+
+    # The `adrag` group with `generate` added, without mutating the real one.
+    adrag = click.Group(
+        name="adrag",
+        callback=main.callback,
+        params=main.params,
+        commands={**main.commands, "generate": generate},
+    )
+    runner = CliRunner()
+    out = runner.invoke(adrag, ["generate", QUERY, "--segment", SEGMENT, "--json"])
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.stdout)
+    assert set(data) >= {"path", "sidecar", "seed_path", "generator", "model"}
+    assert data["generator"] == "local" and (home.volume / data["path"]).is_file()
+    assert data["seed_path"] == retrieve(QUERY, settings=home)[0].path
+    assert "NOT semantic" in out.stderr
+
+    plain = runner.invoke(generate, [QUERY, "--seed-index", "2", "--filter", "species=cat"])
+    assert plain.exit_code == 0, plain.output
+    path = Path(plain.stdout.strip())
+    assert path.is_file() and path.is_relative_to(home.volume)
+    meta = json.loads(path.with_suffix(".json").read_text())
+    assert meta["seed_labels"]["species"] == "cat" and meta["seed_index"] == 2
+
+    # Both ads are materializations on the persistent instance at DAGSTER_HOME.
+    with dg.DagsterInstance.get() as instance:
+        paths = [
+            r.asset_materialization.metadata["path"].value
+            for r in instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=ASSET), limit=10
+            ).records
+        ]
+    assert data["path"] in paths and path.relative_to(home.volume).as_posix() in paths
+
+    for args, message in (
+        ([QUERY, "--brand", "../../etc/passwd"], "'..'"),
+        ([QUERY, "--filter", "species=unicorn"], "only 0 photo"),
+        ([" "], "empty"),
+    ):
+        bad = runner.invoke(generate, args)
+        assert bad.exit_code == 1, bad.output
+        lines = [line for line in bad.stderr.splitlines() if line.startswith("error:")]
+        assert len(lines) == 1 and message in lines[0]
+        assert "Traceback" not in bad.stderr and bad.stdout == ""
+    assert runner.invoke(generate, [QUERY, "--seed-index", "3"]).exit_code == 2  # usage error
+
+
+def test_ad_assets_join_the_asset_graph():
+    from adrag_assets.definitions import defs
+
+    graph = defs().resolve_asset_graph()
+    ads = dg.AssetKey("generated_ads")
+    assert graph.get(ads).parent_keys == {dg.AssetKey("image_index"), dg.AssetKey("brand_images")}
+    assert graph.get(ads).group_name == "ads"
+    assert dg.AssetKey("brand_images") in graph.get_all_asset_keys()

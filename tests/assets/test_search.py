@@ -1,0 +1,58 @@
+"""Hybrid retrieval (CLIP + BM25 over labels) on the pet photos with the offline encoder."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from adrag_assets.index.search import search
+from adrag_assets.settings import load_settings
+from tests.support.helpers import index_for, run_pipeline
+
+
+@pytest.fixture
+def index(pets, instance):
+    run_pipeline(pets, instance)
+    idx = index_for(pets)
+    yield idx
+    idx.close()
+
+
+@pytest.mark.parametrize("breed", ["beagle", "samoyed", "persian", "shiba inu"])
+def test_a_breed_name_ranks_that_breed_first(index, breed):
+    hits = search(index, f"a {breed} in the garden", k=5)
+    assert [h.labels["breed"] for h in hits] == [breed] * 5
+
+
+def test_same_description_same_top3_and_rrf_agrees(index, monkeypatch):
+    first = [h.image_id for h in search(index, "a beagle on a lawn", k=3)]
+    assert first == [h.image_id for h in search(index, "a beagle on a lawn", k=3)]
+    monkeypatch.setenv("ADRAG_HYBRID_RANKER", "rrf")
+    rrf = search(index, "a beagle on a lawn", k=3, settings=load_settings())
+    # RRF fuses ranks only: with a meaningless dense ranking (random weights) a dense-only
+    # hit can come between the beagles. That is why the default ranker is weighted.
+    assert len(rrf) == 3 and "beagle" in {h.labels["breed"] for h in rrf}
+
+
+def test_label_filters_apply_inside_milvus(index):
+    # Post-filtering the top-3 beagles would leave nothing; filtering in Milvus finds cats.
+    hits = search(index, "a beagle", k=3, filter='labels["species"] == "cat"')
+    assert len(hits) == 3 and {h.labels["species"] for h in hits} == {"cat"}
+
+
+def test_dense_only_mode_still_answers(index, monkeypatch):
+    monkeypatch.setenv("ADRAG_SEARCH_MODE", "dense")
+    hits = search(index, "a beagle", k=3, settings=load_settings())
+    assert len(hits) == 3
+    assert all(json.dumps(h.labels) for h in hits)
+
+
+def test_bad_search_settings_fail_clearly(monkeypatch):
+    monkeypatch.setenv("ADRAG_HYBRID_WEIGHTS", "half")
+    with pytest.raises(ValueError, match="ADRAG_HYBRID_WEIGHTS"):
+        load_settings()
+    monkeypatch.setenv("ADRAG_HYBRID_WEIGHTS", "0.5,0.5")
+    monkeypatch.setenv("ADRAG_SEARCH_MODE", "fuzzy")
+    with pytest.raises(ValueError, match="ADRAG_SEARCH_MODE"):
+        load_settings()

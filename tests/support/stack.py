@@ -1,0 +1,99 @@
+"""Starting and stopping `adrag up` for end-to-end tests, with bounded waits."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from adrag_app.cli.stack import free_port
+
+BIN = Path(sys.executable).parent
+# Debian's chromium, driven by Playwright (its own browser download is not reachable here).
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+class Stack:
+    def __init__(self, env: dict[str, str], home: Path):
+        self.env = env
+        self.home = home
+        self.dagster_port = free_port()
+        self.milvus_port = free_port()
+        self.env["ADRAG_MILVUS_URI"] = f"http://127.0.0.1:{self.milvus_port}"
+        self.proc: subprocess.Popen | None = None
+        self.out = home / "adrag-up.out"
+
+    def start(self, timeout: float = 240) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [
+                str(BIN / "adrag"),
+                "up",
+                "--dagster-port",
+                str(self.dagster_port),
+                "--app-port",
+                str(free_port()),
+            ],
+            env={**os.environ, **self.env},
+            stdout=self.out.open("w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        wait_for(lambda: "adrag is up" in self.out.read_text(), timeout, "adrag up", self)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        self.proc = None
+
+    def adrag(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(BIN / "adrag"), *args],
+            env={**os.environ, **self.env},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    def status(self) -> dict:
+        out = self.adrag("status", "--json")
+        return json.loads(out.stdout) if out.returncode == 0 else {}
+
+    def search_paths(self, query: str = "a pet", k: int = 50) -> list[str] | None:
+        out = self.adrag("search", query, "-k", str(k), "--json")
+        return [h["path"] for h in json.loads(out.stdout)] if out.returncode == 0 else None
+
+    def logs(self) -> str:
+        parts = [self.out]
+        parts += sorted((self.home / "logs").glob("*.log")) if (self.home / "logs").exists() else []
+        return "\n".join(f"== {p.name} ==\n{p.read_text()[-6000:]}" for p in parts if p.exists())
+
+
+def wait_for(
+    check: Callable[[], bool], timeout: float, what: str, stack: Stack, every: float = 2.0
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(every)
+    raise AssertionError(f"gave up after {timeout:.0f}s waiting for {what}\n{stack.logs()}")
