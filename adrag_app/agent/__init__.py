@@ -1,0 +1,1 @@
+"""The chat agent: intents, the conversation state machine, and its MLflow ResponsesAgent."""

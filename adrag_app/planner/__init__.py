@@ -1,0 +1,1 @@
+"""Audience segment -> a pet proposal: built-in (offline) or an OpenAI-compatible LLM."""

@@ -1,0 +1,1 @@
+"""Generated ads: written back to the volume and recorded in Dagster."""

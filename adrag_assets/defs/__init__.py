@@ -1,0 +1,1 @@
+"""Dagster wiring only, one file per stage; `definitions.py` loads them all."""

@@ -1,0 +1,1 @@
+"""Raw files into the `images` table: decode and hash each photo, sync, thumbnails."""

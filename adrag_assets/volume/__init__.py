@@ -1,0 +1,1 @@
+"""The storage volume: its layout, the files under raw/ with their sidecars and labels, paths."""
