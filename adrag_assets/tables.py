@@ -69,25 +69,37 @@ TABLES = {
 
 
 class Tables:
-    """The tables under one folder, created empty on first use."""
+    """The tables under one root (a folder, or later an object-store URL), created empty on
+    first use. ``storage_options`` are deltalake's, e.g. from a dagster-deltalake storage
+    config (``LocalConfig().str_dict()``), so another store plugs in at the resource."""
 
-    def __init__(self, root: Path):
-        self.root = Path(root)
+    def __init__(self, root: str | Path, storage_options: dict[str, str] | None = None):
+        self.root = str(root).rstrip("/")
+        # "provider" only tells dagster-deltalake's config types apart; deltalake wants the rest.
+        self.storage_options = {
+            k: v for k, v in (storage_options or {}).items() if k != "provider"
+        } or None
 
     def uri(self, name: str) -> str:
-        return str(self.root / name)
+        return f"{self.root}/{name}"
 
     def open(self, name: str) -> DeltaTable:
         try:
-            return DeltaTable(self.uri(name))
+            return DeltaTable(self.uri(name), storage_options=self.storage_options)
         except TableNotFoundError:
             schema, config = TABLES[name]
-            self.root.mkdir(parents=True, exist_ok=True)
-            write_deltalake(self.uri(name), schema.empty_table(), configuration=config or None)
-            return DeltaTable(self.uri(name))
+            if "://" not in self.root:
+                Path(self.root).mkdir(parents=True, exist_ok=True)
+            write_deltalake(
+                self.uri(name),
+                schema.empty_table(),
+                configuration=config or None,
+                storage_options=self.storage_options,
+            )
+            return DeltaTable(self.uri(name), storage_options=self.storage_options)
 
     def exists(self, name: str) -> bool:
-        return DeltaTable.is_deltatable(self.uri(name))
+        return DeltaTable.is_deltatable(self.uri(name), storage_options=self.storage_options)
 
     def query(self, name: str, sql: str) -> pa.RecordBatchReader:
         """Stream the result of ``sql`` over table ``name`` (referred to by that name).

@@ -32,6 +32,7 @@ from adrag_assets.images.sync import sync_images
 from adrag_assets.index.milvus import MilvusIndex
 from adrag_assets.index.sync import activate, sync_index
 from adrag_assets.tables import Tables
+from adrag_assets.volume import open_volume
 from bench.throughput import DEFAULT_IMAGES
 
 BIN = Path(sys.executable).parent
@@ -67,7 +68,7 @@ def one_new_photo(n_copies: int, photos: list[Path], encoder_spec: str, work: Pa
     def run() -> dict:
         out = {}
         t0 = time.perf_counter()
-        s_img = sync_images(home / "volume", tables)
+        s_img = sync_images(open_volume(home / "volume"), tables)
         t1 = time.perf_counter()
         s_emb = sync_embeddings(tables, enc)
         t2 = time.perf_counter()

@@ -31,6 +31,7 @@ from adrag_assets.images.sync import sync_images
 from adrag_assets.index.milvus import MilvusIndex
 from adrag_assets.index.sync import sync_index
 from adrag_assets.tables import Tables
+from adrag_assets.volume import open_volume
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_IMAGES = REPO.parent / "shared" / "datasets" / "oxford-pets-sample"
@@ -117,7 +118,7 @@ def main() -> None:
         work = Path(tmp)
         make_volume(images, work / "volume")
         base = work / "tables-base"
-        sync_images(work / "volume", Tables(base))
+        sync_images(open_volume(work / "volume"), Tables(base))
 
         results = {}
         for prec in dict.fromkeys([precision, "fp32", "bf16"]):

@@ -136,6 +136,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
     from adrag_assets.index.milvus import PROP_ENCODER_ID, PROP_SYNCED_VERSION, MilvusIndex
     from adrag_assets.tables import Tables
     from adrag_assets.volume import files as vol
+    from adrag_assets.volume import open_volume
 
     s: Settings = ctx.obj["settings"]
     try:
@@ -144,7 +145,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
     except EncoderError as e:
         _fail(str(e))
     tables = Tables(s.tables_dir)
-    photos, _ = vol.scan(s.volume)
+    photos, _ = vol.scan(open_volume(s.volume))
     index = MilvusIndex(s.milvus_uri, s.milvus_token, s.index_alias)
     try:
         live = index.live_collection()

@@ -19,6 +19,7 @@ import click
 from PIL import Image, ImageDraw
 
 from adrag_assets.settings import OFFLINE_ENCODER, load_settings
+from adrag_assets.volume import BRAND
 
 MARKER = ".adrag-demo-home"  # only a folder carrying this is wiped on the next demo
 QUERIES = ["a beagle on a lawn", "a cat sleeping on a sofa", "a dog running on the beach"]
@@ -139,7 +140,7 @@ def main() -> None:
     for q in QUERIES:
         click.echo(f'\nadrag search "{q}"')
         cli.main(["search", q, "-k", "3"], standalone_mode=False)
-    brand = settings.volume / "brand"
+    brand = settings.volume / BRAND
     if not brand.is_dir():
         draw_brand(brand / "demo-bottle.png")
         click.echo(f"\nbrand image: drew a stand-in product bottle at {brand / 'demo-bottle.png'}")

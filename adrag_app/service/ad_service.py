@@ -32,18 +32,17 @@ from PIL import Image
 
 from adrag_app.generators import Generator, make_generator
 from adrag_assets import tracing
-from adrag_assets.ads.writeback import remove_files, report_ad, write_all_or_nothing
+from adrag_assets.ads.writeback import report_ad
 from adrag_assets.images.decode import ACCEPTED_FORMATS
 from adrag_assets.index.milvus import PROP_ENCODER_ID, MilvusIndex
 from adrag_assets.index.search import search
 from adrag_assets.settings import Settings, load_settings
+from adrag_assets.volume import ADS, BRAND, open_volume
 from adrag_assets.volume.paths import relative_to_volume, resolve_in_volume
 
 log = logging.getLogger(__name__)
 
 TOP_K = 3
-ADS_DIR = "ads"
-BRAND_DIR = "brand"
 SIDECAR_VERSION = 1
 MAX_DESCRIPTION = 500
 # Label keys come from CSV headers and sidecar JSON keys; anything else in a filter is refused
@@ -96,7 +95,7 @@ def list_brand_images(settings: Settings | None = None) -> list[str]:
     """Brand product images under ``<volume>/brand/`` (any depth), sorted by path."""
     settings = settings or load_settings()
     root = settings.volume.resolve()
-    brand_root = root / BRAND_DIR
+    brand_root = root / BRAND
     if not brand_root.is_dir():
         return []
     out = []
@@ -117,15 +116,15 @@ def resolve_brand(settings: Settings, brand: str | Path | None) -> Path:
         found = list_brand_images(settings)
         if not found:
             raise AdServiceError(
-                f"no brand image: put the product image(s) under {root / BRAND_DIR}/ "
+                f"no brand image: put the product image(s) under {root / BRAND}/ "
                 f"(PNG, JPEG or WebP), or pass one explicitly"
             )
         return resolve_in_volume(root, found[0])
     path = resolve_in_volume(root, brand)
-    if not path.is_relative_to(root / BRAND_DIR):
+    if not path.is_relative_to(root / BRAND):
         raise ValueError(
-            f"brand image {str(brand)!r} is not under {BRAND_DIR}/ in the volume; give a path "
-            f"like '{BRAND_DIR}/<file>' relative to the volume {root}"
+            f"brand image {str(brand)!r} is not under {BRAND}/ in the volume; give a path "
+            f"like '{BRAND}/<file>' relative to the volume {root}"
         )
     if not path.is_file():
         raise ValueError(f"brand image {str(brand)!r} does not exist in the volume {root}")
@@ -336,6 +335,7 @@ def generate_ad(
     nothing behind: no file, no sidecar, no materialization.
     """
     settings = settings or load_settings()
+    store = open_volume(settings.volume)
     volume = settings.volume.resolve()
     with tracing.span(
         "generate_ad",
@@ -379,7 +379,7 @@ def generate_ad(
 
         created = datetime.now(UTC)
         ad_id = secrets.token_hex(6)
-        ad_rel = f"{ADS_DIR}/{created:%Y-%m-%d}/{_slug(scene)}-{ad_id}.png"
+        ad_rel = f"{ADS}/{created:%Y-%m-%d}/{_slug(scene)}-{ad_id}.png"
         ad_file = resolve_in_volume(volume, ad_rel)
         sidecar_file = ad_file.with_suffix(".json")
         sidecar_rel = sidecar_file.relative_to(volume).as_posix()
@@ -430,7 +430,7 @@ def generate_ad(
                 }
                 sidecar = json.dumps(metadata, indent=2, ensure_ascii=False).encode() + b"\n"
                 # Sidecar first: whoever sees the PNG can rely on its sidecar being there.
-                write_all_or_nothing([(sidecar_file, sidecar), (ad_file, image.png)])
+                store.write_all_or_nothing([(sidecar_rel, sidecar), (ad_rel, image.png)])
             except BaseException as error:
                 tool.set_attributes(
                     {
@@ -455,10 +455,10 @@ def generate_ad(
 
         with tracing.span("report_to_dagster", tracing.UNKNOWN, inputs={"path": ad_rel}):
             try:
-                report_ad(settings.dagster_home, instance, metadata, image.png, ad_file)
+                report_ad(settings.dagster_home, instance, metadata, image.png, str(ad_file))
             except Exception as e:
                 # An ad that Dagster does not know about breaks lineage: take it back.
-                remove_files([ad_file, sidecar_file])
+                store.delete([ad_rel, sidecar_rel])
                 raise AdServiceError(
                     f"the ad was generated but could not be recorded in Dagster "
                     f"({type(e).__name__}: {e}); nothing was kept"

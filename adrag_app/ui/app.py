@@ -22,9 +22,10 @@ import streamlit as st
 
 from adrag_app.agent.agent import GREETING, Agent, AgentState, Reply
 from adrag_app.planner.planner import make_planner
-from adrag_app.service.ad_service import ADS_DIR, list_brand_images
+from adrag_app.service.ad_service import list_brand_images
 from adrag_app.service.tool import ServiceTool
 from adrag_app.ui import support
+from adrag_assets import volume as layout
 from adrag_assets.embeddings.encoder import RANDOM_WARNING
 from adrag_assets.settings import load_settings
 
@@ -118,7 +119,7 @@ def show_candidate(candidate: dict[str, Any]) -> None:
 
 def show_ad(ad: dict[str, Any], key: str) -> None:
     try:
-        data = support.read_volume_image(volume, ad["path"], under=ADS_DIR)
+        data = support.read_volume_image(volume, ad["path"], under=layout.ADS)
     except support.RefusedPath as e:
         st.error(f"This ad is not shown: {e}")
         return
@@ -159,7 +160,7 @@ def show_shared_ad() -> None:
     if not wanted:
         return
     try:
-        support.read_volume_image(volume, wanted, under=ADS_DIR)
+        support.read_volume_image(volume, wanted, under=layout.ADS)
     except support.RefusedPath as e:
         st.error(f"The ad in this link cannot be shown: {e}")
         return
@@ -234,13 +235,15 @@ with st.sidebar:
     if brands:
         st.selectbox("Use", brands, key=BRAND)
         try:
-            st.image(support.read_volume_image(volume, session[BRAND], under="brand"), width=90)
+            st.image(
+                support.read_volume_image(volume, session[BRAND], under=layout.BRAND), width=90
+            )
         except support.RefusedPath as e:
             st.error(str(e))
     else:
         st.warning(
             f"No brand image yet: upload one above, or put it under `brand/` in the volume "
-            f"({volume / 'brand'})."
+            f"({volume / layout.BRAND})."
         )
 
     st.subheader("Generator")

@@ -11,7 +11,6 @@ import hashlib
 import io
 import os
 import re
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,14 +21,13 @@ from PIL import Image, UnidentifiedImageError
 
 from adrag_app.agent import intents
 from adrag_app.agent.agent import SHOWING
-from adrag_app.service.ad_service import BRAND_DIR
 from adrag_assets.embeddings.encoder import RANDOM_WARNING, EncoderSpec
 from adrag_assets.settings import Settings
+from adrag_assets.volume import BRAND_UPLOADS, open_volume
 from adrag_assets.volume.paths import resolve_in_volume
 
 DEFAULT_DAGSTER_URL = "http://127.0.0.1:3000"
 DEFAULT_MAX_UPLOAD_MB = 10
-UPLOAD_DIR = f"{BRAND_DIR}/uploads"
 UPLOAD_FORMATS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}
 MAX_UPLOAD_PIXELS = 40_000_000  # a 40 MP product shot is plenty; more is likely a bomb
 # Variables the app forwards from Streamlit secrets into its environment (env wins).
@@ -133,18 +131,10 @@ def save_brand_upload(settings: Settings, name: str, data: bytes, max_mb: int) -
     # The name is ours: a slug of the upload's name plus its content hash, with the extension
     # of the format actually found (never the one the uploader claimed).
     digest = hashlib.sha256(data).hexdigest()[:12]
-    rel = f"{UPLOAD_DIR}/{_safe_stem(name)}-{digest}.{UPLOAD_FORMATS[fmt]}"
-    target = resolve_in_volume(settings.volume, rel)
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".upload-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+    rel = f"{BRAND_UPLOADS}/{_safe_stem(name)}-{digest}.{UPLOAD_FORMATS[fmt]}"
+    volume = open_volume(settings.volume)
+    if volume.stat(rel) is None:
+        volume.write_all_or_nothing([(rel, data)])
     return rel
 
 

@@ -14,6 +14,7 @@ import dagster as dg
 
 from adrag_assets.defs.resources import MilvusResource, VolumeResource
 from adrag_assets.settings import load_settings
+from adrag_assets.volume import SEGMENTS_FILE, Volume
 
 GROUP = "ads"
 
@@ -38,16 +39,16 @@ generated_ads = dg.AssetSpec(
 )
 
 
-SEGMENTS_FILE = "campaigns/segments.txt"
 segments = dg.DynamicPartitionsDefinition(name="campaign_segments")
 
 
-def read_segments(volume: Path) -> list[str]:
+def read_segments(volume: Volume) -> list[str]:
     """The segments listed in the volume's segments file, in order, without duplicates."""
-    path = volume / SEGMENTS_FILE
-    if not path.exists():
+    try:
+        text = volume.read_bytes(SEGMENTS_FILE).decode("utf-8")
+    except FileNotFoundError:
         return []
-    lines = (line.split("#", 1)[0].strip() for line in path.read_text("utf-8").splitlines())
+    lines = (line.split("#", 1)[0].strip() for line in text.splitlines())
     # Partition keys cannot hold some characters; segments are short phrases anyway.
     return list(dict.fromkeys(" ".join(line.split())[:100] for line in lines if line))
 
@@ -71,7 +72,7 @@ def campaign_ads(
     if proposal.note:
         context.log.warning(proposal.note)
     context.log.info("%s -> %s (%s)", segment, proposal.description, proposal.reason)
-    settings = dataclasses.replace(load_settings(), volume=volume.path)
+    settings = dataclasses.replace(load_settings(), volume=Path(volume.root))
     ad = generate_ad(
         proposal.description,
         0,
@@ -101,7 +102,7 @@ def campaign_ads(
     description=f"Keeps campaign_ads' partitions equal to {SEGMENTS_FILE} in the volume.",
 )
 def campaign_segments_sensor(context: dg.SensorEvaluationContext, volume: VolumeResource):
-    wanted = read_segments(volume.path)
+    wanted = read_segments(volume.get())
     have = set(context.instance.get_dynamic_partitions(segments.name))
     added = [s for s in wanted if s not in have]
     removed = sorted(have - set(wanted))

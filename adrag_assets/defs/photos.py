@@ -6,7 +6,6 @@ the upload sensor that starts ``ingest_job`` when files change.
 
 import hashlib
 import json
-from pathlib import Path
 
 import dagster as dg
 
@@ -15,6 +14,7 @@ from adrag_assets.images.sync import sync_images
 from adrag_assets.images.thumbnails import thumbnail_markdown
 from adrag_assets.settings import load_settings
 from adrag_assets.tables import Tables
+from adrag_assets.volume import Volume
 from adrag_assets.volume import files as vol
 
 THUMBNAILS = 6  # newest photos shown in a materialization's metadata
@@ -59,7 +59,7 @@ raw_photos = dg.AssetSpec(
 )
 def images(context: dg.AssetExecutionContext, volume: VolumeResource, tables: TablesResource):
     t = tables.get()
-    stats = sync_images(volume.path, t, log=context.log)
+    stats = sync_images(volume.get(), t, log=context.log)
     # Only the newest few rows' bytes are read for thumbnails, never the whole table.
     newest = f"SELECT path, bytes FROM images ORDER BY ingested_at DESC, path LIMIT {THUMBNAILS}"
     added = t.query("images", newest).read_all() if stats.added else None
@@ -105,7 +105,7 @@ def images(context: dg.AssetExecutionContext, volume: VolumeResource, tables: Ta
             "rejected": dg.MetadataValue.md(rejected_markdown(t)),
         },
     )
-    yield coverage(volume.path, t)
+    yield coverage(volume.get(), t)
 
 
 def rejected_markdown(tables: Tables) -> str:
@@ -118,7 +118,7 @@ def rejected_markdown(tables: Tables) -> str:
     return "\n".join(lines)
 
 
-def coverage(volume: Path, tables: Tables) -> dg.AssetCheckResult:
+def coverage(volume: Volume, tables: Tables) -> dg.AssetCheckResult:
     photos, sidecars = vol.scan(volume)
     known = set(tables.read("volume_files", ["path"]).column("path").to_pylist())
     known |= set(tables.read("rejected_images", ["path"]).column("path").to_pylist())
@@ -153,29 +153,23 @@ IN_FLIGHT = [
 ]
 
 
-def pending_changes(volume: VolumeResource, tables: TablesResource) -> dict[str, str]:
-    """{path: "size:mtime_ns"} of photo files the tables don't have as they are ("" = gone)."""
-    t = tables.get()
-    photos, sidecars = vol.scan(volume.path)
+def pending_changes(volume: Volume, tables: Tables) -> tuple[dict[str, str], str]:
+    """({path: "size:mtime_ns"} of photo files the tables don't have as they are, "" = gone;
+    one digest of every sidecar's name, size and mtime, since labels live in them)."""
+    photos, sidecars = vol.scan(volume)
     known = {
         r["path"]: f"{r['size']}:{r['mtime_ns']}"
         for name in ("volume_files", "rejected_images")
-        for r in t.read(name, ["path", "size", "mtime_ns"]).to_pylist()
+        for r in tables.read(name, ["path", "size", "mtime_ns"]).to_pylist()
     }
     now = {p.path: f"{p.size}:{p.mtime_ns}" for p in photos}
     changes = {p: s for p, s in now.items() if known.get(p) != s}
     changes.update({p: "" for p in known if p not in now})
-    return changes
-
-
-def sidecars_digest(volume: VolumeResource) -> str:
-    """One digest of every sidecar's name, size and mtime: labels live in them."""
-    _, sidecars = vol.scan(volume.path)
     digest = hashlib.sha256()
     for side in sidecars:
-        st = (volume.path / side).stat()
-        digest.update(f"{side}:{st.st_size}:{st.st_mtime_ns}\n".encode())
-    return digest.hexdigest()[:16]
+        if st := volume.stat(side):
+            digest.update(f"{side}:{st.size}:{st.mtime_ns}\n".encode())
+    return changes, digest.hexdigest()[:16]
 
 
 @dg.sensor(
@@ -189,8 +183,7 @@ def raw_photos_sensor(
     context: dg.SensorEvaluationContext, volume: VolumeResource, tables: TablesResource
 ):
     previous = json.loads(context.cursor) if context.cursor else {}
-    changes = pending_changes(volume, tables)
-    sidecars = sidecars_digest(volume)
+    changes, sidecars = pending_changes(volume.get(), tables.get())
     synced = previous.get("synced_sidecars")
     if synced is None and not changes:
         synced = sidecars  # first look at a volume whose photos are all ingested already

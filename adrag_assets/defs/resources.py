@@ -6,15 +6,15 @@ Dagster UI, the daemon and the CLI agree; a run can still override any field in 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import dagster as dg
-from pydantic import PrivateAttr
+from dagster_deltalake import AzureConfig, GcsConfig, LocalConfig, S3Config
+from pydantic import Field, PrivateAttr
 
 from adrag_assets.embeddings.encoder import ClipEncoder, load_encoder
 from adrag_assets.index.milvus import MilvusIndex
 from adrag_assets.settings import Settings, load_settings
 from adrag_assets.tables import Tables
+from adrag_assets.volume import Volume, open_volume
 
 GROUP = "photo_index"  # the asset group of the photo pipeline
 POOL = "adrag_index"  # every writer of the tables/collection; limit 1 in dagster.yaml
@@ -25,18 +25,21 @@ class VolumeResource(dg.ConfigurableResource):
 
     root: str
 
-    @property
-    def path(self) -> Path:
-        return Path(self.root)
+    def get(self) -> Volume:
+        return open_volume(self.root)
 
 
 class TablesResource(dg.ConfigurableResource):
-    """The folder holding adrag's Delta tables (images, image_embeddings, ...)."""
+    """Where adrag's Delta tables live (images, image_embeddings, ...), with
+    dagster-deltalake's storage configuration: local today; S3/Azure/GCS plug in here."""
 
     root: str
+    storage_options: LocalConfig | S3Config | AzureConfig | GcsConfig = Field(
+        default_factory=LocalConfig, discriminator="provider"
+    )
 
     def get(self) -> Tables:
-        return Tables(Path(self.root))
+        return Tables(self.root, self.storage_options.str_dict())
 
 
 class EncoderResource(dg.ConfigurableResource):

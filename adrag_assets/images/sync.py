@@ -13,13 +13,13 @@ import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pyarrow as pa
 from tqdm.auto import tqdm
 
 from adrag_assets.images import decode as dec
 from adrag_assets.tables import IMAGES, REJECTED, VOLUME_FILES, Tables
+from adrag_assets.volume import FileStat, Volume
 from adrag_assets.volume import files as vol
 
 CHUNK = 64  # files per Delta commit: bounds memory (bytes) and the cost of a crash
@@ -47,7 +47,7 @@ def labels_json(labels: dict) -> str:
 
 
 def sync_images(
-    volume: Path,
+    volume: Volume,
     tables: Tables,
     log: logging.Logger | None = None,
     on_rejected: Callable[[str], None] | None = None,
@@ -65,7 +65,7 @@ def sync_images(
     }
     known_ids = set(before)
 
-    def unchanged(st: vol.FileStat, rec: dict | None) -> bool:
+    def unchanged(st: FileStat, rec: dict | None) -> bool:
         return rec is not None and (rec["size"], rec["mtime_ns"]) == (st.size, st.mtime_ns)
 
     to_read = [

@@ -1,4 +1,4 @@
-"""The storage volume: what is under ``raw/``, which files are sidecars, and their labels.
+"""What is under ``raw/``: which files are photos, which are sidecars, and the labels.
 
 Layout of a volume::
 
@@ -18,20 +18,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
+
+from adrag_assets.volume import RAW, FileStat, Volume
 
 LABELS_CSV = "labels.csv"
 SIDECAR_SUFFIXES = (".json", ".txt")
-
-
-@dataclass(frozen=True)
-class FileStat:
-    path: str  # relative to the volume, POSIX separators: "raw/dogs/rex.jpg"
-    size: int
-    mtime_ns: int
 
 
 def sidecar_map(paths: set[str]) -> dict[str, str]:
@@ -53,33 +46,19 @@ def sidecar_map(paths: set[str]) -> dict[str, str]:
     return found
 
 
-def scan(volume: Path) -> tuple[list[FileStat], list[str]]:
+def scan(volume: Volume) -> tuple[list[FileStat], list[str]]:
     """Stat every file under ``raw/``: (candidate photos, sidecar paths), sorted by path.
 
     Only a stat per file: content is read later and only for new or changed files.
-    Hidden files and folders (upload tools' temp files) are skipped.
     """
-    raw = volume / "raw"
-    stats: dict[str, FileStat] = {}
-    for dirpath, dirnames, filenames in os.walk(raw):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in filenames:
-            if name.startswith("."):
-                continue
-            full = Path(dirpath) / name
-            try:
-                st = full.stat()
-            except FileNotFoundError:  # deleted while we walked
-                continue
-            rel = full.relative_to(volume).as_posix()
-            stats[rel] = FileStat(rel, st.st_size, st.st_mtime_ns)
+    stats = {st.path: st for st in volume.walk(RAW)}
     names = set(stats)
     sidecars = sorted(set(sidecar_map(names)) | {p for p in names if p.endswith("/" + LABELS_CSV)})
     photos = [stats[p] for p in sorted(names) if p not in set(sidecars)]
     return photos, sidecars
 
 
-def read_labels(volume: Path, photo_paths: list[str], sidecars: list[str]) -> dict[str, dict]:
+def read_labels(volume: Volume, photo_paths: list[str], sidecars: list[str]) -> dict[str, dict]:
     """Labels for each photo path from labels.csv files and per-photo sidecars.
 
     A sidecar next to the photo wins over a csv; a deeper csv wins over a shallower one.
@@ -96,7 +75,7 @@ def read_labels(volume: Path, photo_paths: list[str], sidecars: list[str]) -> di
     ):
         folder = str(PurePosixPath(csv_path).parent)
         try:
-            text = (volume / csv_path).read_text(encoding="utf-8-sig")
+            text = volume.read_bytes(csv_path).decode("utf-8-sig")
         except (OSError, UnicodeDecodeError):
             continue  # an unreadable csv is reported by the coverage check, not fatal
         for row in csv.DictReader(io.StringIO(text)):
@@ -112,7 +91,7 @@ def read_labels(volume: Path, photo_paths: list[str], sidecars: list[str]) -> di
         if photo not in labels:
             continue
         try:
-            text = (volume / side).read_text(encoding="utf-8")
+            text = volume.read_bytes(side).decode("utf-8")
         except (OSError, UnicodeDecodeError):
             continue
         if side.endswith(".txt"):
@@ -127,10 +106,10 @@ def read_labels(volume: Path, photo_paths: list[str], sidecars: list[str]) -> di
     return labels
 
 
-def iter_files(volume: Path, paths: list[str]) -> Iterator[tuple[str, bytes | None]]:
+def iter_files(volume: Volume, paths: list[str]) -> Iterator[tuple[str, bytes | None]]:
     """Read files one by one; a file that vanished yields ``None`` instead of failing."""
     for p in paths:
         try:
-            yield p, (volume / p).read_bytes()
+            yield p, volume.read_bytes(p)
         except FileNotFoundError:
             yield p, None

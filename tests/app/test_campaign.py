@@ -8,6 +8,7 @@ import dagster as dg
 
 from adrag_assets.defs.ads import campaign_ads, campaign_segments_sensor, read_segments, segments
 from adrag_assets.defs.resources import resources_from_settings
+from adrag_assets.volume import open_volume
 from tests.support.helpers import draw_brand, index_for, run_pipeline
 
 
@@ -21,7 +22,11 @@ def test_segments_file_drives_partitions_and_each_partition_makes_an_ad(
     seg_file = pets.volume / "campaigns" / "segments.txt"
     seg_file.parent.mkdir()
     seg_file.write_text("# spring campaign\noutdoor-loving dog owners\ncat lovers in small flats\n")
-    assert read_segments(pets.volume) == ["outdoor-loving dog owners", "cat lovers in small flats"]
+    volume = open_volume(pets.volume)
+    assert read_segments(volume) == [
+        "outdoor-loving dog owners",
+        "cat lovers in small flats",
+    ]
 
     resources = resources_from_settings(pets)
     ctx = dg.build_sensor_context(instance=instance, resources={"volume": resources["volume"]})
@@ -29,7 +34,7 @@ def test_segments_file_drives_partitions_and_each_partition_makes_an_ad(
     assert isinstance(result, dg.SensorResult)
     for req in result.dynamic_partitions_requests:  # what the daemon does with the result
         instance.add_dynamic_partitions(segments.name, list(req.partition_keys))
-    assert set(instance.get_dynamic_partitions(segments.name)) == set(read_segments(pets.volume))
+    assert set(instance.get_dynamic_partitions(segments.name)) == set(read_segments(volume))
 
     run = dg.materialize(
         [campaign_ads],

@@ -33,9 +33,9 @@ from adrag_app.service.ad_service import (
     retrieve,
 )
 from adrag_assets import tracing
-from adrag_assets.ads import writeback
 from adrag_assets.embeddings.encoder import EncoderSpec
 from adrag_assets.settings import Settings, load_settings
+from adrag_assets.volume import local as local_volume
 from tests.support.data import PETS, TEST_ENCODER, pets_images
 from tests.support.helpers import draw_brand, run_pipeline
 
@@ -343,10 +343,10 @@ def test_failed_write_or_report_leaves_nothing_behind(home: Settings, instance, 
             raise OSError(28, "No space left on device")
         return real_replace(src, dst)
 
-    monkeypatch.setattr(writeback.os, "replace", replace_then_fail)
+    monkeypatch.setattr(local_volume.os, "replace", replace_then_fail)
     with pytest.raises(OSError, match="No space left"):
         generate_ad(QUERY, settings=home, generator=LocalCompositor(), instance=instance)
-    monkeypatch.setattr(writeback.os, "replace", real_replace)
+    monkeypatch.setattr(local_volume.os, "replace", real_replace)
     assert len(calls) == 2
     assert ads_snapshot(home) == before
     assert materialization_count(instance) == count

@@ -10,6 +10,7 @@ from PIL import Image
 
 from adrag_assets.images import decode as dec
 from adrag_assets.volume import files as vol
+from adrag_assets.volume import open_volume
 
 
 def png(color=(200, 10, 10), size=(8, 6)) -> bytes:
@@ -30,7 +31,7 @@ def test_scan_separates_sidecars_and_skips_hidden(tmp_path):
     (raw / ".upload.tmp").write_bytes(b"x")
     (tmp_path / "raw" / ".hidden").mkdir()
     (tmp_path / "raw" / ".hidden" / "x.jpg").write_bytes(b"x")
-    photos, sidecars = vol.scan(tmp_path)
+    photos, sidecars = vol.scan(open_volume(tmp_path))
     assert [p.path for p in photos] == [
         "raw/a/b/orphan.txt",  # not a sidecar: it is checked (and rejected) like any file
         "raw/a/b/rex.jpg",
@@ -50,8 +51,8 @@ def test_labels_from_csv_at_any_depth_and_sidecars(tmp_path):
     (raw / "pets" / "labels.csv").write_text("file,breed\ndogs/rex.jpg,basset hound\n")
     (raw / "pets" / "dogs" / "fido.json").write_text(json.dumps({"mood": "happy"}))
     (raw / "pets" / "cat.jpg.txt").write_text("  a cat in the sun \n")
-    photos, sidecars = vol.scan(tmp_path)
-    labels = vol.read_labels(tmp_path, [p.path for p in photos], sidecars)
+    photos, sidecars = vol.scan(open_volume(tmp_path))
+    labels = vol.read_labels(open_volume(tmp_path), [p.path for p in photos], sidecars)
     assert labels["raw/pets/dogs/rex.jpg"] == {"breed": "basset hound", "species": "dog"}
     assert labels["raw/pets/dogs/fido.jpg"] == {"mood": "happy"}
     assert labels["raw/pets/cat.jpg"] == {
