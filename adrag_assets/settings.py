@@ -1,88 +1,332 @@
-"""All of adrag's configuration, read from ``ADRAG_*`` environment variables.
+"""All of adrag's configuration: the one module that reads the environment.
 
-This is the one place that knows the variable names and their defaults. Dagster resources,
-the CLI and the app all start from :func:`load_settings`, so a script that exports the same
-variables talks to the same volume, tables and index whatever entry point it uses.
+Every ``ADRAG_*`` variable (and Replicate's ``REPLICATE_API_TOKEN``, Dagster's ``DAGSTER_HOME``)
+is a field of a frozen pydantic model here, named by its ``validation_alias``.
+:func:`load_settings` validates the process environment, or any mapping, into :class:`Settings`:
+the core fields plus the sections ``generator``, ``llm``, ``tracing`` and ``app``. Bad values
+raise one :class:`SettingsError` with a line per bad variable that never echoes a secret.
+
+Plain pydantic models rather than pydantic-settings: pydantic-settings reads ``os.environ``
+only, while tests and child processes hand over a mapping, and "an empty value means the
+default" is one line of ours here instead of a settings source to customise.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 DEFAULT_ENCODER = "ViT-B-32:laion2b_s34b_b79k"
 # The offline stand-in for DEFAULT_ENCODER: the same architecture with fixed random weights.
 OFFLINE_ENCODER = "random:ViT-B-32"
 INDEX_ALIAS = "adrag_images"
+DEFAULT_REPLICATE_MODEL = "flux-kontext-apps/multi-image-kontext-max"
+DEFAULT_DAGSTER_URL = "http://127.0.0.1:3000"
+DEFAULT_EXPERIMENT = "adrag"
 
 
-@dataclass(frozen=True)
-class Settings:
-    home: Path
-    volume: Path
-    encoder: str
-    precision: str  # "fp32", "bf16" or "auto"
-    batch_size: int
-    device: str
-    milvus_uri: str
-    milvus_token: str = field(repr=False)
-    keep_old_collections: bool = False
-    sensor_interval: int = 15
-    search_mode: str = "hybrid"  # "hybrid", "dense" or "text"
-    hybrid_ranker: str = "weighted"  # "weighted" or "rrf"
-    hybrid_weights: tuple[float, float] = (0.5, 0.5)  # dense, text
-    index_alias: str = INDEX_ALIAS
+class SettingsError(ValueError):
+    """Bad configuration: one line per bad variable, ``NAME='value': what was expected``."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+    def __reduce__(self) -> tuple[type[SettingsError], tuple[list[str]]]:
+        return type(self), (self.problems,)
+
+
+class _Section(BaseModel):
+    # Frozen: settings are shared between threads and runs; change a copy with model_copy().
+    # By name or by variable: code and tests build sections with keywords, load_settings from
+    # the environment. Inputs stay out of pydantic's own messages: they may be secrets.
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        validate_by_name=True,
+        validate_by_alias=True,
+        hide_input_in_errors=True,
+    )
+
+
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+def _weights(value: Any) -> Any:
+    if isinstance(value, str):
+        parts = value.split(",")
+        try:
+            if len(parts) == 2:
+                return tuple(float(p) for p in parts)
+        except ValueError:
+            pass
+        raise PydanticCustomError("weights", "expected two numbers, dense and text, e.g. 0.5,0.5")
+    return value
+
+
+Precision = Annotated[Literal["fp32", "bf16", "auto"], BeforeValidator(_lower)]
+SearchMode = Annotated[Literal["hybrid", "dense", "text"], BeforeValidator(_lower)]
+Ranker = Annotated[Literal["weighted", "rrf"], BeforeValidator(_lower)]
+Backend = Annotated[Literal["auto", "replicate", "local"], BeforeValidator(_lower)]
+Weights = Annotated[tuple[float, float], BeforeValidator(_weights)]
+
+
+class GeneratorSettings(_Section):
+    """How ads are generated. ``REPLICATE_API_TOKEN`` keeps Replicate's own name (what every
+    Replicate tool and doc uses); everything else is ``ADRAG_*``."""
+
+    # repr=False: settings end up in logs and tracebacks; the token must not.
+    replicate_api_token: str | None = Field(
+        None, repr=False, validation_alias="REPLICATE_API_TOKEN"
+    )
+    backend: Backend = Field("auto", validation_alias="ADRAG_GENERATOR")
+    replicate_model: str = Field(DEFAULT_REPLICATE_MODEL, validation_alias="ADRAG_REPLICATE_MODEL")
+    replicate_base_url: str | None = Field(None, validation_alias="ADRAG_REPLICATE_BASE_URL")
+    timeout_s: float = Field(180.0, gt=0, validation_alias="ADRAG_GENERATION_TIMEOUT")
+    aspect_ratio: str = Field("match_input_image", validation_alias="ADRAG_REPLICATE_ASPECT_RATIO")
+    # FLUX Kontext takes 0 (strict) to 6, but caps image-editing requests at 2; let the
+    # provider report that cap so another model can be configured without code changes.
+    safety_tolerance: int = Field(
+        2, ge=0, le=6, validation_alias="ADRAG_REPLICATE_SAFETY_TOLERANCE"
+    )
+    max_attempts: int = Field(5, ge=1, validation_alias="ADRAG_REPLICATE_MAX_ATTEMPTS")
+    backoff_initial_s: float = Field(1.0, ge=0, validation_alias="ADRAG_REPLICATE_BACKOFF_INITIAL")
+    backoff_max_s: float = Field(30.0, ge=0, validation_alias="ADRAG_REPLICATE_BACKOFF_MAX")
+    poll_interval_s: float = Field(1.0, ge=0, validation_alias="ADRAG_REPLICATE_POLL_INTERVAL")
+    # Replicate accepts data URIs for small inputs; above ~1 MB its docs ask for an uploaded file.
+    inline_max_bytes: int = 1_000_000
 
     @property
-    def tables_dir(self) -> Path:
-        return self.home / "tables"
+    def has_replicate_token(self) -> bool:
+        return bool(self.replicate_api_token)
+
+
+class LlmSettings(_Section):
+    """An OpenAI-compatible chat endpoint for the planner; unused unless URL and model are set."""
+
+    base_url: str = Field("", validation_alias="ADRAG_LLM_BASE_URL")
+    model: str = Field("", validation_alias="ADRAG_LLM_MODEL")
+    api_key: str = Field("", repr=False, validation_alias="ADRAG_LLM_API_KEY")
+    timeout_s: float = Field(20.0, gt=0, validation_alias="ADRAG_LLM_TIMEOUT")
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.base_url and self.model)
+
+
+class TracingSettings(_Section):
+    """Where MLflow traces go. :class:`Settings` fills in the default store under its home."""
+
+    enabled: bool = Field(True, validation_alias="ADRAG_TRACING")
+    tracking_uri: str = Field(validation_alias="ADRAG_MLFLOW_TRACKING_URI")
+    experiment: str = Field(DEFAULT_EXPERIMENT, validation_alias="ADRAG_MLFLOW_EXPERIMENT")
+
+
+class AppSettings(_Section):
+    """The marketers' Streamlit app."""
+
+    dagster_url: str = Field(DEFAULT_DAGSTER_URL, validation_alias="ADRAG_DAGSTER_URL")
+    max_upload_mb: int = Field(10, gt=0, validation_alias="ADRAG_MAX_UPLOAD_MB")
+    user: str = Field("", validation_alias="ADRAG_APP_USER")
+
+    @field_validator("dagster_url")
+    @classmethod
+    def _no_trailing_slash(cls, url: str) -> str:
+        return url.rstrip("/")
+
+    def asset_url(self, asset: str = "generated_ads") -> str:
+        return f"{self.dagster_url}/assets/{asset}"
+
+
+class Settings(_Section):
+    """The core settings (state, volume, encoder, Milvus, search) and the other sections."""
+
+    home: Path = Field(Path(".adrag"), validation_alias="ADRAG_HOME", validate_default=True)
+    # None here means "under home": one ADRAG_HOME moves every piece of state at once.
+    volume: Path = Field(None, validation_alias="ADRAG_VOLUME", validate_default=True)
+    tables_dir: Path = Field(None, validation_alias="ADRAG_TABLES", validate_default=True)
+    encoder: str = Field(DEFAULT_ENCODER, validation_alias="ADRAG_ENCODER")
+    precision: Precision = Field("auto", validation_alias="ADRAG_PRECISION")
+    batch_size: int = Field(32, gt=0, validation_alias="ADRAG_BATCH_SIZE")
+    device: str = Field("cpu", validation_alias="ADRAG_DEVICE")
+    milvus_uri: str = Field(None, validation_alias="ADRAG_MILVUS_URI", validate_default=True)
+    milvus_token: str = Field("", repr=False, validation_alias="ADRAG_MILVUS_TOKEN")
+    keep_old_collections: bool = Field(False, validation_alias="ADRAG_KEEP_OLD_COLLECTIONS")
+    sensor_interval: int = Field(15, gt=0, validation_alias="ADRAG_SENSOR_INTERVAL")
+    search_mode: SearchMode = Field("hybrid", validation_alias="ADRAG_SEARCH_MODE")
+    hybrid_ranker: Ranker = Field("weighted", validation_alias="ADRAG_HYBRID_RANKER")
+    hybrid_weights: Weights = Field((0.5, 0.5), validation_alias="ADRAG_HYBRID_WEIGHTS")
+    index_alias: str = INDEX_ALIAS
+    dagster_home: Path = Field(None, validation_alias="DAGSTER_HOME", validate_default=True)
+    generator: GeneratorSettings = Field(default_factory=GeneratorSettings)
+    llm: LlmSettings = Field(default_factory=LlmSettings)
+    tracing: TracingSettings = Field(default_factory=dict, validate_default=True)
+    app: AppSettings = Field(default_factory=AppSettings)
 
     @property
     def raw_dir(self) -> Path:
         return self.volume / "raw"
 
-    @property
-    def dagster_home(self) -> Path:
-        return Path(os.environ.get("DAGSTER_HOME") or self.home / "dagster")
+    @field_validator("home")
+    @classmethod
+    def _absolute_home(cls, home: Path) -> Path:
+        return home.expanduser().resolve()
+
+    @field_validator("volume", "tables_dir", "dagster_home", mode="before")
+    @classmethod
+    def _path_under_home(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None:
+            default = {"volume": "volume", "tables_dir": "tables", "dagster_home": "dagster"}
+            # Without a valid home its own error is reported; no second one for this field.
+            return info.data["home"] / default[info.field_name] if "home" in info.data else Path()
+        if "://" in str(value):
+            # Taken as a folder, "s3://bucket/x" would be a local path that holds nothing, and
+            # an ingest would quietly index nothing: say so instead.
+            raise ValueError(
+                "object-store URLs are not supported yet; use a local or mounted folder"
+            )
+        return Path(value).expanduser().resolve()
+
+    @field_validator("milvus_uri", mode="before")
+    @classmethod
+    def _milvus_under_home(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None:
+            return str(info.data.get("home", Path()) / "milvus" / "adrag.db")
+        return value
+
+    @field_validator("tracing", mode="before")
+    @classmethod
+    def _tracing_under_home(cls, value: Any, info: ValidationInfo) -> Any:
+        given = {"tracking_uri", "ADRAG_MLFLOW_TRACKING_URI"}
+        if isinstance(value, Mapping) and not given & value.keys():
+            store = info.data.get("home", Path()) / "mlflow" / "mlflow.db"
+            value = {**value, "tracking_uri": f"sqlite:///{store}"}
+        return value
 
 
-def load_settings(env: dict[str, str] | None = None) -> Settings:
-    """Read the settings from ``env`` (default: the process environment)."""
-    env = os.environ if env is None else env
-    home = Path(env.get("ADRAG_HOME") or ".adrag").expanduser().resolve()
-    volume = Path(env.get("ADRAG_VOLUME") or home / "volume").expanduser().resolve()
-    milvus_uri = env.get("ADRAG_MILVUS_URI") or str(home / "milvus" / "adrag.db")
-    return Settings(
-        home=home,
-        volume=volume,
-        encoder=env.get("ADRAG_ENCODER") or DEFAULT_ENCODER,
-        precision=env.get("ADRAG_PRECISION") or "auto",
-        batch_size=int(env.get("ADRAG_BATCH_SIZE") or 32),
-        device=env.get("ADRAG_DEVICE") or "cpu",
-        milvus_uri=milvus_uri,
-        milvus_token=env.get("ADRAG_MILVUS_TOKEN") or "",
-        keep_old_collections=(env.get("ADRAG_KEEP_OLD_COLLECTIONS") or "").lower()
-        in ("1", "true", "yes"),
-        sensor_interval=int(env.get("ADRAG_SENSOR_INTERVAL") or 15),
-        search_mode=_choice(env, "ADRAG_SEARCH_MODE", "hybrid", ("hybrid", "dense", "text")),
-        hybrid_ranker=_choice(env, "ADRAG_HYBRID_RANKER", "weighted", ("weighted", "rrf")),
-        hybrid_weights=_weights(env.get("ADRAG_HYBRID_WEIGHTS") or "0.5,0.5"),
+_SECTIONS: dict[str, type[_Section]] = {
+    "generator": GeneratorSettings,
+    "llm": LlmSettings,
+    "tracing": TracingSettings,
+    "app": AppSettings,
+}
+
+
+def _variables(model: type[_Section]) -> tuple[str, ...]:
+    return tuple(
+        f.validation_alias
+        for f in model.model_fields.values()
+        if isinstance(f.validation_alias, str)
     )
 
 
-def _choice(env, name: str, default: str, allowed: tuple[str, ...]) -> str:
-    value = (env.get(name) or default).strip().lower()
-    if value not in allowed:
-        raise ValueError(f"{name}={value!r}: expected one of {', '.join(allowed)}")
-    return value
+_MODELS: tuple[type[_Section], ...] = (Settings, *_SECTIONS.values())
+# Every variable adrag reads, in the order of the fields.
+VARIABLES: tuple[str, ...] = tuple(v for model in _MODELS for v in _variables(model))
+# Whose values never appear in an error, a repr, a log or a trace. OPENAI_API_KEY is not
+# adrag's, but an LLM endpoint's client in the same process may well be given it.
+SECRET_VARS: tuple[str, ...] = (
+    *(
+        f.validation_alias
+        for model in _MODELS
+        for f in model.model_fields.values()
+        if f.repr is False and isinstance(f.validation_alias, str)
+    ),
+    "OPENAI_API_KEY",
+)
 
 
-def _weights(text: str) -> tuple[float, float]:
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """The settings from ``env`` (default: the process environment); an empty value means
+    the default. Raises :class:`SettingsError` naming every bad variable."""
+    env = os.environ if env is None else env
+    given = {name: str(env[name]).strip() for name in VARIABLES if name in env}
+    given = {name: value for name, value in given.items() if value}
+
+    def pick(model: type[_Section]) -> dict[str, str]:
+        return {name: given[name] for name in _variables(model) if name in given}
+
+    data: dict[str, Any] = pick(Settings)
+    data.update({section: pick(model) for section, model in _SECTIONS.items()})
     try:
-        dense, lexical = (float(x) for x in text.split(","))
-    except ValueError:
-        raise ValueError(
-            f"ADRAG_HYBRID_WEIGHTS={text!r}: expected two numbers, dense and text, e.g. 0.5,0.5"
-        ) from None
-    return dense, lexical
+        return Settings.model_validate(data)
+    except ValidationError as e:
+        raise SettingsError(_problems(e, given)) from None
+
+
+def _problems(error: ValidationError, given: Mapping[str, str]) -> list[str]:
+    lines: dict[str, str] = {}
+    for detail in error.errors():
+        loc = detail["loc"]
+        name = next((p for p in loc if p in VARIABLES), ".".join(map(str, loc)))
+        if name in lines:  # one line per variable, its first problem
+            continue
+        shown = "" if name in SECRET_VARS or name not in given else f"={given[name]!r}"
+        lines[name] = f"{name}{shown}: {_expected(detail)}"
+    return list(lines.values())
+
+
+def _expected(detail: ErrorDetails) -> str:
+    kind, ctx = detail["type"], detail.get("ctx") or {}
+    if kind in ("int_parsing", "int_from_float", "int_type"):
+        return "expected an integer"
+    if kind in ("float_parsing", "float_type"):
+        return "expected a number"
+    if kind in ("bool_parsing", "bool_type"):
+        return "expected on or off (1, true, yes or 0, false, no)"
+    if kind == "literal_error":
+        return f"expected {str(ctx.get('expected', '')).replace(chr(39), '')}"
+    bounds = {
+        "greater_than": ("greater than", "gt"),
+        "greater_than_equal": ("at least", "ge"),
+        "less_than": ("less than", "lt"),
+        "less_than_equal": ("at most", "le"),
+    }
+    if kind in bounds:
+        words, key = bounds[kind]
+        return f"expected a number {words} {ctx[key]:g}"
+    return detail["msg"].removeprefix("Value error, ")
+
+
+def secret_values(env: Mapping[str, str] | None = None) -> list[str]:
+    """The values of the secret variables (:data:`SECRET_VARS`) that are set, for redaction.
+
+    Never raises, whatever else is misconfigured: redaction runs while errors are reported.
+    """
+    env = os.environ if env is None else env
+    # Short values would redact innocent substrings; real tokens are long.
+    return [v for name in SECRET_VARS if len(v := str(env.get(name) or "").strip()) >= 8]
+
+
+def apply_secrets(
+    secrets: Mapping[str, Any], env: MutableMapping[str, str] | None = None
+) -> list[str]:
+    """Copy adrag's variables from another source (Streamlit secrets) into ``env`` (default:
+    the process environment), where :func:`load_settings` reads them. Variables already set
+    win. Returns the names copied."""
+    env = os.environ if env is None else env
+    copied = []
+    for name, value in secrets.items():
+        if name in VARIABLES and name not in env and isinstance(value, str | int | float):
+            env[name] = str(value)
+            copied.append(name)
+    return copied
+
+
+def child_environment(overrides: Mapping[str, str]) -> dict[str, str]:
+    """This process's environment with ``overrides``: for the processes adrag starts."""
+    return {**os.environ, **overrides}

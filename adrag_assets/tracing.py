@@ -4,7 +4,7 @@ Traces go to a local MLflow store under ``$ADRAG_HOME/mlflow`` by default (a SQL
 database: MLflow 3 stores trace spans in the tracking store itself, no server needed). Browse
 them with ``mlflow ui --backend-store-uri sqlite:///$ADRAG_HOME/mlflow/mlflow.db``.
 
-Environment:
+Settings (``load_settings().tracing``):
 
 * ``ADRAG_MLFLOW_TRACKING_URI``: any MLflow tracking URI (another SQLite file, a server);
 * ``ADRAG_MLFLOW_EXPERIMENT``: the experiment name, default ``adrag``;
@@ -20,7 +20,6 @@ reach a trace.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import threading
 import traceback
@@ -29,12 +28,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger(__name__)
+from adrag_assets.settings import SettingsError, load_settings, secret_values
 
-ENV_TRACKING_URI = "ADRAG_MLFLOW_TRACKING_URI"
-ENV_EXPERIMENT = "ADRAG_MLFLOW_EXPERIMENT"
-ENV_TRACING = "ADRAG_TRACING"
-DEFAULT_EXPERIMENT = "adrag"
+log = logging.getLogger(__name__)
 
 # MLflow's SpanType values are plain strings; naming them here keeps `import mlflow` (over a
 # second) off the import path of everything that only wants to trace.
@@ -44,13 +40,6 @@ CHAIN = "CHAIN"
 AGENT = "AGENT"
 UNKNOWN = "UNKNOWN"
 
-# Environment variables whose values must never appear in a trace.
-SECRET_ENV_VARS = (
-    "REPLICATE_API_TOKEN",
-    "ADRAG_MILVUS_TOKEN",
-    "ADRAG_LLM_API_KEY",
-    "OPENAI_API_KEY",
-)
 # Token shapes redacted even when the variable is not set in this process (e.g. a token pasted
 # into a chat message): Replicate's r8_ tokens and OpenAI-style sk- keys.
 _TOKEN_SHAPED = re.compile(r"\b(?:r8_[A-Za-z0-9]{16,}|sk-[A-Za-z0-9_-]{20,})")
@@ -73,21 +62,6 @@ def _warn_once(what: str, error: BaseException) -> None:
         )
 
 
-def tracking_uri(env: Mapping[str, str] | None = None) -> str:
-    """The tracking URI traces go to: ``ADRAG_MLFLOW_TRACKING_URI`` or the local SQLite store."""
-    env = os.environ if env is None else env
-    if uri := (env.get(ENV_TRACKING_URI) or "").strip():
-        return uri
-    from adrag_assets.settings import load_settings
-
-    return f"sqlite:///{load_settings(dict(env)).home / 'mlflow' / 'mlflow.db'}"
-
-
-def enabled(env: Mapping[str, str] | None = None) -> bool:
-    env = os.environ if env is None else env
-    return (env.get(ENV_TRACING) or "on").strip().lower() not in ("0", "off", "false", "no")
-
-
 def configure() -> bool:
     """Point MLflow at adrag's store and experiment; True when tracing is ready.
 
@@ -96,10 +70,14 @@ def configure() -> bool:
     them since the last call.
     """
     global _configured
-    if not enabled():
+    try:
+        settings = load_settings().tracing
+    except SettingsError as e:
+        _warn_once("reading the settings", e)
         return False
-    uri = tracking_uri()
-    experiment = os.environ.get(ENV_EXPERIMENT) or DEFAULT_EXPERIMENT
+    if not settings.enabled:
+        return False
+    uri, experiment = settings.tracking_uri, settings.experiment
     with _lock:
         try:
             import mlflow
@@ -138,14 +116,9 @@ def _experiment_id(mlflow: Any, uri: str, name: str) -> str:
         return found.experiment_id
 
 
-def _secrets() -> list[str]:
-    # Short values would redact innocent substrings; real tokens are long.
-    return [v for v in (os.environ.get(n, "").strip() for n in SECRET_ENV_VARS) if len(v) >= 8]
-
-
 def redact(value: Any) -> Any:
-    """``value`` with every secret (see SECRET_ENV_VARS) and token-shaped string replaced."""
-    return _redact(value, _secrets())
+    """``value`` with every secret (``settings.SECRET_VARS``) and token-shaped string replaced."""
+    return _redact(value, secret_values())
 
 
 def _redact(value: Any, secrets: list[str]) -> Any:

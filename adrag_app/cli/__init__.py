@@ -15,7 +15,7 @@ import click
 from adrag_app.cli.generate import generate
 from adrag_assets.index.milvus import display_uri
 from adrag_assets.instance import dagster_instance
-from adrag_assets.settings import Settings, load_settings
+from adrag_assets.settings import Settings, SettingsError, load_settings
 
 
 def _fail(message: str) -> None:
@@ -32,7 +32,11 @@ def main(ctx: click.Context, verbose: bool) -> None:
     if not verbose:
         # open_clip logs every model build at INFO on the root logger.
         logging.getLogger().setLevel(logging.WARNING)
-    ctx.obj = {"settings": load_settings(), "verbose": verbose}
+    try:
+        settings = load_settings()
+    except SettingsError as e:
+        _fail("; ".join(e.problems))
+    ctx.obj = {"settings": settings, "verbose": verbose}
 
 
 @main.command()

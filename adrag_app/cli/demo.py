@@ -1,9 +1,10 @@
 """`make demo`: a fresh ADRAG_HOME, photos in its volume, one ingest, a search, one ad.
 
-Photos come from ``ADRAG_DEMO_IMAGES`` (a folder copied as is under ``raw/``, with any
-labels.csv or sidecars) or, without it, a small set of drawings made here. The encoder is
-``ADRAG_ENCODER`` (default: a pretrained ViT-B-32); when its weights cannot be had, the demo
-says so and goes on with the same architecture with random weights, labelled as such.
+Photos come from ``--images`` (or ``ADRAG_DEMO_IMAGES``: a folder copied as is under
+``raw/``, with any labels.csv or sidecars) or, without it, a small set of drawings made here.
+The encoder is ``ADRAG_ENCODER`` (default: a pretrained ViT-B-32); when its weights cannot be
+had, the demo says so and goes on with the same architecture with random weights, labelled as
+such.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 import click
 from PIL import Image, ImageDraw
 
-from adrag_assets.settings import OFFLINE_ENCODER, load_settings
+from adrag_assets.settings import OFFLINE_ENCODER, SettingsError, load_settings
 from adrag_assets.volume import BRAND
 
 MARKER = ".adrag-demo-home"  # only a folder carrying this is wiped on the next demo
@@ -108,24 +109,36 @@ def fresh_home(home: Path) -> None:
     (home / MARKER).write_text("made by `make demo`; removed by the next one\n")
 
 
-def main() -> None:
+@click.command()
+@click.option(
+    "--images",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    envvar="ADRAG_DEMO_IMAGES",
+    show_envvar=True,
+    help="A folder of photos to copy under raw/ (default: the demo draws a few).",
+)
+def main(images: Path | None) -> None:
+    """A fresh ADRAG_HOME, photos in its volume, one ingest, a few searches, one ad."""
     from adrag_app import cli
     from adrag_assets.embeddings.encoder import EncoderError, load_encoder
 
-    settings = load_settings()
+    try:
+        settings = load_settings()
+    except SettingsError as e:
+        raise click.ClickException("; ".join(e.problems)) from None
     fresh_home(settings.home)
-    source = os.environ.get("ADRAG_DEMO_IMAGES")
-    if source:
-        shutil.copytree(Path(source).expanduser(), settings.raw_dir)
-        click.echo(f"demo photos: copied {source} to {settings.raw_dir}")
+    if images:
+        shutil.copytree(images.expanduser(), settings.raw_dir)
+        click.echo(f"demo photos: copied {images} to {settings.raw_dir}")
     else:
         n = draw_set(settings.raw_dir / "drawn")
         click.echo(
-            f"demo photos: ADRAG_DEMO_IMAGES is not set, so the demo drew {n} simple pet "
+            f"demo photos: no --images (ADRAG_DEMO_IMAGES) given, so the demo drew {n} simple pet "
             f"pictures itself (drawings, not photos) under {settings.raw_dir / 'drawn'}"
         )
+    encoder = settings.encoder
     try:
-        load_encoder(settings.encoder, settings.precision, settings.device)
+        load_encoder(encoder, settings.precision, settings.device)
     except EncoderError as e:
         click.secho(f"\n{e}\n", fg="yellow")
         click.secho(
@@ -134,7 +147,9 @@ def main() -> None:
             fg="yellow",
             bold=True,
         )
+        # The commands below load their settings from the environment, as they would by hand.
         os.environ["ADRAG_ENCODER"] = OFFLINE_ENCODER
+        encoder = OFFLINE_ENCODER
     cli.main(["ingest"], standalone_mode=False)
     cli.main(["status"], standalone_mode=False)
     for q in QUERIES:
@@ -146,7 +161,6 @@ def main() -> None:
         click.echo(f"\nbrand image: drew a stand-in product bottle at {brand / 'demo-bottle.png'}")
     click.echo(f'\nadrag generate "{QUERIES[0]}" --segment "{SEGMENT}"')
     cli.main(["generate", QUERIES[0], "--segment", SEGMENT], standalone_mode=False)
-    encoder = os.environ.get("ADRAG_ENCODER", settings.encoder)
     click.echo(
         "\nThe ad above is a PNG in the volume with a .json sidecar beside it (prompt, seed "
         "photo, brand image, generator). In the Dagster UI it is a materialization of the "

@@ -26,7 +26,7 @@ import click
 
 from adrag_assets.index.milvus import is_local_file_uri
 from adrag_assets.instance import ensure_dagster_home
-from adrag_assets.settings import Settings
+from adrag_assets.settings import Settings, child_environment
 
 BIN = Path(sys.executable).parent
 LOCALHOSTS = {"localhost", "127.0.0.1", "::1"}
@@ -144,10 +144,17 @@ def run_stack(
     require_free(app_port, "the app")
     uri, start_milvus_on = milvus_plan(settings, milvus_port)
     dagster_home = ensure_dagster_home(settings.dagster_home)
-    env = {**os.environ, "ADRAG_MILVUS_URI": uri, "DAGSTER_HOME": str(dagster_home)}
-    env["VIRTUAL_ENV"] = str(BIN.parent)  # dg warns when no venv is named
-    env.update({"ADRAG_HOME": str(settings.home), "ADRAG_VOLUME": str(settings.volume)})
-    env["ADRAG_DAGSTER_URL"] = f"http://127.0.0.1:{dagster_port}"  # the app links ads there
+    env = child_environment(
+        {
+            "ADRAG_MILVUS_URI": uri,
+            "DAGSTER_HOME": str(dagster_home),
+            "ADRAG_HOME": str(settings.home),
+            "ADRAG_VOLUME": str(settings.volume),
+            "ADRAG_TABLES": str(settings.tables_dir),
+            "ADRAG_DAGSTER_URL": f"http://127.0.0.1:{dagster_port}",  # the app links ads there
+            "VIRTUAL_ENV": str(BIN.parent),  # dg warns when no venv is named
+        }
+    )
     logs = settings.home / "logs"
     stack = Stack(settings)
 

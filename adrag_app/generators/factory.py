@@ -7,7 +7,7 @@ import logging
 from adrag_app.generators.base import Generator
 from adrag_app.generators.local import LocalCompositor
 from adrag_app.generators.replicate_generator import ReplicateGenerator
-from adrag_app.generators.settings import GeneratorSettings, load_generator_settings
+from adrag_assets.settings import GeneratorSettings, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +21,7 @@ def make_generator(
     with a token in the environment; ``"replicate"`` fails loudly instead of silently falling
     back when the token is missing.
     """
-    settings = settings or load_generator_settings()
+    settings = settings or load_settings().generator
     choice = (backend or settings.backend).lower()
     if choice == "replicate" and not settings.has_replicate_token:
         raise ValueError("The Replicate generator was requested but REPLICATE_API_TOKEN is unset.")

@@ -51,7 +51,7 @@ from adrag_app.generators.base import (
     GenerationUnavailable,
     read_input_image,
 )
-from adrag_app.generators.settings import GeneratorSettings
+from adrag_assets.settings import GeneratorSettings
 
 log = logging.getLogger(__name__)
 

@@ -21,19 +21,16 @@ import difflib
 import hashlib
 import json
 import logging
-import os
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from adrag_assets.settings import LlmSettings, load_settings
+
 log = logging.getLogger(__name__)
 
-ENV_LLM_BASE_URL = "ADRAG_LLM_BASE_URL"
-ENV_LLM_MODEL = "ADRAG_LLM_MODEL"
-ENV_LLM_API_KEY = "ADRAG_LLM_API_KEY"
-ENV_LLM_TIMEOUT = "ADRAG_LLM_TIMEOUT"
 MAX_PROPOSAL_CHARS = 200
 
 
@@ -739,16 +736,10 @@ def _short_error(error: BaseException) -> str:
     return f"{type(error).__name__}: {str(error)[:120]}"
 
 
-def make_planner(env: Mapping[str, str] | None = None) -> Planner:
+def make_planner(settings: LlmSettings | None = None) -> Planner:
     """The LLM planner when ``ADRAG_LLM_BASE_URL`` and ``ADRAG_LLM_MODEL`` are set, else the
-    built-in one."""
-    env = os.environ if env is None else env
-    base_url = (env.get(ENV_LLM_BASE_URL) or "").strip()
-    model = (env.get(ENV_LLM_MODEL) or "").strip()
-    if not (base_url and model):
+    built-in one; ``settings`` default to ``load_settings().llm``."""
+    llm = settings or load_settings().llm
+    if not llm.configured:
         return BuiltinPlanner()
-    try:
-        timeout = float(env.get(ENV_LLM_TIMEOUT) or 20)
-    except ValueError:
-        raise ValueError(f"{ENV_LLM_TIMEOUT} must be a number of seconds") from None
-    return LlmPlanner(base_url, model, (env.get(ENV_LLM_API_KEY) or "").strip(), timeout=timeout)
+    return LlmPlanner(llm.base_url, llm.model, llm.api_key, timeout=llm.timeout_s)

@@ -4,9 +4,9 @@ The conversation policy lives in :mod:`adrag_app.agent.agent`; this page only ke
 state in ``st.session_state``, renders messages, photos and the finished ad, and shows the
 setup in the sidebar (segment, brand image, generator, encoder, index health).
 
-Configuration comes from the environment (``ADRAG_*``, see ``adrag_assets.settings``, plus
-``ADRAG_DAGSTER_URL``, ``ADRAG_MAX_UPLOAD_MB``, ``ADRAG_APP_USER`` and the planner's
-``ADRAG_LLM_*``) or from Streamlit secrets with the same names; the environment wins.
+Configuration is :func:`adrag_assets.settings.load_settings` (the app's own section is
+``settings.app``): ``ADRAG_*`` variables from the environment, or Streamlit secrets with the
+same names; the environment wins.
 
 Images are read through :func:`app_support.read_volume_image` only: a path from the agent,
 a widget or the ``?ad=`` URL parameter that escapes the volume is refused.
@@ -27,7 +27,7 @@ from adrag_app.service.tool import ServiceTool
 from adrag_app.ui import support
 from adrag_assets import volume as layout
 from adrag_assets.embeddings.encoder import RANDOM_WARNING
-from adrag_assets.settings import load_settings
+from adrag_assets.settings import SettingsError, apply_secrets, load_settings
 
 log = logging.getLogger("adrag_app.app")
 
@@ -46,13 +46,13 @@ def _secrets() -> dict[str, Any]:
 
 
 st.set_page_config(page_title="adrag: ads from your photos", page_icon="🐾")
-support.apply_secrets(_secrets())
+apply_secrets(_secrets())
 try:
     settings = load_settings()
-    config = support.AppConfig.from_env()
-except ValueError as e:  # a malformed ADRAG_* variable: say which, do not show a traceback
+except SettingsError as e:  # a malformed ADRAG_* variable: say which, do not show a traceback
     st.error(f"adrag's configuration is not valid: {e}")
     st.stop()
+config = settings.app
 volume = settings.volume.resolve()
 session = st.session_state
 session.setdefault(STATE, AgentState().to_dict())
@@ -61,7 +61,7 @@ session.setdefault(MESSAGES, [{"role": "assistant", "text": GREETING}])
 
 def make_agent() -> Agent:
     # Cheap to build; built per run so a changed environment (e.g. a new LLM endpoint) applies.
-    return Agent(ServiceTool(settings), make_planner(), user=config.user)
+    return Agent(ServiceTool(settings), make_planner(settings.llm), user=config.user)
 
 
 def current_state() -> AgentState:

@@ -1,4 +1,4 @@
-"""The Streamlit app's logic that needs no Streamlit: config, safe file access, uploads, health.
+"""The Streamlit app's logic that needs no Streamlit: safe file access, uploads, health.
 
 Everything the app shows or serves from disk goes through :func:`read_volume_image`, which
 refuses any path that escapes the volume (``..``, absolute paths elsewhere, symlinks out),
@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
@@ -26,12 +23,8 @@ from adrag_assets.settings import Settings
 from adrag_assets.volume import BRAND_UPLOADS, open_volume
 from adrag_assets.volume.paths import resolve_in_volume
 
-DEFAULT_DAGSTER_URL = "http://127.0.0.1:3000"
-DEFAULT_MAX_UPLOAD_MB = 10
 UPLOAD_FORMATS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}
 MAX_UPLOAD_PIXELS = 40_000_000  # a 40 MP product shot is plenty; more is likely a bomb
-# Variables the app forwards from Streamlit secrets into its environment (env wins).
-SECRET_PREFIXES = ("ADRAG_", "REPLICATE_", "DAGSTER_HOME")
 
 
 class RefusedPath(ValueError):
@@ -40,42 +33,6 @@ class RefusedPath(ValueError):
 
 class UploadRejected(ValueError):
     """An uploaded brand image that is not accepted; the message says why, in plain words."""
-
-
-@dataclass(frozen=True)
-class AppConfig:
-    dagster_url: str = DEFAULT_DAGSTER_URL
-    max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB
-    user: str = ""
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> AppConfig:
-        env = os.environ if env is None else env
-        try:
-            max_mb = int(env.get("ADRAG_MAX_UPLOAD_MB") or DEFAULT_MAX_UPLOAD_MB)
-        except ValueError:
-            raise ValueError("ADRAG_MAX_UPLOAD_MB must be a whole number of megabytes") from None
-        return cls(
-            dagster_url=(env.get("ADRAG_DAGSTER_URL") or DEFAULT_DAGSTER_URL).rstrip("/"),
-            max_upload_mb=max(1, max_mb),
-            user=(env.get("ADRAG_APP_USER") or "").strip(),
-        )
-
-    def asset_url(self, asset: str = "generated_ads") -> str:
-        return f"{self.dagster_url}/assets/{asset}"
-
-
-def apply_secrets(secrets: Mapping[str, Any], env: dict[str, str] | None = None) -> list[str]:
-    """Copy adrag's variables from Streamlit secrets into the environment, where the rest of
-    adrag reads them; variables already set win. Returns the names copied."""
-    env = os.environ if env is None else env
-    copied = []
-    for key, value in secrets.items():
-        wanted = key.startswith(SECRET_PREFIXES) and isinstance(value, str | int | float)
-        if wanted and key not in env:
-            env[key] = str(value)
-            copied.append(key)
-    return copied
 
 
 def read_volume_image(volume: Path, path: str, under: str | None = None) -> bytes:

@@ -7,7 +7,6 @@ image-gen service) because Dagster runs them here.
 (No ``from __future__ import annotations`` here: Dagster reads the context annotation.)
 """
 
-import dataclasses
 from pathlib import Path
 
 import dagster as dg
@@ -68,11 +67,11 @@ def campaign_ads(
     from adrag_app.service.ad_service import generate_ad
 
     segment = context.partition_key
-    proposal = make_planner().propose(segment)
+    settings = load_settings().model_copy(update={"volume": Path(volume.root)})
+    proposal = make_planner(settings.llm).propose(segment)
     if proposal.note:
         context.log.warning(proposal.note)
     context.log.info("%s -> %s (%s)", segment, proposal.description, proposal.reason)
-    settings = dataclasses.replace(load_settings(), volume=Path(volume.root))
     ad = generate_ad(
         proposal.description,
         0,

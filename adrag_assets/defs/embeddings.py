@@ -4,8 +4,6 @@ encoder registered as an MLflow model.
 (No ``from __future__ import annotations`` here: Dagster reads the context annotation.)
 """
 
-import dataclasses
-
 import dagster as dg
 import numpy as np
 
@@ -110,7 +108,7 @@ def encoder_model(
 ) -> dg.MaterializeResult:
     from adrag_assets.embeddings.mlflow_model import register_encoder
 
-    settings = dataclasses.replace(load_settings(), encoder=encoder.spec)
+    settings = load_settings().model_copy(update={"encoder": encoder.spec})
     reg = register_encoder(settings)
     if reg.random_weights:
         context.log.warning(

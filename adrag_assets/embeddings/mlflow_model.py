@@ -85,9 +85,9 @@ def register_encoder(settings: Settings | None = None, name: str = MODEL_NAME) -
     s = settings or load_settings()
     spec = EncoderSpec.parse(s.encoder)
     eid = spec.encoder_id
-    uri = tracing.tracking_uri()
+    uri = s.tracing.tracking_uri
     mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment(experiment_id=tracing._experiment_id(mlflow, uri, "adrag"))
+    mlflow.set_experiment(experiment_id=tracing._experiment_id(mlflow, uri, s.tracing.experiment))
     client = mlflow.MlflowClient()
     for mv in client.search_model_versions(f"name = '{name}'"):
         if mv.tags.get(TAG_ENCODER_ID) == eid:

@@ -44,6 +44,7 @@ from adrag_app.planner.planner import (
 from adrag_app.service.ad_service import AdServiceError
 from adrag_app.service.tool import TOOL_NAME, TOOL_SCHEMA, ToolContext, check_arguments
 from adrag_assets.index.search import IndexNotReady
+from adrag_assets.settings import load_settings
 from tests.support.app_home import forget_mlflow
 from tests.support.data import PETS, REPO
 
@@ -536,11 +537,12 @@ def test_llm_fallback_note_reaches_the_marketer(tool: FakeTool) -> None:
     assert reply.phase == PROPOSED and any("HTTP 503" in n for n in reply.notes)
 
 
-def test_make_planner_reads_the_environment() -> None:
-    assert isinstance(make_planner({}), BuiltinPlanner)
-    planner = make_planner(
+def test_make_planner_follows_the_llm_settings() -> None:
+    assert isinstance(make_planner(load_settings({}).llm), BuiltinPlanner)
+    llm = load_settings(
         {"ADRAG_LLM_BASE_URL": "http://h:8000", "ADRAG_LLM_MODEL": "m", "ADRAG_LLM_API_KEY": "k"}
-    )
+    ).llm
+    planner = make_planner(llm)
     assert isinstance(planner, LlmPlanner) and planner.url == "http://h:8000/v1/chat/completions"
     with pytest.raises(ValueError):
         parse_llm_answer('{"description": ""}')

@@ -267,12 +267,3 @@ def test_a_failed_generation_is_said_plainly_and_nothing_is_saved(home: IndexedH
         assert at.session_state["agent_state"]["phase"] == "showing_candidate"
     assert (sorted(ads.rglob("*")) if ads.exists() else []) == before
     assert len(ad_records(home)) == records
-
-
-def test_streamlit_secrets_fill_in_missing_variables_only() -> None:
-    env = {"ADRAG_HOME": "/from/env"}
-    copied = app_support.apply_secrets(
-        {"ADRAG_HOME": "/from/secrets", "ADRAG_DAGSTER_URL": "http://d:3000", "OTHER": "x"}, env
-    )
-    assert copied == ["ADRAG_DAGSTER_URL"]
-    assert env == {"ADRAG_HOME": "/from/env", "ADRAG_DAGSTER_URL": "http://d:3000"}

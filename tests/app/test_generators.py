@@ -19,7 +19,6 @@ import pytest
 from PIL import Image, ImageFont
 
 from adrag_app.generators import (
-    DEFAULT_REPLICATE_MODEL,
     GeneratedImage,
     GenerationError,
     GenerationFailed,
@@ -27,15 +26,19 @@ from adrag_app.generators import (
     GenerationTimeout,
     GenerationUnavailable,
     Generator,
-    GeneratorSettings,
     LocalCompositor,
     ReplicateGenerator,
     headline_from_prompt,
-    load_generator_settings,
     make_generator,
 )
 from adrag_app.generators.local import _wrap, renderable_text
 from adrag_app.generators.replicate_generator import normalise_base_url, parse_retry_after
+from adrag_assets.settings import (
+    DEFAULT_REPLICATE_MODEL,
+    GeneratorSettings,
+    SettingsError,
+    load_settings,
+)
 from tests.support.fake_replicate import FakeReplicate, Scenario, Scripted
 
 TOKEN = "r8_TestTokenThatMustNeverLeak0123456789"
@@ -449,7 +452,7 @@ def test_token_never_appears_in_errors_logs_or_reprs(
 
 
 def test_settings_from_env() -> None:
-    settings = load_generator_settings(
+    settings = load_settings(
         {
             "REPLICATE_API_TOKEN": TOKEN,
             "ADRAG_REPLICATE_MODEL": "acme/other",
@@ -458,14 +461,14 @@ def test_settings_from_env() -> None:
             "ADRAG_REPLICATE_SAFETY_TOLERANCE": "1",
             "ADRAG_REPLICATE_MAX_ATTEMPTS": "2",
         }
-    )
+    ).generator
     assert settings.replicate_api_token == TOKEN
     assert settings.replicate_model == "acme/other"
     assert settings.timeout_s == 90.0
     assert (settings.safety_tolerance, settings.max_attempts) == (1, 2)
     assert TOKEN not in repr(settings)
 
-    defaults = load_generator_settings({})
+    defaults = load_settings({}).generator
     assert defaults.replicate_api_token is None
     assert defaults.replicate_model == "flux-kontext-apps/multi-image-kontext-max"
     assert defaults.timeout_s == 180.0
@@ -482,8 +485,8 @@ def test_settings_from_env() -> None:
     ],
 )
 def test_bad_settings_name_the_variable(env: dict[str, str], message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        load_generator_settings(env)
+    with pytest.raises(SettingsError, match=message):
+        load_settings(env)
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,6 @@ empty ads/ folder. Generation uses the offline compositor: nothing here touches 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
@@ -34,7 +33,7 @@ from adrag_app.service.ad_service import (
 )
 from adrag_assets import tracing
 from adrag_assets.embeddings.encoder import EncoderSpec
-from adrag_assets.settings import Settings, load_settings
+from adrag_assets.settings import DEFAULT_EXPERIMENT, Settings, load_settings
 from adrag_assets.volume import local as local_volume
 from tests.support.data import PETS, TEST_ENCODER, pets_images
 from tests.support.helpers import draw_brand, run_pipeline
@@ -308,7 +307,7 @@ def test_generate_ad_refuses_bad_arguments(home: Settings, instance, tmp_path: P
             generate_ad(QUERY, brand=brand, **kwargs)
     with pytest.raises(AdServiceError, match="only 0 photo"):
         generate_ad(QUERY, filters={"species": "unicorn"}, **kwargs)
-    empty = dataclasses.replace(home, volume=tmp_path / "empty_volume")
+    empty = home.model_copy(update={"volume": tmp_path / "empty_volume"})
     with pytest.raises(AdServiceError, match="no brand image"):
         generate_ad(QUERY, **{**kwargs, "settings": empty})
     assert ads_snapshot(home) == before
@@ -363,7 +362,7 @@ def test_failed_write_or_report_leaves_nothing_behind(home: Settings, instance, 
 # -- traces ----------------------------------------------------------------------------------
 
 
-def _traces(experiment_name: str = tracing.DEFAULT_EXPERIMENT) -> list:
+def _traces(experiment_name: str = DEFAULT_EXPERIMENT) -> list:
     tracing.flush()
     experiment = mlflow.get_experiment_by_name(experiment_name)
     assert experiment is not None
@@ -444,7 +443,7 @@ def test_traces_record_retrieval_and_generation_without_secrets(
 def test_tracing_defaults_to_adrag_home_and_never_breaks_the_service(
     home: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    assert tracing.tracking_uri() == f"sqlite:///{home.home / 'mlflow' / 'mlflow.db'}"
+    assert load_settings().tracing.tracking_uri == f"sqlite:///{home.home / 'mlflow' / 'mlflow.db'}"
     # A store that cannot be created: tracing gives up with a warning, the service goes on.
     (tmp_path / "not_a_dir").write_text("a file where a folder should be")
     monkeypatch.setenv("ADRAG_MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/not_a_dir/x/m.db")

@@ -64,6 +64,19 @@ def test_cli_errors_are_clear(env, settings):
     assert "random:ViT-B-32" in out.stderr and "Traceback" not in out.stderr
 
 
+def test_cli_bad_settings_end_with_one_error_line(env):
+    out = adrag("status", env={**env, "ADRAG_BATCH_SIZE": "abc"}, check=False)
+    assert out.returncode == 1
+    assert out.stderr.strip() == "error: ADRAG_BATCH_SIZE='abc': expected an integer"
+    bad = {**env, "ADRAG_BATCH_SIZE": "abc", "ADRAG_SEARCH_MODE": "fuzzy"}
+    out = adrag("search", "a beagle", env=bad, check=False)
+    assert (out.returncode, out.stdout) == (1, "")
+    assert out.stderr.strip().splitlines() == [
+        "error: ADRAG_BATCH_SIZE='abc': expected an integer; "
+        "ADRAG_SEARCH_MODE='fuzzy': expected hybrid, dense or text"
+    ]
+
+
 def test_definitions_load_and_validate(env):
     repo = defs().get_repository_def()
     keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
