@@ -18,7 +18,7 @@ import shutil
 import socket
 import struct
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +27,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from adrag_assets.settings import load_settings
+from adrag_assets.defs.photos import pending_changes
+from adrag_assets.index.milvus import TEXT_MAX_BYTES, MilvusIndex, labels_text
+from adrag_assets.settings import Settings, load_settings
+from adrag_assets.volume import open_volume
 from adrag_assets.volume.files import MAX_LABEL_CHARS
 from tests.support.data import PETS, TEST_ENCODER, pets_images
 from tests.support.helpers import index_for, run_pipeline, tables_for
@@ -710,10 +713,13 @@ class Outcome:
     indexed: set[str]
     warnings: list[str]
     expected: dict[str, list[Expect]]
+    pending: dict[str, str]  # what the upload sensor would still act on after the runs
+    settings: Settings
+    instance: dg.DagsterInstance
 
 
 @pytest.fixture(scope="module")
-def outcome(tmp_path_factory) -> Outcome:
+def outcome(tmp_path_factory) -> Iterator[Outcome]:
     home = tmp_path_factory.mktemp("bad-inputs") / "home"
     with pytest.MonkeyPatch.context() as mp, dg.instance_for_test() as instance:
         for k, v in {
@@ -758,9 +764,12 @@ def outcome(tmp_path_factory) -> Outcome:
             indexed=index.ids(index.live_collection()),
             warnings=first["images"]["label_warnings"],
             expected=expected,
+            pending=pending_changes(open_volume(settings.volume), t)[0],
+            settings=settings,
+            instance=instance,
         )
         index.close()
-        return out
+        yield out
 
 
 def test_the_matrix_is_wide():
@@ -840,3 +849,42 @@ def test_a_second_run_reads_nothing_and_says_the_same(outcome: Outcome):
     assert second["image_embeddings"]["embedded"] == 0
     assert second["image_index"]["mode"] == "noop"
     assert second["images"]["label_warnings"] == outcome.warnings
+    # The upload sensor sees nothing left to do: bad files do not start a run every tick.
+    assert outcome.pending == {}
+
+
+def test_removing_odd_files_removes_their_rows(outcome: Outcome):
+    """Deleting by key works for names with quotes, backslashes and escaped bytes."""
+    raw = outcome.settings.raw_dir
+    gone = [
+        "non_utf8_name/caf\\xe9.jpg",
+        "quotes_and_sql_in_names/O'Brien.jpg",
+        'quotes_and_sql_in_names/say "cheese" %_\\.jpg',
+        "fifo/pipe.jpg",
+    ]
+    os.unlink(os.fsencode(raw / "non_utf8_name") + b"/caf\xe9.jpg")
+    for rel in gone[1:]:
+        (raw / rel).unlink()
+    with reads_obey_permissions():
+        run_pipeline(outcome.settings, outcome.instance)
+    t = tables_for(outcome.settings)
+    files = set(t.read("volume_files", ["path"]).column("path").to_pylist())
+    rejected = set(t.read("rejected_images", ["path"]).column("path").to_pylist())
+    for rel in gone:
+        assert f"raw/{rel}" not in files | rejected
+    assert files == set(outcome.files) - {f"raw/{rel}" for rel in gone}
+    assert rejected == set(outcome.rejected) - {f"raw/{rel}" for rel in gone}
+
+
+def test_the_index_takes_labels_written_before_the_caps(tmp_path):
+    """Rows from older tables may hold labels over the text field's size: cut, not failed."""
+    index = MilvusIndex(str(tmp_path / "milvus" / "m.db"))
+    try:
+        name = index.ensure_collection("random:adrag-tiny@0", 4, TEST_ENCODER)
+        long = {"caption": "chien très sage " * 2000, "breed": "é" * 9000}
+        assert len(labels_text(long).encode()) <= TEXT_MAX_BYTES
+        row = {"image_id": "a" * 64, "path": "raw/x.png", "labels": long, "vector": [1, 0, 0, 0]}
+        assert index.upsert(name, [row]) == 1
+        assert index.count(name) == 1
+    finally:
+        index.close()
