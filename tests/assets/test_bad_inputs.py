@@ -1,5 +1,6 @@
 """One volume with every kind of bad input we know of, beside good photos, through ONE real
-run of images -> image_embeddings -> image_index (Delta, tiny CLIP, Milvus Lite, Dagster).
+run of images -> image_embeddings -> image_index (Delta, tiny CLIP, Milvus Lite, Dagster),
+then a second run that must change nothing (and, last, a third after removing odd files).
 
 Each kind lives in its own folder ``raw/<kind>/`` and says what must come of it: its photo
 indexed (maybe with labels), the file rejected with a reason, a label warning naming the

@@ -5,7 +5,8 @@ and tests here run as root. Linux capabilities belong to each thread, so
 :func:`reads_obey_permissions` takes those two out of the calling thread's effective set for
 the block (and puts them back after): the kernel then refuses to open a mode-000 file with
 EACCES, exactly as it does for any other user. Nothing is faked; the pipeline runs in this
-thread (Dagster's in-process execution).
+thread (Dagster's in-process execution). Threads started inside the block keep the reduced
+set, which only matters for files they could not otherwise read: none in these tests.
 """
 
 from __future__ import annotations
