@@ -19,6 +19,7 @@ from adrag_assets.volume import files as vol
 
 THUMBNAILS = 6  # newest photos shown in a materialization's metadata
 SHOWN = 10  # examples listed in a failing check's metadata
+WARNINGS_SHOWN = 100  # label warnings listed in the metadata (all of them are in the log)
 
 raw_photos = dg.AssetSpec(
     "raw_photos",
@@ -45,7 +46,8 @@ raw_photos = dg.AssetSpec(
             deps=[raw_photos],
             group_name=GROUP,
             description="Delta table: files under raw/ that are not usable photos, with the "
-            "reason (corrupt, truncated, empty, not an image).",
+            "reason (corrupt, truncated, empty, not an image, unreadable, too large, not a "
+            "regular file, a symlink out of the volume, a name that is not UTF-8).",
             kinds={"delta"},
         ),
     ],
@@ -53,7 +55,8 @@ raw_photos = dg.AssetSpec(
         dg.AssetCheckSpec(
             "every_file_accounted_for",
             asset="images",
-            description="Every file under raw/ is an image, a rejected file or a sidecar.",
+            description="Every file under raw/ is an image, a rejected file or a sidecar "
+            "(FIFOs, sockets, devices and symlinks are listed too, and count as rejected).",
         )
     ],
 )
@@ -75,6 +78,7 @@ def images(context: dg.AssetExecutionContext, volume: VolumeResource, tables: Ta
         "dagster/row_count": stats.images,
         "delta_version": stats.version,
         "dagster/uri": t.uri("images"),
+        "label_warnings": dg.MetadataValue.json(shown_warnings(stats.label_warnings)),
     }
     if added is not None:
         meta["sample"] = dg.MetadataValue.md(
@@ -106,6 +110,15 @@ def images(context: dg.AssetExecutionContext, volume: VolumeResource, tables: Ta
         },
     )
     yield coverage(volume.get(), t)
+
+
+def shown_warnings(warnings: list[str]) -> list[str]:
+    if len(warnings) <= WARNINGS_SHOWN:
+        return warnings
+    return [
+        *warnings[:WARNINGS_SHOWN],
+        f"… and {len(warnings) - WARNINGS_SHOWN} more (see the log)",
+    ]
 
 
 def rejected_markdown(tables: Tables) -> str:
@@ -166,9 +179,8 @@ def pending_changes(volume: Volume, tables: Tables) -> tuple[dict[str, str], str
     changes = {p: s for p, s in now.items() if known.get(p) != s}
     changes.update({p: "" for p in known if p not in now})
     digest = hashlib.sha256()
-    for side in sidecars:
-        if st := volume.stat(side):
-            digest.update(f"{side}:{st.size}:{st.mtime_ns}\n".encode())
+    for st in sidecars:
+        digest.update(f"{st.path}:{st.size}:{st.mtime_ns}\n".encode())
     return changes, digest.hexdigest()[:16]
 
 

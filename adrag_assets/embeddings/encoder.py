@@ -27,6 +27,7 @@ import open_clip
 import torch
 from PIL import Image
 
+from adrag_assets.images.decode import upright_rgb
 from adrag_assets.settings import OFFLINE_ENCODER
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,8 @@ log = logging.getLogger(__name__)
 open_clip.add_model_config(Path(__file__).parent / "model_configs")
 
 # Bump when preprocessing or normalisation changes what vectors a given model produces.
-ENCODER_CODE_VERSION = "1"
+# 2: EXIF orientation, 16-bit scaling and transparency on white (upright_rgb).
+ENCODER_CODE_VERSION = "2"
 RANDOM_PREFIX = "random:"
 RANDOM_WARNING = "random weights: offline test encoder, results are NOT semantic"
 
@@ -230,14 +232,16 @@ def _unit(feats: torch.Tensor) -> np.ndarray:
 
 
 def decode_for_model(data: bytes, size: int) -> Image.Image:
-    """Decode image bytes as RGB, letting JPEG decode at reduced scale when it is much larger.
+    """Decode image bytes as the upright RGB picture people see (EXIF orientation, 16-bit
+    and transparency handled: :func:`upright_rgb`), letting JPEG decode at reduced scale
+    when it is much larger.
 
     ``draft`` keeps both sides >= ``size``, so the model sees the same crop it would after a
     full decode, for a fraction of the work on large photos.
     """
     image = Image.open(io.BytesIO(data))
     image.draft("RGB", (size, size))
-    return image.convert("RGB")
+    return upright_rgb(image)
 
 
 def load_encoder(spec: str, precision: str = "auto", device: str = "cpu") -> ClipEncoder:

@@ -1,17 +1,21 @@
 """Bring the volume's ``raw/`` folder into the ``images`` Delta table, incrementally.
 
 Only new or changed files (by size and mtime) are read; each is hashed and fully decoded.
-A file that is not a usable photo goes to ``rejected_images`` with the reason and the run
-goes on. Writes happen in chunks, images before the file manifest, so a crash at any point
-leaves a state the next run completes with nothing duplicated.
+A file that is not a usable photo (unreadable, too large, not a regular file, a symlink out
+of the volume, corrupt, ...) goes to ``rejected_images`` with the reason and the run goes
+on: whatever goes wrong with one file stays that file's row. Problems with labels (a bad
+sidecar or labels.csv) are warnings, returned in :attr:`IngestStats.label_warnings`.
+
+Writes happen in chunks, images before the file manifest, so a crash at any point leaves a
+state the next run completes with nothing duplicated.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
 import pyarrow as pa
@@ -19,10 +23,11 @@ from tqdm.auto import tqdm
 
 from adrag_assets.images import decode as dec
 from adrag_assets.tables import IMAGES, REJECTED, VOLUME_FILES, Tables
-from adrag_assets.volume import FileStat, Volume
+from adrag_assets.volume import FileStat, FileTooLarge, Volume
 from adrag_assets.volume import files as vol
 
 CHUNK = 64  # files per Delta commit: bounds memory (bytes) and the cost of a crash
+CHUNK_BYTES = 256 << 20  # ... and bytes per commit, so a run of large photos fits too
 
 
 @dataclass
@@ -37,6 +42,7 @@ class IngestStats:
     newly_rejected: int = 0
     images: int = 0  # rows in the images table, now
     version: int = 0  # images table version after the run
+    label_warnings: list[str] = field(default_factory=list)  # each names its sidecar or csv
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -44,6 +50,46 @@ class IngestStats:
 
 def labels_json(labels: dict) -> str:
     return json.dumps(labels, sort_keys=True, ensure_ascii=False)
+
+
+def read_photo(volume: Volume, st: FileStat) -> tuple[bytes, dec.Decoded] | None:
+    """Read and decode one listed file; None when it vanished since the listing.
+
+    Raises :class:`~adrag_assets.images.decode.RejectedImage` naming the file and why.
+    """
+    if st.problem:
+        raise dec.RejectedImage(f"{st.path}: {st.problem}")
+    try:
+        data = volume.read_bytes(st.path, max_bytes=dec.MAX_PHOTO_BYTES)
+    except FileNotFoundError:
+        return None
+    except FileTooLarge as e:
+        raise dec.RejectedImage(
+            f"{st.path}: file too large ({e.size:,} bytes; photos up to {e.limit:,})"
+        ) from None
+    except (OSError, ValueError) as e:
+        raise dec.RejectedImage(
+            f"{st.path}: cannot read ({getattr(e, 'strerror', None) or e})"
+        ) from None
+    return data, dec.decode(st.path, data)
+
+
+def _chunks(files: list[FileStat]) -> Iterator[list[FileStat]]:
+    chunk: list[FileStat] = []
+    size = 0
+    for st in files:
+        if chunk and (len(chunk) >= CHUNK or size + st.size > CHUNK_BYTES):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(st)
+        size += 0 if st.problem else st.size  # a problem file is never read
+    if chunk:
+        yield chunk
+
+
+def _storable(text: str) -> str:
+    """Text a Delta string column takes (no lone surrogates from undecodable names)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def sync_images(
@@ -68,11 +114,12 @@ def sync_images(
     def unchanged(st: FileStat, rec: dict | None) -> bool:
         return rec is not None and (rec["size"], rec["mtime_ns"]) == (st.size, st.mtime_ns)
 
-    to_read = [
-        st
-        for st in photos
-        if not unchanged(st, manifest.get(st.path)) and not unchanged(st, rejected.get(st.path))
-    ]
+    def needs_look(st: FileStat) -> bool:
+        if st.problem:  # never read; rejected again only if it changed or was accepted before
+            return st.path in manifest or not unchanged(st, rejected.get(st.path))
+        return not unchanged(st, manifest.get(st.path)) and not unchanged(st, rejected.get(st.path))
+
+    to_read = [st for st in photos if needs_look(st)]
     stats.files_read = len(to_read)
     log.info(
         "volume: %d photo files, %d sidecars; %d new or changed to read",
@@ -83,23 +130,41 @@ def sync_images(
 
     now = datetime.now(UTC)
     bar = tqdm(total=len(to_read), desc="images", unit="file", disable=None)
-    for start in range(0, len(to_read), CHUNK):
-        chunk = to_read[start : start + CHUNK]
+    done = 0
+    for chunk in _chunks(to_read):
         image_rows, file_rows, reject_rows, accepted = [], [], [], []
-        for path, data in vol.iter_files(volume, [st.path for st in chunk]):
-            st = on_disk[path]
-            if data is None:  # vanished since the scan: the next run sees the deletion
-                continue
+        for st in chunk:
+            path = st.path
             try:
-                d = dec.decode(path, data)
+                got = read_photo(volume, st)
             except dec.RejectedImage as e:
-                reject_rows.append({**asdict(st), "reason": str(e), "rejected_at": now})
+                reason = str(e)
+            except Exception as e:  # one bad file never stops the others
+                reason = f"{path}: cannot ingest ({type(e).__name__}: {e})"
+            else:
+                reason = None
+            if reason is not None:
+                reason = _storable(reason)
+                reject_rows.append(
+                    {
+                        "path": path,
+                        "size": st.size,
+                        "mtime_ns": st.mtime_ns,
+                        "reason": reason,
+                        "rejected_at": now,
+                    }
+                )
                 if on_rejected:
-                    on_rejected(str(e))
-                log.warning("rejected %s", e)
+                    on_rejected(reason)
+                log.warning("rejected %s", reason)
                 continue
+            if got is None:  # vanished since the scan: the next run sees the deletion
+                continue
+            data, d = got
             accepted.append(path)
-            file_rows.append({**asdict(st), "image_id": d.image_id})
+            file_rows.append(
+                {"path": path, "size": st.size, "mtime_ns": st.mtime_ns, "image_id": d.image_id}
+            )
             if d.image_id not in known_ids:
                 known_ids.add(d.image_id)
                 image_rows.append(
@@ -131,9 +196,10 @@ def sync_images(
         for r in reject_rows:
             manifest.pop(r["path"], None)
         bar.update(len(chunk))
+        done += len(chunk)
         log.info(
             "images: read %d/%d files, %d new images, %d rejected so far",
-            min(start + CHUNK, len(to_read)),
+            done,
             len(to_read),
             stats.added,
             stats.newly_rejected,
@@ -152,7 +218,9 @@ def sync_images(
     for path in sorted(manifest):
         paths_by_id.setdefault(manifest[path]["image_id"], path)
     stats.deleted = tables.delete_keys("images", "image_id", known_ids - set(paths_by_id))
-    labels = vol.read_labels(volume, sorted(paths_by_id.values()), sidecars)
+    labels, stats.label_warnings = vol.read_labels(volume, sorted(paths_by_id.values()), sidecars)
+    for w in stats.label_warnings:
+        log.warning("labels: %s", w)
     want = {i: (p, labels_json(labels[p])) for i, p in paths_by_id.items()}
     # Only rows whose path or labels differ are sent to the merge (new rows got "{}" labels
     # when inserted), so an upload into a large table rewrites little.

@@ -7,6 +7,8 @@ import io
 
 from PIL import Image
 
+from adrag_assets.images.decode import upright_rgb
+
 
 def thumbnail_markdown(items: list[tuple[str, bytes]], size: int = 96) -> str:
     """A markdown table cell per (caption, image bytes); unreadable images are skipped."""
@@ -15,7 +17,7 @@ def thumbnail_markdown(items: list[tuple[str, bytes]], size: int = 96) -> str:
         try:
             with Image.open(io.BytesIO(data)) as im:
                 im.draft("RGB", (size, size))
-                im = im.convert("RGB")
+                im = upright_rgb(im)
                 im.thumbnail((size, size))
                 buf = io.BytesIO()
                 im.save(buf, "JPEG", quality=70)

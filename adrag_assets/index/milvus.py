@@ -29,11 +29,16 @@ from pymilvus import (
     WeightedRanker,
 )
 
+from adrag_assets.volume.files import MAX_LABELS_BYTES, MAX_PATH_BYTES
+
 PROP_ENCODER_ID = "adrag.encoder_id"
 PROP_ENCODER_SPEC = "adrag.encoder_spec"
 PROP_SYNCED_VERSION = "adrag.synced_version"
 PROP_SYNCED_AT = "adrag.synced_at"
 QUERY_LIMIT = 16384  # Milvus's cap on rows returned by one query
+# VARCHAR sizes, in bytes (Milvus Lite counts characters, other Milvus builds may count bytes;
+# bytes are never fewer). Paths over MAX_PATH_BYTES are rejected at ingest.
+TEXT_MAX_BYTES = MAX_LABELS_BYTES
 
 
 @dataclass(frozen=True)
@@ -59,8 +64,13 @@ def collection_name(encoder_id: str) -> str:
 
 
 def labels_text(labels: dict) -> str:
-    """What BM25 indexes for a photo: its label values and caption, as words."""
-    return " ".join(str(v).replace("_", " ") for _, v in sorted(labels.items()))
+    """What BM25 indexes for a photo: its label values and caption, as words.
+
+    Ingest keeps labels within the field's size (with a warning when it cuts them); cutting
+    here too means rows written before that rule can never make an upsert fail.
+    """
+    text = " ".join(str(v).replace("_", " ") for _, v in sorted(labels.items()))
+    return text.encode("utf-8")[:TEXT_MAX_BYTES].decode("utf-8", "ignore")
 
 
 def is_local_file_uri(uri: str) -> bool:
@@ -107,9 +117,9 @@ class MilvusIndex:
             return self.load(name)
         schema = self.client.create_schema(auto_id=False)
         schema.add_field("image_id", DataType.VARCHAR, is_primary=True, max_length=64)
-        schema.add_field("path", DataType.VARCHAR, max_length=2048)
+        schema.add_field("path", DataType.VARCHAR, max_length=MAX_PATH_BYTES)
         schema.add_field("labels", DataType.JSON)
-        schema.add_field("text", DataType.VARCHAR, max_length=8192, enable_analyzer=True)
+        schema.add_field("text", DataType.VARCHAR, max_length=TEXT_MAX_BYTES, enable_analyzer=True)
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
         schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
         schema.add_function(

@@ -10,6 +10,17 @@ Layout::
 Every caller goes through :class:`Volume` with paths relative to the volume (POSIX
 separators), so another store (an object store) can be added beside :class:`LocalVolume`
 without touching them.
+
+What is read, and what is not. A listing (:meth:`Volume.walk`) names every entry under a
+prefix, but only regular files are ever read: an entry that is not one carries a ``problem``
+(the reason it is not read), so the pipeline can reject it by name instead of hanging on a
+FIFO or reading ``/dev/zero`` until memory runs out. Symlinks are followed only while they
+stay inside the volume: people arrange photo libraries with links ("best of" folders linking
+into year folders), and resolving them keeps that working, while a link whose target leaves
+the volume (or is missing, or loops) is reported with that reason and never read. Reads check
+again when the file is opened, so a link swapped after the listing cannot escape either. A
+file name that is not valid UTF-8 cannot be stored in the tables or the index: it is listed
+with its undecodable bytes shown as ``\\xNN`` escapes and the problem saying so.
 """
 
 from __future__ import annotations
@@ -32,6 +43,21 @@ class FileStat:
     path: str  # relative to the volume, POSIX separators: "raw/dogs/rex.jpg"
     size: int
     mtime_ns: int
+    # Why this entry is not read as a file ("not a regular file (FIFO)", "symlink points
+    # outside the volume", ...); None for a regular file that can be read.
+    problem: str | None = None
+
+
+class FileTooLarge(ValueError):
+    """A file over the size a caller is willing to read into memory."""
+
+    def __init__(self, path: str, size: int, limit: int):
+        super().__init__(f"{path}: {size:,} bytes, over the {limit:,}-byte limit")
+        self.path, self.size, self.limit = path, size, limit
+
+
+class NotARegularFile(OSError):
+    """An entry that is not a regular file (a FIFO, socket, device or folder), not read."""
 
 
 class Volume(Protocol):
@@ -43,15 +69,18 @@ class Volume(Protocol):
         ...
 
     def walk(self, prefix: str) -> Iterator[FileStat]:
-        """Every file under ``prefix`` (any depth), hidden files and folders skipped."""
+        """Every entry under ``prefix`` (any depth) that is not a folder, hidden files and
+        folders skipped; those that cannot be read as files carry a ``problem``."""
         ...
 
     def stat(self, path: str) -> FileStat | None:
         """The file's size and mtime, or None when it does not exist."""
         ...
 
-    def read_bytes(self, path: str) -> bytes:
-        """The file's bytes; FileNotFoundError when it is gone."""
+    def read_bytes(self, path: str, max_bytes: int | None = None) -> bytes:
+        """The file's bytes; FileNotFoundError when it is gone, :class:`NotARegularFile` for
+        anything but a regular file, :class:`FileTooLarge` past ``max_bytes``, ValueError for
+        a path that leads outside the volume."""
         ...
 
     def write_all_or_nothing(self, files: Sequence[tuple[str, bytes]]) -> None:

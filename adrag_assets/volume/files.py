@@ -11,20 +11,48 @@ Layout of a volume::
 
 ``<photo>`` in a sidecar name is the photo's file name with or without its extension
 (``rex.jpg.txt`` or ``rex.txt`` for ``rex.jpg``).
+
+Labels are a convenience, never a reason to stop: a sidecar or labels.csv that cannot be
+read, is too large, not UTF-8, not valid JSON or has no ``file`` column gives a warning
+naming the file and what was done about it, and the other files' labels still apply. Values
+are cut to sizes the search index takes (a long caption is truncated, with a warning), so
+one photo's labels can never make the index fail.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import PurePosixPath
 
-from adrag_assets.volume import RAW, FileStat, Volume
+from adrag_assets.volume import RAW, FileStat, FileTooLarge, Volume
 
 LABELS_CSV = "labels.csv"
 SIDECAR_SUFFIXES = (".json", ".txt")
+
+# The index stores a photo's path in a field of this many bytes; a longer path is rejected.
+MAX_PATH_BYTES = 2048
+# Sidecars are read whole into memory, so each kind has a cap. A labels.csv describes a
+# whole library (about 50 bytes a photo), hence its larger one.
+MAX_SIDECAR_BYTES = 1 << 20
+MAX_LABELS_CSV_BYTES = 32 << 20
+# One label value (a caption, a csv cell) and one key: longer ones are cut, with a warning.
+MAX_LABEL_CHARS = 2000
+MAX_KEY_CHARS = 100
+# All of one photo's labels (keys and values, UTF-8): what the index's text field holds for
+# BM25 (8,192), so nothing is cut there. Past it, the last labels (by key) are cut or dropped.
+MAX_LABELS_BYTES = 8192
+
+Warn = Callable[[str], None]
+BOMS = (
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
 
 
 def sidecar_map(paths: set[str]) -> dict[str, str]:
@@ -46,70 +74,247 @@ def sidecar_map(paths: set[str]) -> dict[str, str]:
     return found
 
 
-def scan(volume: Volume) -> tuple[list[FileStat], list[str]]:
-    """Stat every file under ``raw/``: (candidate photos, sidecar paths), sorted by path.
+def scan(volume: Volume) -> tuple[list[FileStat], list[FileStat]]:
+    """Stat every file under ``raw/``: (candidate photos, sidecars), sorted by path.
 
-    Only a stat per file: content is read later and only for new or changed files.
+    Only a stat per file: content is read later and only for new or changed files. Entries
+    that cannot be read (see :class:`FileStat`'s ``problem``) are listed too, so they are
+    rejected or warned about by name rather than missing without a trace.
     """
-    stats = {st.path: st for st in volume.walk(RAW)}
+    stats: dict[str, FileStat] = {}
+    for st in volume.walk(RAW):
+        size = len(st.path.encode("utf-8"))
+        if st.problem is None and size > MAX_PATH_BYTES:
+            st = replace(
+                st,
+                problem=f"path is {size:,} bytes long, over the {MAX_PATH_BYTES:,} the index "
+                "stores; shorten its folder or file names",
+            )
+        stats[st.path] = st
     names = set(stats)
-    sidecars = sorted(set(sidecar_map(names)) | {p for p in names if p.endswith("/" + LABELS_CSV)})
-    photos = [stats[p] for p in sorted(names) if p not in set(sidecars)]
-    return photos, sidecars
+    side = set(sidecar_map(names)) | {p for p in names if p.endswith("/" + LABELS_CSV)}
+    photos = [stats[p] for p in sorted(names) if p not in side]
+    return photos, [stats[p] for p in sorted(side)]
 
 
-def read_labels(volume: Volume, photo_paths: list[str], sidecars: list[str]) -> dict[str, dict]:
-    """Labels for each photo path from labels.csv files and per-photo sidecars.
+def read_labels(
+    volume: Volume, photo_paths: list[str], sidecars: list[FileStat]
+) -> tuple[dict[str, dict[str, str]], list[str]]:
+    """Labels for each photo path from labels.csv files and per-photo sidecars, and the
+    warnings met on the way (each naming the file).
 
     A sidecar next to the photo wins over a csv; a deeper csv wins over a shallower one.
     """
-    labels: dict[str, dict] = {p: {} for p in photo_paths}
+    warnings: list[str] = []
+    warn = warnings.append
+    labels: dict[str, dict[str, str]] = {p: {} for p in photo_paths}
     by_name: dict[tuple[str, str], list[str]] = {}  # (csv folder prefix, file name) -> photos
     for p in photo_paths:
         pp = PurePosixPath(p)
         for parent in pp.parents:
             by_name.setdefault((str(parent), pp.name), []).append(p)
     # Shallow csvs first, so deeper ones overwrite them.
-    for csv_path in sorted(
-        (s for s in sidecars if s.endswith(LABELS_CSV)), key=lambda s: s.count("/")
-    ):
-        folder = str(PurePosixPath(csv_path).parent)
+    csvs = [s for s in sidecars if s.path.endswith("/" + LABELS_CSV)]
+    for st in sorted(csvs, key=lambda s: s.path.count("/")):
+        text = _read_text(volume, st, MAX_LABELS_CSV_BYTES, warn)
+        if text is None:
+            continue
         try:
-            text = volume.read_bytes(csv_path).decode("utf-8-sig")
-        except (OSError, UnicodeDecodeError):
-            continue  # an unreadable csv is reported by the coverage check, not fatal
-        for row in csv.DictReader(io.StringIO(text)):
-            name = (row.pop("file", None) or "").strip()
+            rows = _csv_rows(st.path, text, warn)
+        except Exception as e:  # whatever went wrong, it stays this file's problem
+            warn(f"{st.path}: cannot read ({type(e).__name__}: {e}); its labels were not applied")
+            continue
+        folder = str(PurePosixPath(st.path).parent)
+        for name, values in rows:
+            exact = f"{folder}/{name}"
+            for t in [exact] if exact in labels else by_name.get((folder, name), []):
+                labels[t].update(values)
+    stats = {s.path: s for s in sidecars}
+    for side, photo in sorted(sidecar_map(set(labels) | set(stats)).items()):
+        if photo not in labels or side not in stats:
+            continue
+        text = _read_text(volume, stats[side], MAX_SIDECAR_BYTES, warn)
+        if text is None:
+            continue
+        try:
+            if side.endswith(".txt"):
+                long: list[tuple[str, int]] = []
+                if caption := _clip(text.strip(), long, "the caption"):
+                    labels[photo]["caption"] = caption
+                _warn_long(side, long, warn)
+            else:
+                labels[photo].update(_json_labels(side, text, warn))
+        except Exception as e:
+            warn(f"{side}: cannot read ({type(e).__name__}: {e}); no labels taken")
+    return {p: _fit(p, v, warn) for p, v in labels.items()}, warnings
+
+
+def _read_text(volume: Volume, st: FileStat, limit: int, warn: Warn) -> str | None:
+    """A sidecar's text, or None (with a warning saying why) when it cannot be used."""
+    if st.problem:
+        warn(f"{st.path}: {st.problem}; not read")
+        return None
+    try:
+        data = volume.read_bytes(st.path, max_bytes=limit)
+    except FileNotFoundError:  # removed since the scan: the next run sees it gone
+        return None
+    except FileTooLarge as e:
+        warn(f"{st.path}: {e.size:,} bytes, over the {limit:,}-byte limit; not read")
+        return None
+    except (OSError, ValueError) as e:
+        warn(f"{st.path}: cannot read ({getattr(e, 'strerror', None) or e}); not read")
+        return None
+    for bom, encoding in BOMS:
+        if data.startswith(bom):
+            try:
+                return data.decode(encoding)
+            except UnicodeDecodeError:
+                warn(f"{st.path}: starts like {encoding} text but is not; not read")
+                return None
+    if b"\x00" in data:
+        warn(f"{st.path}: binary content, not text; not read")
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    # Spreadsheets on Windows save "CSV" as cp1252. Reading it so keeps its labels (accents
+    # and all) where dropping the file would lose them; latin-1 takes any byte left over.
+    for encoding in ("cp1252", "latin-1"):
+        try:
+            text = data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+        warn(f"{st.path}: not UTF-8 (read as {encoding})")
+        return text
+    return None  # unreachable: latin-1 decodes any byte
+
+
+def _csv_rows(path: str, text: str, warn: Warn) -> list[tuple[str, dict[str, str]]]:
+    """(file name, labels) for each row of one labels.csv, warning about what it skips."""
+    # The module-wide default (128 KB) would fail a whole file on one long cell; the file
+    # itself is capped, so its cap is the field limit too.
+    if csv.field_size_limit() < MAX_LABELS_CSV_BYTES:
+        csv.field_size_limit(MAX_LABELS_CSV_BYTES)
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, None)
+    if not header:
+        warn(f"{path}: empty (no header row); no labels")
+        return []
+    columns = [h.strip() for h in header]
+    lowered = [c.lower() for c in columns]
+    if "file" not in lowered:
+        warn(f"{path}: no 'file' column; its labels were not applied")
+        return []
+    file_col = lowered.index("file")
+    out: list[tuple[str, dict[str, str]]] = []
+    ragged: list[int] = []
+    lines: dict[str, list[int]] = {}
+    long: list[tuple[str, int]] = []
+    try:
+        for row in reader:
+            if not any(cell.strip() for cell in row):
+                continue  # a blank line
+            line = reader.line_num
+            if len(row) != len(columns):
+                ragged.append(line)
+            name = row[file_col].strip() if file_col < len(row) else ""
             if not name:
                 continue
-            values = {k.strip(): (v or "").strip() for k, v in row.items() if k and v}
-            exact = f"{folder}/{name}"
-            targets = [exact] if exact in labels else by_name.get((folder, name), [])
-            for t in targets:
-                labels[t].update(values)
-    for side, photo in sorted(sidecar_map(set(labels) | set(sidecars)).items()):
-        if photo not in labels:
-            continue
-        try:
-            text = volume.read_bytes(side).decode("utf-8")
-        except (OSError, UnicodeDecodeError):
-            continue
-        if side.endswith(".txt"):
-            labels[photo]["caption"] = text.strip()
-        else:
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(obj, dict):
-                labels[photo].update({str(k): str(v) for k, v in obj.items()})
-    return labels
+            lines.setdefault(name, []).append(line)
+            values = {}
+            for key, cell in zip(columns, row, strict=False):  # extra cells have no column
+                if key and key.lower() != "file" and cell.strip():
+                    values[key[:MAX_KEY_CHARS]] = _clip(cell.strip(), long, f"line {line}, {key!r}")
+            out.append((name, values))
+    except csv.Error as e:
+        warn(f"{path}: not valid CSV at line {reader.line_num} ({e}); later rows not applied")
+    if ragged:
+        warn(
+            f"{path}: {len(ragged)} row(s) with a different number of fields than the header's "
+            f"{len(columns)} ({_lines(ragged)}); extra fields ignored, missing ones empty"
+        )
+    _warn_long(path, long, warn)
+    repeated = {n: ls for n, ls in lines.items() if len(ls) > 1}
+    if repeated:
+        name, ls = next(iter(repeated.items()))
+        warn(
+            f"{path}: {len(repeated)} file(s) listed more than once ({name!r} on "
+            f"{_lines(ls)}); the last row wins"
+        )
+    return out
 
 
-def iter_files(volume: Volume, paths: list[str]) -> Iterator[tuple[str, bytes | None]]:
-    """Read files one by one; a file that vanished yields ``None`` instead of failing."""
-    for p in paths:
-        try:
-            yield p, volume.read_bytes(p)
-        except FileNotFoundError:
-            yield p, None
+def _json_labels(path: str, text: str, warn: Warn) -> dict[str, str]:
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        warn(f"{path}: invalid JSON (line {e.lineno}: {e.msg}); no labels taken")
+        return {}
+    except RecursionError:
+        warn(f"{path}: JSON nested too deeply to read; no labels taken")
+        return {}
+    except ValueError as e:  # e.g. an integer past Python's digit limit
+        warn(f"{path}: JSON not readable ({str(e).split(';')[0]}); no labels taken")
+        return {}
+    if not isinstance(obj, dict):
+        warn(f"{path}: a JSON {type(obj).__name__}, not an object; no labels taken")
+        return {}
+    out, long = {}, []
+    for key, value in obj.items():
+        if value is None or not str(key).strip():
+            continue
+        if isinstance(value, dict | list):  # nested: kept as JSON text, searchable as words
+            value = json.dumps(value, ensure_ascii=False)
+        key = str(key).strip()[:MAX_KEY_CHARS]
+        if text_value := _clip(str(value).strip(), long, repr(key)):
+            out[key] = text_value
+    _warn_long(path, long, warn)
+    return out
+
+
+def _clip(value: str, long: list[tuple[str, int]], where: str) -> str:
+    """``value`` cut to :data:`MAX_LABEL_CHARS`; a cut one is noted in ``long``."""
+    if len(value) > MAX_LABEL_CHARS:
+        long.append((where, len(value)))
+    return value[:MAX_LABEL_CHARS]
+
+
+def _warn_long(path: str, long: list[tuple[str, int]], warn: Warn) -> None:
+    """One warning a file for its truncated values (a bad csv may have thousands)."""
+    if long:
+        where, size = long[0]
+        warn(
+            f"{path}: {len(long)} value(s) truncated to {MAX_LABEL_CHARS:,} characters "
+            f"({where} was {size:,})"
+        )
+
+
+def _fit(photo: str, labels: dict[str, str], warn: Warn) -> dict[str, str]:
+    """Keep one photo's labels within :data:`MAX_LABELS_BYTES`, cutting the last keys."""
+    budget, out, cut = MAX_LABELS_BYTES, {}, []
+    for key, value in sorted(labels.items()):
+        size = len(key.encode()) + len(value.encode()) + 2  # a separator each
+        if size <= budget:
+            out[key], budget = value, budget - size
+            continue
+        room = budget - len(key.encode()) - 2
+        if room > 0:  # the first label that does not fit is cut, the later ones dropped
+            out[key] = value.encode()[:room].decode("utf-8", "ignore")
+        budget = 0
+        cut.append(key)
+    if cut:
+        warn(
+            f"{photo}: labels over {MAX_LABELS_BYTES:,} bytes in all; {len(cut)} cut or "
+            f"dropped ({', '.join(repr(k) for k in cut[:3])}{', …' if len(cut) > 3 else ''})"
+        )
+    return out
+
+
+def _lines(numbers: list[int], shown: int = 3) -> str:
+    head = ", ".join(str(n) for n in numbers[:shown])
+    return (
+        ("line " if len(numbers) == 1 else "lines ")
+        + head
+        + (", …" if len(numbers) > shown else "")
+    )

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
-from adrag_assets.volume import FileStat
+from adrag_assets.volume import FileStat, FileTooLarge, NotARegularFile
 from adrag_assets.volume.paths import resolve_in_volume
+
+NOT_UTF8 = "file name is not valid UTF-8 (shown with \\x escapes); rename the file"
 
 
 class LocalVolume:
@@ -32,16 +36,54 @@ class LocalVolume:
         top = self.root / prefix
         for dirpath, dirnames, filenames in os.walk(top):
             # Hidden files and folders are upload tools' temp files, and our own atomic writes.
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for name in sorted(filenames):
+            visible = sorted(d for d in dirnames if not d.startswith("."))
+            # os.walk lists a symlink to a folder among the folders without entering it; it is
+            # reported like a file instead, so the photos behind it are not silently missing.
+            links = [d for d in visible if os.path.islink(os.path.join(dirpath, d))]
+            dirnames[:] = [d for d in visible if d not in links]
+            for name in sorted([*filenames, *links]):
                 if name.startswith("."):
                     continue
-                full = Path(dirpath) / name
-                try:
-                    st = full.stat()
-                except FileNotFoundError:  # deleted while we walked
-                    continue
-                yield FileStat(full.relative_to(self.root).as_posix(), st.st_size, st.st_mtime_ns)
+                entry = self._entry(Path(dirpath) / name)
+                if entry is not None:
+                    yield entry
+
+    def _entry(self, full: Path) -> FileStat | None:
+        """One listed entry, with the reason it is not read when it is not a plain file."""
+        rel = full.relative_to(self.root).as_posix()
+        try:
+            st = full.lstat()
+        except FileNotFoundError:  # deleted while we walked
+            return None
+        problem = None
+        try:
+            rel.encode("utf-8")
+        except UnicodeEncodeError:
+            # os.walk decodes undecodable bytes as surrogates, which no table can store.
+            rel = rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            problem = NOT_UTF8
+        if problem is None and stat.S_ISLNK(st.st_mode):
+            problem, st = self._follow(full, st)
+        if problem is None and not stat.S_ISREG(st.st_mode):
+            problem = f"not a regular file ({_kind(st.st_mode)})"
+        return FileStat(rel, st.st_size, st.st_mtime_ns, problem)
+
+    def _follow(self, link: Path, st: os.stat_result) -> tuple[str | None, os.stat_result]:
+        """(problem, the target's stat) for a symlink; it may only lead inside the volume."""
+        try:
+            target = link.resolve(strict=True)
+        except FileNotFoundError:
+            return "broken symlink (its target does not exist)", st
+        except RuntimeError:  # Python < 3.13 reports a loop this way
+            return "symlink loop", st
+        except OSError as e:
+            return ("symlink loop" if e.errno == errno.ELOOP else f"symlink unusable ({e})"), st
+        if not target.is_relative_to(self.root):
+            return "symlink points outside the volume", st
+        try:
+            return None, target.stat()
+        except OSError as e:
+            return f"symlink unusable ({e.strerror or e})", st
 
     def stat(self, path: str) -> FileStat | None:
         try:
@@ -50,8 +92,23 @@ class LocalVolume:
             return None
         return FileStat(path, st.st_size, st.st_mtime_ns)
 
-    def read_bytes(self, path: str) -> bytes:
-        return (self.root / path).read_bytes()
+    def read_bytes(self, path: str, max_bytes: int | None = None) -> bytes:
+        real = resolve_in_volume(self.root, path)  # symlinks resolved and confined, again
+        # O_NONBLOCK: a FIFO swapped in after the listing opens at once instead of hanging,
+        # and is then refused below; O_NOFOLLOW: the resolved path must not turn into a link.
+        fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as f:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise NotARegularFile(f"{path}: not a regular file ({_kind(st.st_mode)})")
+            if max_bytes is None:
+                return f.read()
+            if st.st_size > max_bytes:
+                raise FileTooLarge(path, st.st_size, max_bytes)
+            data = f.read(max_bytes + 1)  # it may have grown since the stat
+            if len(data) > max_bytes:
+                raise FileTooLarge(path, len(data), max_bytes)
+            return data
 
     def write_all_or_nothing(self, files: Sequence[tuple[str, bytes]]) -> None:
         """Each file goes to a hidden temp file in its folder, is synced, then renamed over
@@ -95,3 +152,16 @@ class LocalVolume:
         for folder in {f.parent for f in files}:
             with contextlib.suppress(OSError):
                 folder.rmdir()  # only if empty: the day's other ads stay
+
+
+def _kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISDIR, "folder"),
+        (stat.S_ISFIFO, "FIFO"),
+        (stat.S_ISSOCK, "socket"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+    ):
+        if test(mode):
+            return name
+    return "special file"

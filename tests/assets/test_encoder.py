@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 from PIL import Image
 
-from adrag_assets.embeddings.encoder import ClipEncoder, EncoderError, EncoderSpec, load_encoder
+from adrag_assets.embeddings.encoder import (
+    ClipEncoder,
+    EncoderError,
+    EncoderSpec,
+    decode_for_model,
+    load_encoder,
+)
+from tests.support.data import TEST_ENCODER
 
 
 def test_spec_parsing_and_ids(tmp_path):
@@ -66,3 +75,51 @@ def test_bf16_stays_close_to_fp32():
     fp32 = ClipEncoder(EncoderSpec.parse("random:adrag-tiny@3"), "fp32").encode_images(images)
     bf16 = ClipEncoder(EncoderSpec.parse("random:adrag-tiny@3"), "bf16").encode_images(images)
     assert float((fp32 * bf16).sum(axis=1).min()) > 0.99
+
+
+def _png(image: Image.Image, **kw) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, "PNG", **kw)
+    return buf.getvalue()
+
+
+def _scene(size=(96, 64)) -> Image.Image:
+    """An asymmetric picture: a ramp, a dark block top left and a bright bar on the right."""
+    w, h = size
+    ramp = np.tile(np.linspace(30, 220, w, dtype=np.uint8), (h, 1))
+    rgb = np.stack([ramp, ramp[:, ::-1], np.full_like(ramp, 90)], axis=-1)
+    rgb[: h // 3, : w // 4] = (10, 10, 40)
+    rgb[:, -w // 8 :] = (250, 240, 20)
+    return Image.fromarray(rgb, "RGB")
+
+
+def test_exif_orientation_is_applied_before_the_model():
+    enc = load_encoder(TEST_ENCODER, "fp32")
+    upright = _scene()
+    stored = upright.transpose(Image.Transpose.ROTATE_90)  # how a phone stores it, sideways
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to view"
+    tagged = _png(stored, exif=exif.tobytes())
+    seen = decode_for_model(tagged, enc.image_size)
+    assert np.array_equal(np.asarray(seen), np.asarray(upright))
+    v_tagged, v_upright, v_sideways = enc.encode_images(
+        [seen, upright, decode_for_model(_png(stored), enc.image_size)]
+    )
+    assert float(v_tagged @ v_upright) > 0.9999
+    assert float(v_tagged @ v_sideways) < 0.999  # the sideways picture is another input
+
+
+def test_16_bit_png_is_scaled_not_clipped_to_white():
+    enc = load_encoder(TEST_ENCODER, "fp32")
+    ramp16 = np.tile(np.linspace(0, 65535, 96), (64, 1)).astype(np.uint16)
+    deep = Image.open(io.BytesIO(_png(Image.fromarray(ramp16))))
+    assert deep.mode == "I;16"
+    seen = decode_for_model(_png(Image.fromarray(ramp16)), enc.image_size)
+    ramp8 = np.round(ramp16 / 257).astype(np.uint8)
+    assert np.abs(np.asarray(seen)[..., 0].astype(int) - ramp8).max() <= 1
+    white = Image.new("RGB", (96, 64), (255, 255, 255))
+    v_deep, v_8bit, v_white = enc.encode_images(
+        [seen, Image.fromarray(ramp8).convert("RGB"), white]
+    )
+    assert float(v_deep @ v_8bit) > 0.9999
+    assert float(v_deep @ v_white) < 0.999
