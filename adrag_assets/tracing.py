@@ -88,6 +88,36 @@ def enabled(env: Mapping[str, str] | None = None) -> bool:
     return (env.get(ENV_TRACING) or "on").strip().lower() not in ("0", "off", "false", "no")
 
 
+def experiment_name() -> str:
+    """The experiment traces and registered models are logged under."""
+    return os.environ.get(ENV_EXPERIMENT) or DEFAULT_EXPERIMENT
+
+
+def store_exists(uri: str | None = None) -> bool:
+    """False only for a local SQLite store whose file is not there yet: nothing was recorded,
+    so there is nothing to look up (and no reason to create it)."""
+    uri = tracking_uri() if uri is None else uri
+    if uri.startswith("sqlite:///"):
+        return Path(uri.removeprefix("sqlite:///")).is_file()
+    return True
+
+
+def use_store() -> str:
+    """Point MLflow (process-wide) at adrag's store and experiment; return the tracking URI.
+
+    Unlike :func:`configure` it ignores ``ADRAG_TRACING`` and lets errors through: callers
+    such as the encoder's registration need the store and must say when it is unusable.
+    """
+    import mlflow
+
+    uri = tracking_uri()
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment(experiment_id=experiment_id(uri, experiment_name()))
+    return uri
+
+
 def configure() -> bool:
     """Point MLflow at adrag's store and experiment; True when tracing is ready.
 
@@ -99,17 +129,14 @@ def configure() -> bool:
     if not enabled():
         return False
     uri = tracking_uri()
-    experiment = os.environ.get(ENV_EXPERIMENT) or DEFAULT_EXPERIMENT
+    experiment = experiment_name()
     with _lock:
         try:
             import mlflow
 
             if _configured == (uri, experiment) and mlflow.get_tracking_uri() == uri:
                 return True
-            if uri.startswith("sqlite:///"):
-                Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-            mlflow.set_tracking_uri(uri)
-            mlflow.set_experiment(experiment_id=_experiment_id(mlflow, uri, experiment))
+            use_store()
         except Exception as e:
             _configured = None
             _warn_once(f"setting up the store at {uri}", e)
@@ -118,7 +145,10 @@ def configure() -> bool:
         return True
 
 
-def _experiment_id(mlflow: Any, uri: str, name: str) -> str:
+def experiment_id(uri: str, name: str = DEFAULT_EXPERIMENT) -> str:
+    """The id of experiment ``name`` in the store at ``uri``, created when missing."""
+    import mlflow
+
     client = mlflow.MlflowClient(uri)
     found = client.get_experiment_by_name(name)
     if found is not None:
