@@ -41,14 +41,17 @@ def image_index(
     check = index_matches(t, index, stats.collection, enc.encoder_id)
     live_before = index.live_collection()
     dropped: list[str] = []
-    live_model = ""
+    registry: dict[str, str] = {}
     if check.passed:
         dropped = activate(index, stats.collection, milvus.keep_old_collections)
-        if live_before not in (None, stats.collection):
-            context.log.info(
-                "alias %s moved from %s to %s", index.alias, live_before, stats.collection
-            )
-        live_model = follow_in_registry(context, enc.encoder_id)
+        if live_before != stats.collection:
+            if live_before is not None:
+                context.log.info(
+                    "alias %s moved from %s to %s", index.alias, live_before, stats.collection
+                )
+            # Only when the alias moved: an unmoved alias needs no change in MLflow, and
+            # importing MLflow costs a few seconds an incremental run should not pay.
+            registry["encoder_model"] = follow_in_registry(context, enc.encoder_id)
     else:
         context.log.error(
             "index check failed: alias %s stays on %s", index.alias, live_before or "nothing"
@@ -67,7 +70,7 @@ def image_index(
             "live_collection": index.live_collection() or "",
             "dropped_collections": dg.MetadataValue.json(dropped),
             "milvus_uri": index.shown_uri,
-            "encoder_model": live_model,
+            **registry,
         },
         check_results=[check],
     )

@@ -181,9 +181,15 @@ def test_live_alias_follows_the_index(few_pets, env, store, instance, monkeypatc
     meta = run_pipeline(load_settings(), instance)
     assert meta["image_index"]["encoder_model"] == f"models:/{MODEL_NAME}/{reg1.version}"
     assert _live_version() == reg1.version
-    assert embed_with_model(mlflow.pyfunc.load_model(LIVE_URI), texts=["a cat"]).shape == (
-        1,
-        load_encoder("random:adrag-tiny@1", "fp32").dim,
+    # A run that leaves the Milvus alias in place leaves MLflow alone.
+    shutil.copy(sorted(pets_images().glob("*.jpg"))[8], few_pets.raw_dir / "pets" / "extra.jpg")
+    meta = run_pipeline(load_settings(), instance)
+    assert meta["image_index"]["upserted"] == 1 and "encoder_model" not in meta["image_index"]
+    # `live` now encodes with the second encoder.
+    np.testing.assert_allclose(
+        embed_with_model(mlflow.pyfunc.load_model(LIVE_URI), texts=["a cat"]),
+        load_encoder("random:adrag-tiny@1", "fp32").encode_texts(["a cat"]),
+        atol=1e-5,
     )
 
     # An encoder nobody registered goes live: no version is left pretending to be live.
