@@ -1,4 +1,4 @@
-"""MLflow tracing for the image-gen service (and, later, the agent's turns).
+"""MLflow tracing for retrieval, generation and each agent turn, and adrag's MLflow store.
 
 Traces go to a local MLflow store under ``$ADRAG_HOME/mlflow`` by default (a SQLite tracking
 database: MLflow 3 stores trace spans in the tracking store itself, no server needed). Browse
@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from adrag_assets.settings import SettingsError, load_settings, secret_values
+from adrag_assets.settings import DEFAULT_EXPERIMENT, SettingsError, load_settings, secret_values
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,41 @@ def _warn_once(what: str, error: BaseException) -> None:
         )
 
 
+def tracking_uri() -> str:
+    """The tracking URI traces and registered models go to (``ADRAG_MLFLOW_TRACKING_URI``)."""
+    return load_settings().tracing.tracking_uri
+
+
+def experiment_name() -> str:
+    """The experiment traces and registered models are logged under."""
+    return load_settings().tracing.experiment
+
+
+def store_exists(uri: str | None = None) -> bool:
+    """False only for a local SQLite store whose file is not there yet: nothing was recorded,
+    so there is nothing to look up (and no reason to create it)."""
+    uri = tracking_uri() if uri is None else uri
+    if uri.startswith("sqlite:///"):
+        return Path(uri.removeprefix("sqlite:///")).is_file()
+    return True
+
+
+def use_store() -> str:
+    """Point MLflow (process-wide) at adrag's store and experiment; return the tracking URI.
+
+    Unlike :func:`configure` it ignores ``ADRAG_TRACING`` and lets errors through: callers
+    such as the encoder's registration need the store and must say when it is unusable.
+    """
+    import mlflow
+
+    uri = tracking_uri()
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment(experiment_id=experiment_id(uri, experiment_name()))
+    return uri
+
+
 def configure() -> bool:
     """Point MLflow at adrag's store and experiment; True when tracing is ready.
 
@@ -84,10 +119,7 @@ def configure() -> bool:
 
             if _configured == (uri, experiment) and mlflow.get_tracking_uri() == uri:
                 return True
-            if uri.startswith("sqlite:///"):
-                Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-            mlflow.set_tracking_uri(uri)
-            mlflow.set_experiment(experiment_id=_experiment_id(mlflow, uri, experiment))
+            use_store()
         except Exception as e:
             _configured = None
             _warn_once(f"setting up the store at {uri}", e)
@@ -96,7 +128,10 @@ def configure() -> bool:
         return True
 
 
-def _experiment_id(mlflow: Any, uri: str, name: str) -> str:
+def experiment_id(uri: str, name: str = DEFAULT_EXPERIMENT) -> str:
+    """The id of experiment ``name`` in the store at ``uri``, created when missing."""
+    import mlflow
+
     client = mlflow.MlflowClient(uri)
     found = client.get_experiment_by_name(name)
     if found is not None:

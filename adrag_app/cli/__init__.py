@@ -214,9 +214,13 @@ def register_encoder_cmd(ctx: click.Context, as_json: bool) -> None:
     except EncoderError as e:
         _fail(str(e))
     if as_json:
-        click.echo(json.dumps(asdict(reg), indent=2))
+        out = asdict(reg)
+        if reg.alias is None:  # `alias` only for the version of the live encoder
+            del out["alias"]
+        click.echo(json.dumps(out, indent=2))
         return
-    click.echo(f"{reg.model_uri}  encoder {reg.encoder_id}")
+    live = f"  (@{reg.alias}: the encoder behind the index)" if reg.alias else ""
+    click.echo(f"{reg.model_uri}  encoder {reg.encoder_id}{live}")
     if reg.random_weights:
         click.secho("note: random weights, NOT semantic", fg="yellow")
 

@@ -26,8 +26,6 @@ def encoder_code_version() -> str:
 
 ENCODER_VERSION = encoder_code_version()
 
-ENCODER_VERSION = encoder_code_version()
-
 
 @dg.asset(
     deps=["images"],
@@ -101,7 +99,8 @@ def unit_vectors(matrix: np.ndarray, ids: list[str], tol: float = 1e-3) -> dg.As
     code_version=ENCODER_VERSION,
     kinds={"mlflow"},
     description="The configured encoder registered in the local MLflow registry as the pyfunc "
-    "model adrag-encoder (base64 image or text in, unit vector out), one version per encoder.",
+    "model adrag-encoder (base64 image or text in, unit vector out), one version per encoder; "
+    "the alias live names the version of the encoder behind the Milvus alias.",
 )
 def encoder_model(
     context: dg.AssetExecutionContext, encoder: EncoderResource
@@ -121,5 +120,6 @@ def encoder_model(
             "model_uri": reg.model_uri,
             "encoder_id": reg.encoder_id,
             "random_weights": reg.random_weights,
+            "alias": reg.alias or "",
         }
     )

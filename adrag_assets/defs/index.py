@@ -8,9 +8,11 @@ import dagster as dg
 
 from adrag_assets.defs.embeddings import ENCODER_VERSION
 from adrag_assets.defs.resources import GROUP, POOL, EncoderResource, MilvusResource, TablesResource
+from adrag_assets.embeddings.mlflow_model import LIVE_ALIAS, MODEL_NAME, follow_live_encoder
 from adrag_assets.index.milvus import MilvusIndex
 from adrag_assets.index.sync import activate, sync_index
 from adrag_assets.tables import Tables
+from adrag_assets.tracing import redact
 
 SHOWN = 10  # examples listed in a failing check's metadata
 
@@ -39,12 +41,17 @@ def image_index(
     check = index_matches(t, index, stats.collection, enc.encoder_id)
     live_before = index.live_collection()
     dropped: list[str] = []
+    registry: dict[str, str] = {}
     if check.passed:
         dropped = activate(index, stats.collection, milvus.keep_old_collections)
-        if live_before not in (None, stats.collection):
-            context.log.info(
-                "alias %s moved from %s to %s", index.alias, live_before, stats.collection
-            )
+        if live_before != stats.collection:
+            if live_before is not None:
+                context.log.info(
+                    "alias %s moved from %s to %s", index.alias, live_before, stats.collection
+                )
+            # Only when the alias moved: an unmoved alias needs no change in MLflow, and
+            # importing MLflow costs a few seconds an incremental run should not pay.
+            registry["encoder_model"] = follow_in_registry(context, enc.encoder_id)
     else:
         context.log.error(
             "index check failed: alias %s stays on %s", index.alias, live_before or "nothing"
@@ -63,9 +70,33 @@ def image_index(
             "live_collection": index.live_collection() or "",
             "dropped_collections": dg.MetadataValue.json(dropped),
             "milvus_uri": index.shown_uri,
+            **registry,
         },
         check_results=[check],
     )
+
+
+def follow_in_registry(context: dg.AssetExecutionContext, encoder_id: str) -> str:
+    """Move the MLflow alias ``live`` to the registered version of the live encoder; its
+    model URI, or "" when that encoder is not registered or MLflow failed.
+
+    MLflow is a bystander here: whatever goes wrong with it, the index run goes on.
+    """
+    try:
+        version = follow_live_encoder(encoder_id)
+    except Exception as e:
+        context.log.warning(
+            "MLflow: could not point %s@%s at encoder %s (%s); the index is live regardless",
+            MODEL_NAME,
+            LIVE_ALIAS,
+            encoder_id,
+            redact(f"{type(e).__name__}: {e}"),
+        )
+        return ""
+    if version is None:
+        return ""
+    context.log.info("MLflow: %s@%s is version %s", MODEL_NAME, LIVE_ALIAS, version)
+    return f"models:/{MODEL_NAME}/{version}"
 
 
 def index_matches(

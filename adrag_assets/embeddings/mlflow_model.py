@@ -1,68 +1,47 @@
 """The encoder as an MLflow pyfunc model: base64 image or text in, unit vector out.
 
 Registered in the local MLflow registry (the store of :mod:`adrag_assets.tracing`) under
-``adrag-encoder``, one version per encoder id, tagged with that id. The model carries only the
+``adrag-encoder``, one version per encoder id, tagged with that id. The model is logged from
+code (:mod:`adrag_assets.embeddings.encoder_model_code`, nothing pickled) and carries only the
 encoder spec (and, for a local checkpoint, the file as an artifact), so loading a version
 rebuilds exactly the encoder the pipeline uses; `embed_with_model` computes embeddings from it.
+
+The alias ``live`` follows the Milvus alias: it names the version whose encoder built the
+collection search answers from, so ``models:/adrag-encoder@live`` encodes queries the way the
+live index expects. The index asset moves it (:func:`follow_live_encoder`), and
+:func:`register_encoder` sets it when it registers the live encoder.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from adrag_assets.embeddings.encoder import EncoderSpec
+from adrag_assets.embeddings.encoder import EncoderSpec, load_encoder
 from adrag_assets.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.models import ModelSignature
 
 log = logging.getLogger(__name__)
 MODEL_NAME = "adrag-encoder"
+LIVE_ALIAS = "live"
 TAG_ENCODER_ID = "adrag.encoder_id"
-
-
-def _python_model_class():
-    import mlflow
-
-    class ClipEncoderModel(mlflow.pyfunc.PythonModel):
-        """Rows with an ``image`` (base64 bytes) or a ``text``; returns one unit vector each."""
-
-        def load_context(self, context) -> None:
-            from adrag_assets.embeddings.encoder import load_encoder
-
-            spec = context.model_config["encoder_spec"]
-            if "checkpoint" in context.artifacts:
-                spec = f"{EncoderSpec.parse(spec).arch}:{context.artifacts['checkpoint']}"
-            self.encoder = load_encoder(spec, context.model_config.get("precision", "fp32"))
-
-        def predict(self, context, model_input, params=None) -> np.ndarray:
-            from adrag_assets.embeddings.encoder import decode_for_model
-
-            rows = model_input.to_dict("records")
-            out = np.zeros((len(rows), self.encoder.dim), np.float32)
-            images, texts = [], []
-            for i, row in enumerate(rows):
-                image, text = row.get("image"), row.get("text")
-                if isinstance(image, str) and image:
-                    try:
-                        data = base64.b64decode(image, validate=True)
-                        images.append((i, decode_for_model(data, self.encoder.image_size)))
-                    except (binascii.Error, ValueError, OSError) as e:
-                        raise ValueError(f"row {i}: 'image' is not a base64 image ({e})") from None
-                elif isinstance(text, str) and text:
-                    texts.append((i, text))
-                else:
-                    raise ValueError(f"row {i}: give an 'image' (base64) or a 'text'")
-            if images:
-                out[[i for i, _ in images]] = self.encoder.encode_images([im for _, im in images])
-            if texts:
-                out[[i for i, _ in texts]] = self.encoder.encode_texts([t for _, t in texts])
-            return out
-
-    return ClipEncoderModel
+MODEL_CODE = Path(__file__).with_name("encoder_model_code.py")
+# The served model encodes in fp32, the reference precision, whatever the pipeline runs in.
+MODEL_PRECISION = "fp32"
+# What the model's code imports, pinned to this environment. Listing them spares MLflow's
+# inference, which loads the model in a subprocess (about 10 s) and misses torch anyway
+# (it sees only top-level imports; adrag brings the rest).
+REQUIREMENTS = ("adrag", "mlflow", "torch", "open_clip_torch", "pillow", "numpy", "pandas")
 
 
 @dataclass(frozen=True)
@@ -72,57 +51,177 @@ class RegisteredEncoder:
     model_uri: str
     encoder_id: str
     random_weights: bool
+    alias: str | None = None  # LIVE_ALIAS when this version's encoder built the live index
+
+
+def signature(dim: int) -> ModelSignature:
+    """Rows of an optional ``image`` (base64) and an optional ``text``; a float32 vector of
+    ``dim`` per row."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, DataType, Schema, TensorSpec
+
+    return ModelSignature(
+        inputs=Schema(
+            [
+                ColSpec(DataType.string, "image", required=False),
+                ColSpec(DataType.string, "text", required=False),
+            ]
+        ),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, dim), "embedding")]),
+    )
 
 
 def register_encoder(settings: Settings | None = None, name: str = MODEL_NAME) -> RegisteredEncoder:
-    """Log the configured encoder as a pyfunc model and register it (once per encoder id)."""
+    """Log the configured encoder as a pyfunc model and register it (once per encoder id).
+
+    When this encoder is the one behind the Milvus alias, the version also gets the alias
+    ``live``. Reading Milvus or moving the alias may fail (a Milvus Lite file held by another
+    process): the registration stands and a warning says the alias was not updated.
+    """
     import mlflow
-    import pandas as pd
-    from mlflow.models import infer_signature
 
     from adrag_assets import tracing
 
     s = settings or load_settings()
     spec = EncoderSpec.parse(s.encoder)
     eid = spec.encoder_id
-    uri = s.tracing.tracking_uri
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment(experiment_id=tracing._experiment_id(mlflow, uri, s.tracing.experiment))
-    client = mlflow.MlflowClient()
-    for mv in client.search_model_versions(f"name = '{name}'"):
-        if mv.tags.get(TAG_ENCODER_ID) == eid:
-            log.info("encoder %s is already version %s of %s", eid, mv.version, name)
-            return RegisteredEncoder(
-                name, str(mv.version), f"models:/{name}/{mv.version}", eid, spec.is_random
-            )
-    example = pd.DataFrame({"image": [None], "text": ["a beagle on a lawn"]})
-    signature = infer_signature(
-        pd.DataFrame({"image": ["<base64>"], "text": ["a beagle"]}),
-        np.zeros((1, 2), np.float32),
-    )
-    artifacts = {"checkpoint": str(spec.checkpoint)} if spec.checkpoint else None
+    uri = tracing.use_store()
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+    version = _version_for(client, name, eid)
+    if version is not None:
+        log.info("encoder %s is already version %s of %s", eid, version, name)
+    else:
+        version = _log_and_register(s.encoder, spec, name)
+    alias = None
+    try:
+        live = _live_encoder_id(s)
+        if _point_live(client, name, live) == version:
+            alias = LIVE_ALIAS
+    except Exception as e:
+        log.warning(
+            "registered %s version %s, but could not update its alias %r: %s",
+            name,
+            version,
+            LIVE_ALIAS,
+            tracing.redact(f"{type(e).__name__}: {e}"),
+        )
+    return RegisteredEncoder(name, version, f"models:/{name}/{version}", eid, spec.is_random, alias)
+
+
+def _log_and_register(encoder_spec: str, spec: EncoderSpec, name: str) -> str:
+    import mlflow
+    import pandas as pd
+
+    eid = spec.encoder_id
+    # The real dimension for the signature; the model's own load for the input example's
+    # check reuses this process's cached encoder.
+    dim = load_encoder(encoder_spec, MODEL_PRECISION).dim
     tags = {
         TAG_ENCODER_ID: eid,
-        "adrag.encoder_spec": s.encoder,
+        "adrag.encoder_spec": encoder_spec,
         "adrag.random_weights": str(spec.is_random).lower(),
     }
     with mlflow.start_run(run_name=f"register {eid}", tags=tags):
         info = mlflow.pyfunc.log_model(
             name="encoder",
-            python_model=_python_model_class()(),
-            artifacts=artifacts,
-            model_config={"encoder_spec": s.encoder, "precision": "fp32"},
-            signature=signature,
-            input_example=example,
-            registered_model_name=name,
+            python_model=str(MODEL_CODE),
+            artifacts={"checkpoint": str(spec.checkpoint)} if spec.checkpoint else None,
+            model_config={"encoder_spec": encoder_spec, "precision": MODEL_PRECISION},
+            signature=signature(dim),
+            input_example=pd.DataFrame({"image": [None], "text": ["a beagle on a lawn"]}),
+            pip_requirements=[_pinned(d) for d in REQUIREMENTS],
         )
-    version = str(info.registered_model_version)
-    for key, value in tags.items():
-        client.set_model_version_tag(name, version, key, value)
-    return RegisteredEncoder(name, version, f"models:/{name}/{version}", eid, spec.is_random)
+    # Registered with its tags in one call, so a concurrent registration never sees an
+    # untagged version (and registers the same encoder twice).
+    mv = mlflow.register_model(info.model_uri, name, tags=tags)
+    return str(mv.version)
 
 
-def embed_with_model(model: Any, images: list[bytes] = (), texts: list[str] = ()) -> np.ndarray:
+def _pinned(distribution: str) -> str:
+    try:
+        return f"{distribution}=={metadata.version(distribution)}"
+    except metadata.PackageNotFoundError:  # e.g. adrag run from a source tree, not installed
+        return distribution
+
+
+def _version_for(client: MlflowClient, name: str, encoder_id: str) -> str | None:
+    """The registered version of ``encoder_id`` (the oldest, if registered twice)."""
+    found = [
+        int(mv.version)
+        for mv in client.search_model_versions(f"name = '{name}'")
+        if mv.tags.get(TAG_ENCODER_ID) == encoder_id
+    ]
+    return str(min(found)) if found else None
+
+
+def _point_live(client: MlflowClient, name: str, live_encoder_id: str | None) -> str | None:
+    """Point ``live`` at the version of ``live_encoder_id``; return it (None: no such version).
+
+    Without such a version the alias is removed rather than left behind: a stale ``live``
+    would load an encoder whose vectors do not match the index.
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        current = client.get_registered_model(name).aliases.get(LIVE_ALIAS)
+    except MlflowException as e:
+        if e.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None  # nothing registered yet
+        raise
+    version = _version_for(client, name, live_encoder_id) if live_encoder_id else None
+    if version is None:
+        if current is not None:
+            client.delete_registered_model_alias(name, LIVE_ALIAS)
+            log.info(
+                "%s@%s removed: no version registered for the live encoder %s",
+                name,
+                LIVE_ALIAS,
+                live_encoder_id or "(none)",
+            )
+        return None
+    if str(current) != version:
+        client.set_registered_model_alias(name, LIVE_ALIAS, version)
+        log.info("%s@%s -> version %s (%s)", name, LIVE_ALIAS, version, live_encoder_id)
+    return version
+
+
+def follow_live_encoder(live_encoder_id: str, name: str = MODEL_NAME) -> str | None:
+    """Point ``live`` at the registered version of the encoder now behind the Milvus alias.
+
+    Returns that version, or None when the encoder is not registered (the alias is then
+    removed; ``adrag register-encoder`` registers it and sets the alias). Registers nothing:
+    logging a model costs seconds, and the index must stay fast. Cheap when no MLflow store
+    exists yet (nothing to follow). Errors propagate; the caller decides how loud they are.
+    """
+    from adrag_assets import tracing
+
+    uri = tracing.tracking_uri()
+    if not tracing.store_exists(uri):
+        return None
+    import mlflow
+
+    return _point_live(
+        mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri), name, live_encoder_id
+    )
+
+
+def _live_encoder_id(s: Settings) -> str | None:
+    """The encoder id recorded by the collection behind the Milvus alias, if any."""
+    # A lazy import: the index sits downstream of the encoder; only this lookup needs it.
+    from adrag_assets.index.milvus import MilvusIndex, is_local_file_uri
+
+    if is_local_file_uri(s.milvus_uri) and not Path(s.milvus_uri).exists():
+        return None  # nothing indexed yet; opening Milvus Lite would create the file
+    index = MilvusIndex(s.milvus_uri, s.milvus_token, s.index_alias)
+    try:
+        return index.live_encoder_id()
+    finally:
+        index.close()
+
+
+def embed_with_model(
+    model: Any, images: Sequence[bytes] = (), texts: Sequence[str] = ()
+) -> np.ndarray:
     """Vectors from a loaded pyfunc encoder: images first, then texts, in the given order."""
     import pandas as pd
 

@@ -164,6 +164,11 @@ class MilvusIndex:
             return None
         return self.client.describe_alias(self.alias).get("collection_name")
 
+    def live_encoder_id(self) -> str | None:
+        """The encoder id recorded by the live collection, or None when nothing is live yet."""
+        live = self.live_collection()
+        return (self.properties(live).get(PROP_ENCODER_ID) or None) if live else None
+
     def load(self, name: str) -> str:
         """Load a collection for search/query (needed again after any process restart)."""
         if name not in self._loaded:

@@ -13,19 +13,7 @@ import dagster as dg
 
 from adrag_assets.definitions import defs
 from tests.support.data import PETS, REPO
-
-ADRAG = str(Path(sys.executable).parent / "adrag")
-
-
-def adrag(*args: str, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [ADRAG, *args],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=check,
-    )
+from tests.support.helpers import ADRAG, adrag
 
 
 def test_cli_ingest_status_search(pets, env):

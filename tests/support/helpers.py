@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -14,6 +17,20 @@ from adrag_assets.defs.resources import resources_from_settings
 from adrag_assets.index.milvus import MilvusIndex
 from adrag_assets.settings import Settings
 from adrag_assets.tables import Tables
+
+ADRAG = str(Path(sys.executable).parent / "adrag")
+
+
+def adrag(*args: str, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess:
+    """The `adrag` CLI as a user runs it, with this process's environment plus ``env``."""
+    return subprocess.run(
+        [ADRAG, *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=check,
+    )
 
 
 def run_pipeline(settings: Settings, instance: dg.DagsterInstance) -> dict[str, dict]:
