@@ -135,6 +135,8 @@ class Reply:
     notes: list[str] = field(default_factory=list)  # e.g. the LLM planner fell back
     error: str = ""  # a short kind: no_index, search_failed, generation_failed, refused_path
     tool_calls: list[ToolCall] = field(default_factory=list)
+    # How the message was read: yes | no | back | restart | segment | description | question
+    intent: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -150,6 +152,7 @@ class _Turn:
         self.ad: dict[str, Any] | None = None
         self.error = ""
         self.tool_calls: list[ToolCall] = []
+        self.intent = ""
 
     def say(self, text: str) -> None:
         self.lines.append(text)
@@ -168,7 +171,7 @@ class Agent:
     def handle(self, state: AgentState, message: str) -> tuple[AgentState, Reply]:
         """One turn: the new state and the reply. ``state`` itself is left untouched."""
         state = AgentState.from_dict(state.to_dict())
-        intent = intents.parse(message)
+        intent = intents.parse(message, state.phase)
         with tracing.span(
             "agent_turn",
             tracing.AGENT,
@@ -186,6 +189,7 @@ class Agent:
                 notes=turn.notes,
                 error=turn.error,
                 tool_calls=turn.tool_calls,
+                intent=turn.intent or _reported(intent.kind),
             )
             span.set_outputs(
                 {
@@ -194,6 +198,7 @@ class Agent:
                     "candidate": (reply.candidate or {}).get("path"),
                     "ad": (reply.ad or {}).get("path"),
                     "error": reply.error,
+                    "intent": reply.intent,
                 }
             )
         return state, reply
@@ -219,9 +224,13 @@ class Agent:
             self._own_description(state, intent.text, turn)
         elif kind == intents.TEXT:
             if state.phase == AWAITING_SEGMENT or looks_like_segment(intent.text):
+                turn.intent = intents.SEGMENT
                 self._new_segment(state, intent.text, turn)
             else:
+                turn.intent = intents.DESCRIPTION
                 self._own_description(state, intent.text, turn)
+        elif kind == intents.UNCLEAR:
+            turn.say(self._clarify(state))
         elif state.phase == AWAITING_SEGMENT:
             turn.say("First tell me the audience segment the ad is for, e.g. *retirees*.")
         elif kind == intents.YES:
@@ -238,8 +247,8 @@ class Agent:
             self._generate(state, turn)
         else:  # DONE
             turn.say(
-                f"The ad is ready at `{state.ad['path'] if state.ad else '?'}`. Say *not quite* "
-                "to try the next photo, type another description, or *start over*."
+                "The ad is ready: download it below. Say *not quite* to try the next photo, "
+                "type another description, or *start over*."
             )
             turn.ad = state.ad
 
@@ -415,13 +424,13 @@ class Agent:
         return kept, refused
 
     def _show(self, state: AgentState, turn: _Turn) -> None:
-        shown = dict(state.candidates[state.shown], of=len(state.candidates))
+        shown = _numbered(state.candidates[state.shown], len(state.candidates))
         turn.candidate = shown
         description = (state.proposal or {}).get("description", "")
+        which = "the best match" if shown["number"] == 1 else "the next best"
         turn.say(
-            f"Candidate **#{shown['rank']}** of the top {len(state.candidates)} for "
-            f"*{description}* (score {shown['score']:.3f}). Make the ad with this photo? "
-            "Say *yes* to generate it, or *not quite* for the next one."
+            f"Photo **{shown['number']} of {shown['of']}** for *{description}* ({which}). "
+            "Make the ad with this photo? Say *yes* to make it, or *no* for the next one."
         )
 
     def _generate(self, state: AgentState, turn: _Turn) -> None:
@@ -438,7 +447,7 @@ class Agent:
         except Exception as e:
             state.phase = SHOWING
             turn.error = "generation_failed"
-            turn.candidate = dict(shown, of=len(state.candidates))
+            turn.candidate = _numbered(shown, len(state.candidates))
             turn.say(_generation_failure(e))
             return
         state.ad = ad
@@ -448,12 +457,12 @@ class Agent:
         if seed_path and seed_path != shown["path"]:
             # The index changed between search and generation (a sync ran): say so.
             turn.notes.append(
-                f"The photo library changed since the search: the ad uses {seed_path} "
-                f"instead of {shown['path']}."
+                "The photo library changed since the search, so the ad uses a different photo "
+                "from the one shown."
             )
         turn.say(
-            f"Your ad is ready: `{ad['path']}`. Download it below, or say *not quite* to try "
-            "the next photo, type another description, or *start over*."
+            "Your ad is ready. Download it below, or say *not quite* to try the next photo, "
+            "type another description, or *start over*."
         )
 
     def _checked_ad(self, output: dict[str, Any]) -> dict[str, Any]:
@@ -476,6 +485,20 @@ class Agent:
 
     # -- talk ------------------------------------------------------------------------------
 
+    def _clarify(self, state: AgentState) -> str:
+        """One line when a reply could be yes or no: ask rather than guess (or search)."""
+        if state.phase == PROPOSED:
+            return (
+                "Sorry, I'm not sure: shall I search for this idea (*yes*), or try another (*no*)?"
+            )
+        if state.phase == SHOWING:
+            n = state.shown + 1
+            return (
+                f"Sorry, I'm not sure: make the ad with photo {n} (*yes*), see the next one "
+                "(*no*), or describe the pet you want?"
+            )
+        return self._help(state)
+
     def _help(self, state: AgentState) -> str:
         return {
             AWAITING_SEGMENT: GREETING,
@@ -496,17 +519,28 @@ class Agent:
         if words & {"score", "scores", "rank", "ranking", "match"}:
             return (
                 "The score is how closely the photo matches the description in our search "
-                "(higher is closer); #0 is the best match of the top 3."
+                "(higher is closer); photo 1 is the best match of the top 3."
             )
         if words & {"brand", "product", "logo"}:
             return "The ad uses the brand image chosen in the sidebar (or the first one there)."
         if words & {"where", "saved", "download", "file"} and state.ad:
-            return f"The ad is saved in the volume at `{state.ad['path']}`."
+            return "The ad is saved with the brand's ads; the download button below gets it."
         return "I help you pick a pet photo for your audience and make the ad. " + self._help(state)
 
 
 class _RefusedPath(RuntimeError):
     pass
+
+
+def _numbered(candidate: dict[str, Any], of: int) -> dict[str, Any]:
+    """The candidate as shown: ``number`` counts from 1 for people; ``rank`` stays the
+    tool's 0-based index."""
+    return dict(candidate, of=of, number=int(candidate["rank"]) + 1)
+
+
+def _reported(kind: str) -> str:
+    """The intent as reported to clients: unclear and empty replies are questions back."""
+    return intents.QUESTION if kind in (intents.UNCLEAR, intents.EMPTY) else kind
 
 
 def _sentence(text: str) -> str:

@@ -1,132 +1,437 @@
-"""What the marketer meant: yes / no (next) / back / start over / a question / free text.
+"""What the marketer meant, read in the context of what is on screen.
 
-Deliberately small and explicit: a closed vocabulary of the obvious variants, matched on
-normalised words. Anything else is free text, which the agent takes as a segment or a photo
-description. A leading "no," or "ok," in front of real content ("no, a samoyed in the snow")
-is content, not a bare answer.
+The phase decides how a message is read:
+
+* waiting for a segment: almost anything is the segment (a bare "ok" is not);
+* with a proposal or a candidate photo on screen, a message that names no new subject is an
+  *answer*: its polarity says yes or no ("looks right", "that's the one", "too dark",
+  "hmm, not this one"); words like "back"/"previous" go back; "start over"/"another
+  audience" restart;
+* a message that names a pet or a scene (a breed, a species with an article, a scene word,
+  from the planner's vocabulary) is a new description, whatever the phase;
+* when the polarity is too weak to tell, the intent is :data:`UNCLEAR` and the agent asks a
+  one-line question instead of guessing, and never searches for it.
+
+Polarity is VADER's sentiment plus cue words with weights and negation (``language.json``,
+data rather than phrase lists); rapidfuzz forgives typos ("prevous", "samoyd", "yse").
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
 
-from adrag_app.planner.planner import normalise
+from rapidfuzz.distance import OSA
+
+from adrag_app.planner.planner import (
+    CAT_BREEDS,
+    CAT_WORDS,
+    DOG_BREEDS,
+    DOG_WORDS,
+    looks_like_segment,
+    normalise,
+)
 
 YES = "yes"
 NO = "no"  # also "next", "not quite", "another": show the next option
 BACK = "back"
 RESTART = "restart"
 QUESTION = "question"
-SEGMENT = "segment"  # explicitly a new audience ("segment: retirees")
-DESCRIPTION = "description"  # explicitly a photo description ("show me a pug")
-TEXT = "text"  # free text: the agent decides (segment or description)
+SEGMENT = "segment"  # a new audience ("segment: retirees", or any text before one is set)
+DESCRIPTION = "description"  # a photo description ("show me a pug", "a cat on a sofa")
+TEXT = "text"  # free text with no context to read it in: the agent decides
+UNCLEAR = "unclear"  # reads as an answer but not which one: ask, never search
 EMPTY = "empty"
 
-_YES_PHRASES = {
-    "yes", "y", "yeah", "yep", "yup", "ya", "yes please", "sure", "ok", "okay", "k", "fine",
-    "confirm", "confirmed", "go", "go ahead", "do it", "lets do it", "let s do it",
-    "sounds good", "looks good", "looks great", "great", "perfect", "love it", "i love it",
-    "like it", "i like it", "that one", "this one", "use it", "use this one",
-    "use that one", "generate", "generate it", "make it", "create it", "create the ad",
-    "make the ad", "generate the ad", "approved", "approve", "good", "nice", "absolutely",
-    "definitely", "correct", "right", "exactly", "agreed", "search", "yes search",
-    "thumbs up", "ship it", "go for it", "works for me", "that works", "bingo",
-}  # fmt: skip
-_NO_PHRASES = {
-    "no", "n", "nope", "nah", "not quite", "not really", "no thanks", "no thank you",
-    "next", "next one", "another", "another one", "show another", "show me another",
-    "show me another one", "something else", "try another", "try again", "different",
-    "a different one", "other", "other one", "skip", "pass", "not this one",
-    "not that one", "don t like it", "i don t like it", "dont like it", "reject", "rejected",
-    "meh", "not good", "not great", "hmm no", "no way", "not for me", "keep looking",
-    "not it", "wrong", "more", "show more", "give me another",
-}  # fmt: skip
-_BACK_PHRASES = {
-    "back", "go back", "previous", "prev", "previous one", "the previous one",
-    "show the previous one", "back one", "last one", "the last one", "undo",
-    "go back one", "earlier one", "the one before",
-}  # fmt: skip
-_RESTART_PHRASES = {
-    "start over", "restart", "reset", "start again", "begin again", "from scratch",
-    "start from scratch", "new segment", "change segment", "new audience",
-    "change audience", "clear", "new chat", "let s start over", "lets start over",
-}  # fmt: skip
-_EMOJI_YES = ("👍", "✅", "👌")
-_EMOJI_NO = ("👎", "❌")
+# The phase names of adrag_app.agent.agent, repeated to avoid a circular import.
+_AWAITING_SEGMENT = "awaiting_segment"
 
-# Words that only soften an answer: "yes please", "ok thanks", "no, sorry".
-_FILLER = {"please", "thanks", "thank", "you", "sorry", "then", "really", "just", "now", "pls"}
-_LEADING_ANSWER = re.compile(
-    r"^\s*(yes|yeah|yep|ok|okay|sure|no|nope|nah|not quite)\b[\s,.;:!-]*"
-    r"(?:but\s+|rather\s+|instead\s+)?",
+YES_THRESHOLD = 1.0  # a summed polarity at or above it is a yes, at or below minus it a no
+_VADER_WEIGHT = 2.0
+
+_SEGMENT_PREFIX = re.compile(
+    r"^\s*(?:(?:a\s+)?(?:new|another|different|other)\s+)?"
+    r"(?:segment|audience|target(?:\s+audience)?)\s*(?:is|:|=|-)\s*(.+)$",
+    re.I | re.S,
+)
+_CLAUSE_SPLIT = re.compile(r"[,;:.!?]+|\s+-\s+|\b(?:but|instead|rather)\b", re.I)
+_POLITE = re.compile(
+    r"^(?:(?:ok|okay|hmm+|well|actually|no|nope|nah|yes|yeah|so|then|please|pls|maybe|"
+    r"perhaps|now|and|or|i\s+think|let'?s\s+see)\b[\s,]*)+",
     re.I,
 )
-_SEGMENT_PREFIX = re.compile(
-    r"^\s*(?:new\s+)?(?:segment|audience|target(?:\s+audience)?)\s*(?:is|:|=|-)?\s+(.+)$",
-    re.I | re.S,
+_ASKING = re.compile(
+    r"^(?:(?:can|could|would|will)\s+(?:you|we|i)\s+(?:please\s+)?|please\s+)", re.I
 )
-_DESCRIPTION_PREFIX = re.compile(
-    r"^\s*(?:description\s*[:=-]|(?:(?:can|could|would)\s+you\s+)?(?:please\s+)?"
-    r"(?:show\s+me|search\s+for|look\s+for|find\s+me|find|try|how\s+about|what\s+about|"
-    r"use|let'?s\s+try|i\s+want|i'?d\s+like))\s+(.+?)\s*\??\s*$",
-    re.I | re.S,
-)
-_QUESTION_WORDS = {
-    "what", "why", "how", "which", "who", "where", "when", "can", "could", "would", "is",
-    "are", "do", "does", "did", "should", "help", "explain",
-}  # fmt: skip
+_TRAILING = re.compile(r"(?:\s+(?:instead|please|pls|then|now|rather|thanks|thank\s+you))+$", re.I)
 
 
 @dataclass(frozen=True)
 class Intent:
     kind: str
     text: str = ""  # the content for SEGMENT / DESCRIPTION / TEXT / QUESTION
+    polarity: float = 0.0  # the summed yes (+) / no (-) evidence, for traces and tests
 
 
-_BARE = (
-    (RESTART, _RESTART_PHRASES),
-    (BACK, _BACK_PHRASES),
-    (YES, _YES_PHRASES),
-    (NO, _NO_PHRASES),
-)
+# -- the language data ------------------------------------------------------------------------
 
 
-def _bare(words: list[str], phrases: set[str]) -> bool:
-    core = [w for w in words if w not in _FILLER]
-    return bool(core) and " ".join(core) in phrases
+@dataclass(frozen=True)
+class _Language:
+    yes: dict[str, float]
+    no: dict[str, float]
+    yes_pairs: dict[str, float]
+    no_pairs: dict[str, float]
+    negators: frozenset[str]
+    contractions: dict[str, str]
+    emoji_yes: tuple[str, ...]
+    emoji_no: tuple[str, ...]
+    back: frozenset[str]
+    restart_verbs: frozenset[str]
+    restart_objects: frozenset[str]
+    restart_words: frozenset[str]
+    audience_words: frozenset[str]
+    change_words: frozenset[str]
+    question_words: frozenset[str]
+    soft_question_words: frozenset[str]
+    unsure: frozenset[str]
+    unsure_pairs: tuple[str, ...]
+    deictics: frozenset[str]
+    indefinite: frozenset[str]
+    scenes: frozenset[str]
+    breeds: frozenset[str]  # distinctive single words of breed names: "samoyed", "beagle"
+    species: frozenset[str]
+    prefixes: tuple[str, ...]  # normalised, longest first
+    common: frozenset[str]  # everyday words never "corrected" into a cue by the typo matcher
 
 
-def parse(message: str) -> Intent:
-    """The intent of one chat message."""
+@cache
+def language() -> _Language:
+    data: dict[str, Any] = json.loads(
+        resources.files("adrag_app.agent").joinpath("language.json").read_text("utf-8")
+    )
+    generic = set(data["generic_breed_words"])
+    breeds = {w for b in DOG_BREEDS + CAT_BREEDS for w in b.split() if w not in generic}
+    prefixes = sorted({normalise(p) for p in data["description_prefixes"]}, key=len, reverse=True)
+    return _Language(
+        yes={k: float(v) for k, v in data["yes"].items()},
+        no={k: float(v) for k, v in data["no"].items()},
+        yes_pairs={k: float(v) for k, v in data["yes_pairs"].items()},
+        no_pairs={k: float(v) for k, v in data["no_pairs"].items()},
+        negators=frozenset(data["negators"]),
+        contractions=dict(data["contractions"]),
+        emoji_yes=tuple(data["emoji_yes"]),
+        emoji_no=tuple(data["emoji_no"]),
+        back=frozenset(data["back"]),
+        restart_verbs=frozenset(data["restart_verbs"]),
+        restart_objects=frozenset(data["restart_objects"]),
+        restart_words=frozenset(data["restart_words"]),
+        audience_words=frozenset(data["audience_words"]),
+        change_words=frozenset(data["change_words"]),
+        question_words=frozenset(data["question_words"]),
+        soft_question_words=frozenset(data["soft_question_words"]),
+        unsure=frozenset(data["unsure"]),
+        unsure_pairs=tuple(data["unsure_pairs"]),
+        deictics=frozenset(data["deictics"]),
+        indefinite=frozenset(data["indefinite"]),
+        scenes=frozenset(data["scene_words"]),
+        breeds=frozenset(breeds),
+        species=frozenset(DOG_WORDS | CAT_WORDS),
+        prefixes=tuple(prefixes),
+        common=frozenset(data["common_words"]),
+    )
+
+
+@cache
+def _vader() -> Any:
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    return SentimentIntensityAnalyzer()
+
+
+@cache
+def _known_words() -> frozenset[str]:
+    lang = language()
+    return frozenset(
+        set(lang.yes) | set(lang.no) | lang.negators | lang.back | lang.scenes | lang.breeds
+        | lang.species | lang.restart_verbs | lang.restart_objects | lang.audience_words
+        | lang.change_words | lang.question_words | lang.soft_question_words | lang.deictics
+        | lang.indefinite | lang.common
+    )  # fmt: skip
+
+
+_BREED_PHRASES = tuple(normalise(b) for b in DOG_BREEDS + CAT_BREEDS)
+
+
+# -- words -------------------------------------------------------------------------------------
+
+
+def _collapse(word: str) -> str:
+    """Runs of a letter as one: "yesss" ~ "yes", "nooo" ~ "no", "pleeease" ~ "please"."""
+    return re.sub(r"(.)\1+", r"\1", word)
+
+
+def _words(text: str) -> list[str]:
+    norm = f" {normalise(text)} "
+    for contraction, word in language().contractions.items():
+        norm = norm.replace(f" {contraction} ", f" {word} ")
+    # "dont" etc. without the apostrophe arrive already joined.
+    return norm.split()
+
+
+def _fuzzy(word: str, vocab: frozenset[str] | set[str]) -> str | None:
+    """``word`` if it is in ``vocab``, else the vocab word it is a typo of, else None."""
+    if word in vocab:
+        return word
+    collapsed = _collapse(word)
+    for v in vocab:
+        if _collapse(v) == collapsed:
+            return v
+    if word in _known_words() or len(word) < 3:
+        return None
+    limit = 2 if len(word) >= 8 else 1
+    for v in vocab:
+        if abs(len(v) - len(word)) > limit or len(v) < 3:
+            continue
+        if len(word) <= 4 and (v[0] != word[0] or sorted(v) != sorted(word)):
+            continue  # short words: only a swapped pair of letters ("yse", "nxet")
+        if OSA.distance(word, v, score_cutoff=limit) <= limit:
+            return v
+    return None
+
+
+def _has(words: list[str], vocab: frozenset[str]) -> bool:
+    return any(_fuzzy(w, vocab) for w in words)
+
+
+# -- what the message holds ----------------------------------------------------------------------
+
+
+def polarity(message: str) -> float:
+    """Yes (+) / no (-) evidence: weighted cue words with negation, emoji and VADER."""
+    lang = language()
+    score = 0.0
+    for clause in _CLAUSE_SPLIT.split(message):
+        score += _clause_polarity(_words(clause))
+    score += 2.0 * sum(message.count(e) for e in lang.emoji_yes)
+    score -= 2.0 * sum(message.count(e) for e in lang.emoji_no)
+    score += _VADER_WEIGHT * float(_vader().polarity_scores(message)["compound"])
+    return round(score, 3)
+
+
+def _clause_polarity(words: list[str]) -> float:
+    lang = language()
+    cues = set(lang.yes) | set(lang.no)
+    score = 0.0
+    # A negator flips the cues in the next few words ("not good", "don't like it"); when it
+    # flips nothing strong ("not this one", "that's not it") it counts as a no itself.
+    pending, window, flipped = 0.0, 0, False
+
+    def settle() -> None:
+        nonlocal score, pending, window, flipped
+        if pending and not flipped:
+            score -= pending
+        pending, window, flipped = 0.0, 0, False
+
+    for i, word in enumerate(words):
+        pair = f"{word} {words[i + 1]}" if i + 1 < len(words) else ""
+        sign = -1.0 if window > 0 else 1.0
+        score += sign * lang.yes_pairs.get(pair, 0.0) - lang.no_pairs.get(pair, 0.0)
+        if word in lang.negators:
+            settle()
+            pending, window = lang.no.get(word, 1.5), 3
+            continue
+        cue = _fuzzy(word, cues)
+        weight = (lang.yes.get(cue, 0.0) - lang.no.get(cue, 0.0)) if cue else 0.0
+        if window > 0:
+            weight = -weight
+            flipped = flipped or abs(weight) >= 1.0
+            window -= 1
+        score += weight
+        if window == 0 and pending:
+            settle()
+    settle()
+    return score
+
+
+def _strip_description(clause: str) -> str:
+    text = " ".join(clause.split()).strip(" .!?")
+    for _ in range(3):  # "ok, could you maybe show me ..." peels in a few rounds
+        before = text
+        text = _POLITE.sub("", text)
+        text = _ASKING.sub("", text)
+        low = normalise(text)
+        for prefix in language().prefixes:
+            if low == prefix or low.startswith(prefix + " "):
+                # Drop as many words as the prefix has (punctuation may differ).
+                text = " ".join(text.split()[len(prefix.split()) :])
+                break
+        if text == before:
+            break
+    return _TRAILING.sub("", text).strip(" .!?,")
+
+
+def _names_subject(clause: str, has_prefix: bool) -> bool:
+    """True when the clause names a pet or scene to search for (not "this dog" on screen)."""
+    lang = language()
+    words = _words(clause)
+    joined = f" {' '.join(words)} "
+    if any(f" {b} " in joined for b in _BREED_PHRASES):
+        return True
+    for i, word in enumerate(words):
+        previous = words[i - 1] if i else ""
+        if previous in lang.deictics and not has_prefix:
+            continue  # "this pug", "that beach": the photo on screen
+        if _fuzzy(word, lang.breeds) or (len(word) >= 4 and _fuzzy(word, lang.scenes)):
+            return True
+        if word in lang.species:
+            plural = word.endswith("s") or word in {"puppies", "kittens"}
+            if has_prefix or plural or previous in lang.indefinite or len(words) <= 2:
+                return True
+    return False
+
+
+def _subject(message: str) -> str:
+    """The part of ``message`` that describes a new photo, or ''."""
+    for clause in _CLAUSE_SPLIT.split(message):
+        if not clause.strip():
+            continue
+        text = _strip_description(clause)
+        has_prefix = normalise(text) != normalise(_POLITE.sub("", clause.strip()))
+        if text and _names_subject(text, has_prefix):
+            return text
+    return ""
+
+
+def _is_restart(words: list[str]) -> bool:
+    lang = language()
+    if any(_fuzzy(w, lang.restart_words) for w in words):
+        return True
+    for a, b in zip(words, words[1:], strict=False):
+        if _fuzzy(a, lang.restart_verbs) and _fuzzy(b, lang.restart_objects):
+            return True  # "start over", "begin again", "start fresh"
+    # "another audience", "change the segment", "different target group"
+    for i, w in enumerate(words):
+        if _fuzzy(w, lang.audience_words):
+            near = words[max(0, i - 3) : i]
+            if any(_fuzzy(n, lang.change_words) for n in near):
+                return True
+    return "from scratch" in " ".join(words)
+
+
+def _is_back(words: list[str]) -> bool:
+    lang = language()
+    joined = " ".join(words)
+    return _has(words, lang.back) or "last one" in joined or "one before" in joined
+
+
+def _question(message: str, words: list[str]) -> str:
+    """'wh' (why/what/how...), 'soft' (can/is/do... or a bare '?') or ''."""
+    if not words:
+        return ""
+    lang = language()
+    if words[0] in lang.question_words:
+        return "wh"
+    if words[0] in lang.soft_question_words or message.rstrip().endswith("?"):
+        return "soft"
+    return ""
+
+
+def _answer_kind(score: float) -> str:
+    if score >= YES_THRESHOLD:
+        return YES
+    if score <= -YES_THRESHOLD:
+        return NO
+    return UNCLEAR
+
+
+# -- the entry point ---------------------------------------------------------------------------
+
+
+def parse(message: str, phase: str | None = None) -> Intent:
+    """The intent of one chat message in ``phase`` (the agent's phase; None: no context)."""
     raw = " ".join(str(message or "").split())
     if not raw:
         return Intent(EMPTY)
-    if raw.startswith(_EMOJI_YES):
-        return Intent(YES)
-    if raw.startswith(_EMOJI_NO):
-        return Intent(NO)
-    words = normalise(raw).split()
-    if not words:
-        return Intent(EMPTY)
-    for kind, phrases in _BARE:
-        if _bare(words, phrases):
-            return Intent(kind)
     if m := _SEGMENT_PREFIX.match(raw):
         return Intent(SEGMENT, m.group(1).strip(" .!"))
-    # "no, a samoyed in the snow" / "ok, show me a pug": the answer word is just a lead-in.
-    lead = _LEADING_ANSWER.match(raw)
-    body = raw[lead.end() :].strip() if lead else raw
-    if lead and not body:
-        return Intent(YES if normalise(lead.group(1)) in _YES_PHRASES else NO)
-    if lead:  # "yes, use this one", "no, next one please": the answer, said twice
-        rest = normalise(body).split()
-        for kind, phrases in _BARE:
-            if _bare(rest, phrases):
-                return Intent(kind)
-    if m := _DESCRIPTION_PREFIX.match(body):
-        return Intent(DESCRIPTION, m.group(1).strip(" .!?"))
-    first = normalise(body).split()[:1]
-    if body.endswith("?") or (first and first[0] in _QUESTION_WORDS):
-        return Intent(QUESTION, body)
-    return Intent(TEXT, body.strip())
+    words = _words(raw)
+    score = polarity(raw)
+    if not words:  # emoji only
+        kind = _answer_kind(score)
+        return Intent(kind, polarity=score) if kind != UNCLEAR else Intent(EMPTY)
+    if _is_restart(words):
+        return Intent(RESTART, polarity=score)
+    question = _question(raw, words)
+    subject = _subject(raw)
+
+    if phase == _AWAITING_SEGMENT:
+        if question == "wh" and not subject:
+            return Intent(QUESTION, raw, score)
+        if subject and normalise(subject) != normalise(raw):
+            return Intent(DESCRIPTION, subject, score)  # "show me a pug": no segment needed
+        content = [w for w in words if not _cue_or_filler(w)]
+        if not content:  # "ok", "yes please", "back": an answer, not a segment name
+            kind = BACK if _is_back(words) else _answer_kind(score)
+            return Intent(kind if kind != UNCLEAR else EMPTY, polarity=score)
+        return Intent(SEGMENT, _TRAILING.sub("", raw).strip(" .!?"), score)
+
+    if subject:
+        if question == "wh" and not _starts_with_prefix(raw):
+            return Intent(QUESTION, raw, score)  # "why a pug?"
+        return Intent(DESCRIPTION, subject, score)
+    if question == "wh" and not _starts_with_prefix(raw):
+        return Intent(QUESTION, raw, score)
+    if _is_back(words):
+        return Intent(BACK, polarity=score)
+    strong = abs(score) >= 3 * YES_THRESHOLD  # "great, go ahead and generate it"
+    if not strong and any(not _cue_or_filler(w) for w in words):
+        segment = _segment_in(raw)  # only words beyond an answer's can name an audience
+        if segment:
+            return Intent(SEGMENT, segment, score)
+    if _is_unsure(words):
+        return Intent(UNCLEAR, raw, score)
+    kind = _answer_kind(score)
+    if question == "soft" and abs(score) < 2 * YES_THRESHOLD:
+        return Intent(QUESTION, raw, score)  # "is this the best one?": answer it, change nothing
+    if kind == UNCLEAR and phase is None:
+        return Intent(TEXT, raw, score)
+    return Intent(kind, raw if kind == UNCLEAR else "", score)
+
+
+def _is_unsure(words: list[str]) -> bool:
+    lang = language()
+    joined = f" {' '.join(words)} "
+    return any(w in lang.unsure for w in words) or any(
+        f" {p} " in joined for p in lang.unsure_pairs
+    )
+
+
+def _cue_or_filler(word: str) -> bool:
+    lang = language()
+    return bool(
+        _fuzzy(word, set(lang.yes) | set(lang.no) | lang.negators | lang.back | lang.unsure)
+        or word in lang.common
+        or word in lang.deictics
+        or word in lang.question_words
+    )
+
+
+def _starts_with_prefix(message: str) -> bool:
+    low = normalise(_ASKING.sub("", _POLITE.sub("", message.strip())))
+    return any(low == p or low.startswith(p + " ") for p in language().prefixes)
+
+
+def _segment_in(message: str) -> str:
+    """A curated audience named in an answer-phase message ("families with kids instead")."""
+    for clause in _CLAUSE_SPLIT.split(message):
+        text = _strip_description(clause)
+        text = re.sub(r"^(?:for|to|target(?:ing)?|aim\s+at)\s+", "", text, flags=re.I)
+        content = [w for w in _words(text) if not _cue_or_filler(w)]
+        if content and looks_like_segment(text):
+            return text
+    return ""

@@ -20,14 +20,15 @@ from typing import Any
 
 import streamlit as st
 
-from adrag_app.agent.agent import GREETING, Agent, AgentState, Reply
+from adrag_app.agent.agent import GREETING, PROPOSED, SHOWING, Agent, AgentState, Reply
 from adrag_app.planner.planner import make_planner
 from adrag_app.service.ad_service import list_brand_images
 from adrag_app.service.tool import ServiceTool
 from adrag_app.ui import support
 from adrag_assets import volume as layout
 from adrag_assets.embeddings.encoder import RANDOM_WARNING
-from adrag_assets.settings import SettingsError, apply_secrets, load_settings
+from adrag_assets.index.milvus import MilvusIndex
+from adrag_assets.settings import Settings, SettingsError, apply_secrets, load_settings
 
 log = logging.getLogger("adrag_app.app")
 
@@ -59,9 +60,23 @@ session.setdefault(STATE, AgentState().to_dict())
 session.setdefault(MESSAGES, [{"role": "assistant", "text": GREETING}])
 
 
+@st.cache_resource(show_spinner=False)
+def shared_tool(settings: Settings) -> ServiceTool:
+    """One tool (Milvus client, encoder, generator) per configuration for all sessions:
+    building them is most of a turn's time. Keyed on the settings, so another home differs."""
+    index = MilvusIndex(settings.milvus_uri, settings.milvus_token, settings.index_alias)
+    return ServiceTool(settings, index=index)
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def cached_health(settings: Settings) -> support.IndexHealth:
+    # A few seconds stale is fine in a sidebar; asking Milvus on every rerun is not.
+    return support.index_health(settings)
+
+
 def make_agent() -> Agent:
-    # Cheap to build; built per run so a changed environment (e.g. a new LLM endpoint) applies.
-    return Agent(ServiceTool(settings), make_planner(settings.llm), user=config.user)
+    # The planner is built per run so a changed environment (a new LLM endpoint) applies.
+    return Agent(shared_tool(settings), make_planner(settings.llm), user=config.user)
 
 
 def current_state() -> AgentState:
@@ -110,11 +125,14 @@ def show_candidate(candidate: dict[str, Any]) -> None:
         st.error(f"This photo is not shown: {e}")
         return
     breed = (candidate.get("labels") or {}).get("breed")
-    caption = (
-        f"Candidate #{candidate['rank']} of the top {candidate.get('of', 3)} · "
-        f"score {candidate['score']:.3f}" + (f" · {breed}" if breed else "")
-    )
+    number = candidate.get("number", int(candidate["rank"]) + 1)
+    caption = f"Photo {number} of {candidate.get('of', 3)}" + (f" · {breed}" if breed else "")
     st.image(data, caption=caption, width=420)
+    with st.expander("Engineering details"):
+        st.caption(
+            f"Path `{candidate['path']}` · score {candidate['score']:.4f} · "
+            f"image id `{candidate.get('image_id', '')[:16]}` · tool rank {candidate['rank']}"
+        )
 
 
 def show_ad(ad: dict[str, Any], key: str) -> None:
@@ -124,7 +142,8 @@ def show_ad(ad: dict[str, Any], key: str) -> None:
         st.error(f"This ad is not shown: {e}")
         return
     st.image(data, caption="Your ad", width="stretch", output_format="PNG")
-    st.markdown(f"Saved in the volume at `{ad['path']}`")
+    with st.expander("Engineering details"):
+        st.caption(f"Saved in the volume at `{ad['path']}`")
     left, right = st.columns(2)
     with left:
         st.download_button(
@@ -140,7 +159,25 @@ def show_ad(ad: dict[str, Any], key: str) -> None:
         st.link_button("See it in Dagster", config.asset_url(), icon=":material/open_in_new:")
 
 
-def show_message(message: dict[str, Any], key: str) -> None:
+def show_actions(message: dict[str, Any], key: str) -> None:
+    """Buttons for the answers the latest reply asks for; typing them works the same."""
+    phase = AgentState.from_dict(session[STATE]).phase
+    if message.get("candidate") and phase == SHOWING:
+        actions = [("Use this photo", "yes", "primary"), ("Next", "no", "secondary")]
+        if message["candidate"].get("number", 1) > 1:
+            actions.append(("Back", "back", "secondary"))
+    elif phase == PROPOSED and not message.get("candidate"):
+        actions = [("Search", "yes", "primary"), ("Another idea", "no", "secondary")]
+    else:
+        return
+    for column, (label, answer, kind) in zip(st.columns(len(actions) + 2), actions, strict=False):
+        with column:
+            st.button(
+                label, key=f"act-{key}-{answer}", type=kind, on_click=run_turn, args=(answer,)
+            )
+
+
+def show_message(message: dict[str, Any], key: str, *, latest: bool = False) -> None:
     with st.chat_message(message["role"]):
         if message.get("error"):
             st.error(message["text"])
@@ -152,6 +189,8 @@ def show_message(message: dict[str, Any], key: str) -> None:
             show_candidate(message["candidate"])
         if message.get("ad"):
             show_ad(message["ad"], key)
+        if latest and message["role"] == "assistant":
+            show_actions(message, key)
 
 
 def show_shared_ad() -> None:
@@ -190,15 +229,15 @@ st.title("adrag")
 st.caption("Name your audience; I'll propose a pet, find our best matching photo and make the ad.")
 show_shared_ad()
 
-for i, message in enumerate(session[MESSAGES]):
-    show_message(message, str(i))
-
+# Read first: with a new message pending, the old reply's buttons must not be drawn.
 prompt = st.chat_input("An audience segment, yes / not quite / back, or your own description")
+for i, message in enumerate(session[MESSAGES]):
+    show_message(message, str(i), latest=not prompt and i == len(session[MESSAGES]) - 1)
 if prompt:
     show_message({"role": "user", "text": prompt}, "pending")
     with st.spinner(support.pending_text(prompt, current_state().phase)):
         run_turn(prompt)
-    show_message(session[MESSAGES][-1], str(len(session[MESSAGES]) - 1))
+    show_message(session[MESSAGES][-1], str(len(session[MESSAGES]) - 1), latest=True)
 
 # The sidebar is written last so it reflects this turn (the segment may just have changed).
 with st.sidebar:
@@ -252,10 +291,9 @@ with st.sidebar:
     if problem:
         st.error(problem)
 
-    health = support.index_health(settings)
+    health = cached_health(settings)
     st.subheader("Encoder")
     encoder = health.encoder_id if health.ok else settings.encoder
-    st.write(f"`{encoder}`")
     if health.encoder_random or (not health.ok and support.encoder_is_random(encoder)):
         st.warning(
             f"**{RANDOM_WARNING[0].upper() + RANDOM_WARNING[1:]}.** Set ADRAG_ENCODER to a "
@@ -266,8 +304,11 @@ with st.sidebar:
     st.subheader("Index")
     if health.ok:
         st.write(f"{health.rows} photos · last sync {support.describe_time(health.synced_at)}")
-        st.caption(f"Delta version {health.synced_version or '?'} · `{health.collection}`")
     else:
         st.error(health.problem)
-    st.caption(f"Volume: `{volume}`")
+    with st.expander("Engineering details"):
+        st.caption(
+            f"Encoder `{encoder}` · Delta version {health.synced_version or '?'} · "
+            f"collection `{health.collection}` · volume `{volume}`"
+        )
     st.link_button("Dagster UI", config.dagster_url, icon=":material/open_in_new:")

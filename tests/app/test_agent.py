@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from PIL import Image
 
 from adrag_app.agent import intents
 from adrag_app.agent.agent import (
@@ -42,83 +40,15 @@ from adrag_app.planner.planner import (
     parse_llm_answer,
 )
 from adrag_app.service.ad_service import AdServiceError
-from adrag_app.service.tool import TOOL_NAME, TOOL_SCHEMA, ToolContext, check_arguments
+from adrag_app.service.tool import TOOL_NAME, TOOL_SCHEMA, check_arguments
 from adrag_assets.index.search import IndexNotReady
 from adrag_assets.settings import load_settings
 from tests.support.app_home import forget_mlflow
 from tests.support.data import PETS, REPO
+from tests.support.fake_tool import FakeTool
+from tests.support.fake_tool import png as _png
 
 SEGMENT = "young urban professionals"
-
-
-def _png(path: Path, color: tuple[int, int, int] = (120, 80, 40)) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", (8, 8), color).save(path, "PNG")
-
-
-class FakeTool:
-    """A deterministic stand-in for the service: three photos per description, files real.
-
-    ``fail`` (an exception) is raised by the next generation; ``paths`` overrides what a
-    retrieval returns (to test path checks); ``ad_path`` overrides the generated ad's path.
-    """
-
-    name = TOOL_NAME
-
-    def __init__(self, volume: Path) -> None:
-        self._volume = volume
-        self.calls: list[tuple[dict[str, Any], ToolContext]] = []
-        self.fail: BaseException | None = None
-        self.search_error: BaseException | None = None
-        self.paths: list[str] | None = None
-        self.ad_path: str | None = None
-
-    @property
-    def volume(self) -> Path:
-        return self._volume
-
-    def photos(self, description: str) -> list[str]:
-        slug = re.sub(r"[^a-z0-9]+", "-", description.lower()).strip("-")[:30]
-        return [f"raw/{slug}-{i}.png" for i in range(3)]
-
-    def __call__(self, arguments: dict[str, Any], context: ToolContext) -> dict[str, Any]:
-        description, seed_index, generate = check_arguments(arguments)
-        self.calls.append((dict(arguments), context))
-        photos = self.photos(description)
-        for p in photos:
-            if not (self._volume / p).exists():
-                _png(self._volume / p)
-        if not generate:
-            if self.search_error is not None:
-                raise self.search_error
-            paths = self.paths if self.paths is not None else photos
-            return {
-                "mode": "retrieve",
-                "candidates": [
-                    {"rank": i, "path": p, "score": 0.9 - i / 10, "image_id": f"id{i}"}
-                    for i, p in enumerate(paths)
-                ],
-            }
-        if self.fail is not None:
-            error, self.fail = self.fail, None
-            raise error
-        ad = self.ad_path or f"ads/{Path(photos[seed_index]).stem}.png"
-        if not ad.startswith(("/", "..")):
-            _png(self._volume / ad, (10, 200, 10))
-        return {
-            "mode": "generate",
-            "ad": {"path": ad, "sidecar": ad.replace(".png", ".json")},
-            "seed": {"rank": seed_index, "path": photos[seed_index], "image_id": "x"},
-            "brand": context.brand or "brand/bottle.png",
-            "generator": "fake",
-            "model": "fake-1",
-        }
-
-    def searches(self) -> list[str]:
-        return [a["description"] for a, _ in self.calls if not a.get("generate")]
-
-    def generations(self) -> list[dict[str, Any]]:
-        return [a for a, _ in self.calls if a.get("generate")]
 
 
 @pytest.fixture(autouse=True)
@@ -172,7 +102,7 @@ def test_segment_proposal_search_reject_confirm_generate(agent: Agent, tool: Fak
     assert tool.calls[-1][0] == {"description": proposal["description"], "generate": False}
     assert tool.calls[-1][1].filters == proposal["filters"]
     assert reply.phase == SHOWING and reply.candidate["rank"] == 0 and reply.candidate["of"] == 3
-    assert "#0" in reply.text
+    assert "Photo **1 of 3**" in reply.text and reply.candidate["number"] == 1
 
     reply = chat.say("Not quite")
     assert reply.candidate["rank"] == 1 and len(tool.calls) == 1  # no new search
@@ -185,7 +115,7 @@ def test_segment_proposal_search_reject_confirm_generate(agent: Agent, tool: Fak
     assert context.segment == SEGMENT and context.user == "tester"
     assert reply.phase == DONE and (tool.volume / reply.ad["path"]).is_file()
     assert reply.ad["seed"]["path"] == chat.replies[2].candidate["path"]
-    assert reply.ad["path"] in reply.text
+    assert reply.ad["path"] not in reply.text  # paths are for the engineering details
     assert [c.name for c in reply.tool_calls] == [TOOL_NAME]
 
 
@@ -415,14 +345,16 @@ def test_state_round_trips_and_rejects_nonsense() -> None:
         ("new audience: students", intents.SEGMENT, "students"),
         ("show me a beagle on the beach", intents.DESCRIPTION, "a beagle on the beach"),
         ("how about a Maine Coon?", intents.DESCRIPTION, "a Maine Coon"),
-        ("no, a samoyed in the snow", intents.TEXT, "a samoyed in the snow"),
+        ("no, a samoyed in the snow", intents.DESCRIPTION, "a samoyed in the snow"),
         ("Why this one?", intents.QUESTION, "Why this one?"),
-        ("young urban professionals", intents.TEXT, "young urban professionals"),
+        ("young urban professionals", intents.SEGMENT, "young urban professionals"),
         ("   ", intents.EMPTY, ""),
     ],
 )
 def test_intents(message: str, kind: str, text: str) -> None:
-    assert intents.parse(message) == intents.Intent(kind, text)
+    phase = AWAITING_SEGMENT if kind == intents.SEGMENT else SHOWING
+    parsed = intents.parse(message, phase)
+    assert (parsed.kind, parsed.text) == (kind, text)
 
 
 # -- planners --------------------------------------------------------------------------------

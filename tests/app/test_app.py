@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -46,13 +47,29 @@ def start(query: dict[str, str] | None = None) -> AppTest:
 
 
 def say(at: AppTest, text: str):
+    started = time.monotonic()
     at.chat_input[0].set_value(text).run()
+    print(f"say {text!r}: {time.monotonic() - started:.2f}s")
     assert not at.exception, at.exception
     return at.chat_message[-1]
 
 
 def captions(message) -> list[str]:
     return [caption for img in message.image for caption in img.captions]
+
+
+def labels(at: AppTest) -> list[str]:
+    """The answer buttons under the latest reply."""
+    return [b.label for b in at.button if b.key and b.key.startswith("act-")]
+
+
+def click(at: AppTest, label: str):
+    started = time.monotonic()
+    [button] = [b for b in at.button if b.key and b.key.startswith("act-") and b.label == label]
+    button.click().run(timeout=TIMEOUT)
+    print(f"click {label!r}: {time.monotonic() - started:.2f}s")
+    assert not at.exception, at.exception
+    return at.chat_message[-1]
 
 
 def ad_records(home: IndexedHome) -> list:
@@ -71,15 +88,20 @@ def test_a_whole_conversation_from_segment_to_ad(home: IndexedHome) -> None:
     proposal = say(at, "young urban professionals")
     assert "How about" in proposal.markdown[0].value and not captions(proposal)
 
-    first = say(at, "yes")
-    assert captions(first)[0].startswith("Candidate #0 of the top 3 · score ")
-    second = say(at, "not quite")
-    assert captions(second)[0].startswith("Candidate #1 of the top 3")
+    first = click(at, "Search")
+    assert captions(first)[0].startswith("Photo 1 of 3")
+    assert labels(at) == ["Use this photo", "Next"]
+    second = click(at, "Next")
+    assert captions(second)[0].startswith("Photo 2 of 3")
+    assert labels(at) == ["Use this photo", "Next", "Back"]
+    assert captions(click(at, "Back"))[0].startswith("Photo 1 of 3")
+    second = say(at, "hmm, not this one")  # typing works as well as the buttons
+    assert captions(second)[0].startswith("Photo 2 of 3")
     state = at.session_state["agent_state"]
     shown = state["candidates"][1]["path"]
 
-    done = say(at, "yes")
-    assert "Your ad" in captions(done)
+    done = click(at, "Use this photo")
+    assert "Your ad" in captions(done) and not labels(at)
     state = at.session_state["agent_state"]
     assert state["phase"] == "done"
     ad = state["ad"]
@@ -90,7 +112,8 @@ def test_a_whole_conversation_from_segment_to_ad(home: IndexedHome) -> None:
     assert [b.label for b in at.get("download_button")] == ["Download the ad"]
     links = [b.proto.url for b in at.get("link_button")]
     assert f"{DAGSTER_URL}/assets/generated_ads" in links
-    assert any(ad["path"] in m.value for m in done.markdown)
+    assert not any(ad["path"] in m.value for m in done.markdown)  # paths: engineering only
+    assert any(ad["path"] in c.value for c in done.caption)
 
     records = ad_records(home)
     assert len(records) == before + 1
@@ -99,14 +122,15 @@ def test_a_whole_conversation_from_segment_to_ad(home: IndexedHome) -> None:
 
     # The page re-renders the whole conversation from the session on every rerun.
     at.run()
-    assert len(at.chat_message) == 9 and "Your ad" in captions(at.chat_message[-1])
+    assert len(at.chat_message) == 13 and "Your ad" in captions(at.chat_message[-1])
 
 
 def test_the_sidebar_shows_the_setup(home: IndexedHome) -> None:
     at = start()
     text = " ".join(m.value for m in at.sidebar.markdown)
     assert "Local compositor" in text
-    assert "random:adrag-tiny" in text
+    assert "random:adrag-tiny" in " ".join(c.value for c in at.sidebar.caption)
+    assert "Delta" not in text and "adrag_random" not in text  # engineering details only
     assert any(RANDOM_WARNING.lower() in w.value.lower() for w in at.sidebar.warning)
     assert "296 photos · last sync" in text
     assert at.sidebar.selectbox[0].value == "brand/bottle.png"
@@ -263,7 +287,7 @@ def test_a_failed_generation_is_said_plainly_and_nothing_is_saved(home: IndexedH
         text = reply.error[0].value
         assert "could not be made" in text and "REPLICATE_API_TOKEN" in text
         assert "Nothing was saved" in text
-        assert captions(reply)[0].startswith("Candidate #0")  # the photo stays
+        assert captions(reply)[0].startswith("Photo 1 of 3")  # the photo stays
         assert at.session_state["agent_state"]["phase"] == "showing_candidate"
     assert (sorted(ads.rglob("*")) if ads.exists() else []) == before
     assert len(ad_records(home)) == records

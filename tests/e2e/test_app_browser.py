@@ -112,10 +112,24 @@ def test_marketer_makes_an_ad_in_a_real_browser(home: IndexedHome, app_url: str)
                 )
                 page.screenshot(path=str(ARTIFACTS / shot), full_page=True)
 
+            def settle(expected: str, shot: str) -> None:
+                expect(page.get_by_text(expected).last).to_be_visible(timeout=TURN_TIMEOUT_MS)
+                # Let the rerun finish (stale elements fade out while a script runs).
+                page.wait_for_function(
+                    "!document.querySelector('[data-testid=\"stStatusWidget\"] button')",
+                    timeout=TURN_TIMEOUT_MS,
+                )
+                page.screenshot(path=str(ARTIFACTS / shot), full_page=True)
+
+            def click(label: str, expected: str, shot: str) -> None:
+                page.get_by_role("button", name=label, exact=True).last.click()
+                settle(expected, shot)
+
             say("young urban professionals", "How about", "02-proposal.png")
-            say("yes", "Candidate #0 of the top 3", "03-candidate-0.png")
-            say("not quite", "Candidate #1 of the top 3", "04-candidate-1.png")
-            say("yes", "Your ad is ready", "05-ad.png")
+            click("Search", "Photo 1 of 3", "03-candidate-1.png")
+            click("Next", "Photo 2 of 3", "04-candidate-2.png")
+            click("Use this photo", "Your ad is ready", "05-ad.png")
+            expect(page.get_by_role("button", name="Use this photo")).to_have_count(0)
 
             ad = page.locator("[data-testid='stImage']").filter(has_text="Your ad").locator("img")
             expect(ad).to_be_visible()
