@@ -3,7 +3,6 @@ and the alias ``live`` that follows the Milvus alias."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import re
@@ -173,7 +172,7 @@ def test_live_alias_follows_the_index(few_pets, env, store, instance, monkeypatc
     np.testing.assert_allclose(got[:-1], np.array([r["embedding"] for r in rows]), atol=1e-5)
 
     # Another encoder registered while the first is live: registered, not live.
-    reg1 = register_encoder(dataclasses.replace(few_pets, encoder="random:adrag-tiny@1"))
+    reg1 = register_encoder(few_pets.model_copy(update={"encoder": "random:adrag-tiny@1"}))
     assert reg1.alias is None and _live_version() == reg0["version"]
 
     # The index switches to that encoder: the alias follows it.
