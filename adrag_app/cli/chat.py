@@ -44,7 +44,7 @@ def reply_json(reply: Reply) -> dict[str, Any]:
 def chat(ctx: click.Context, segment: str, as_json: bool) -> None:
     """Talk to the ad agent: one message per line on stdin, until end of input."""
     settings = ctx.obj["settings"]
-    agent = Agent(ServiceTool(settings), make_planner(settings.llm))
+    agent = Agent(ServiceTool(settings), make_planner(settings.llm), user=settings.app.user)
     state = AgentState()
 
     def emit(reply: Reply) -> None:

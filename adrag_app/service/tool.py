@@ -2,8 +2,8 @@
 
 The model-facing arguments are exactly ``description``, ``seed_index`` and ``generate``
 (:data:`TOOL_SCHEMA`). What a model should not choose — the segment, the brand image, the
-label filters of the current proposal, who is asking — travels beside them as a
-:class:`ToolContext` bound by the agent from its own state.
+label filters of the current proposal, the photos the marketer rejected, who is asking —
+travels beside them as a :class:`ToolContext` bound by the agent from its own state.
 
 The tool returns paths (relative to the volume) and small JSON, never image bytes:
 
@@ -65,12 +65,18 @@ TOOL_SCHEMA: dict[str, Any] = {
 
 @dataclass(frozen=True)
 class ToolContext:
-    """Bound by the agent, not chosen by a model."""
+    """Bound by the agent, not chosen by a model.
+
+    ``exclude``: image ids that must not be among the top-3 (rejected in this conversation).
+    A generation must carry the ``exclude`` its photos were searched with, since the service
+    searches again and ``seed_index`` points into that top-3.
+    """
 
     segment: str = ""
     filters: dict[str, str] = field(default_factory=dict)
     brand: str | None = None
     user: str = ""
+    exclude: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -131,9 +137,15 @@ class ServiceTool:
     def __call__(self, arguments: dict[str, Any], context: ToolContext) -> dict[str, Any]:
         description, seed_index, generate = check_arguments(arguments)
         filters = dict(context.filters) or None
+        exclude = tuple(context.exclude)
         if not generate:
             found = service.retrieve(
-                description, service.TOP_K, filters, settings=self.settings, index=self.index
+                description,
+                service.TOP_K,
+                filters,
+                settings=self.settings,
+                index=self.index,
+                exclude=exclude,
             )
             return {
                 "mode": "retrieve",
@@ -155,6 +167,7 @@ class ServiceTool:
             segment=context.segment,
             user=context.user,
             filters=filters,
+            exclude=exclude,
             settings=self.settings,
             generator=self.generator,
             instance=self.instance,
