@@ -38,6 +38,8 @@ from mlflow.pyfunc import ResponsesAgent
 from mlflow.types.responses import ResponsesAgentRequest, ResponsesAgentResponse
 
 from adrag_app.agent.agent import Agent, AgentState, Reply
+from adrag_app.planner.planner import make_planner
+from adrag_app.planner.segments import load_catalog
 from adrag_app.service.tool import ServiceTool, ToolContext
 from adrag_assets import tracing
 
@@ -109,7 +111,13 @@ class AdragResponsesAgent(ResponsesAgent):
     def agent(self) -> Agent:
         # Built on first use, in the serving process: settings come from its environment.
         if self._agent is None:
-            self._agent = Agent(ServiceTool())
+            tool = ServiceTool()
+            planner = make_planner(
+                tool.settings.llm,
+                catalog=load_catalog(tool.settings.volume),
+                vocabulary=tool.label_counts,
+            )
+            self._agent = Agent(tool, planner)
         return self._agent
 
     def load_context(self, context: Any) -> None:

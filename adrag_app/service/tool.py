@@ -18,6 +18,7 @@ Errors are raised, not returned: the agent turns them into words for the markete
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -30,6 +31,7 @@ from adrag_assets.index.milvus import MilvusIndex
 from adrag_assets.settings import Settings, load_settings
 
 TOOL_NAME = "find_or_make_ad"
+LABELS_TTL_S = 60.0
 TOOL_SCHEMA: dict[str, Any] = {
     "type": "function",
     "name": TOOL_NAME,
@@ -129,10 +131,22 @@ class ServiceTool:
         self.generator = generator
         self.instance = instance
         self.index = index
+        self._labels: tuple[float, dict[str, dict[str, int]]] | None = None
 
     @property
     def volume(self) -> Path:
         return self.settings.volume.resolve()
+
+    def label_counts(self) -> dict[str, dict[str, int]]:
+        """The labels of the photos in the live index (``{label: {value: photos}}``), for the
+        planner. Kept for a minute: a proposal should not cost a scan of the collection."""
+        now = time.monotonic()
+        if self._labels is not None and now - self._labels[0] < LABELS_TTL_S:
+            return self._labels[1]
+        with service._opened(self.settings, self.index) as index:
+            counts = index.label_counts()
+        self._labels = (now, counts)
+        return counts
 
     def __call__(self, arguments: dict[str, Any], context: ToolContext) -> dict[str, Any]:
         description, seed_index, generate = check_arguments(arguments)

@@ -420,11 +420,110 @@ def test_the_curated_table_names_breeds_in_the_photo_library() -> None:
     assert set(DOG_BREEDS) | set(CAT_BREEDS) <= library
     assert 15 <= len(SEGMENTS) <= 25
     for segment in SEGMENTS:
-        for description, reason in segment.ideas:
-            norm = f" {normalise(description)} "
-            assert any(f" {b} " in norm for b in library), description
-            assert reason and "\n" not in reason
-            assert infer_filters(description), description
+        for idea in segment.ideas:
+            norm = f" {normalise(idea.description)} "
+            assert any(f" {b} " in norm for b in library), idea.description
+            assert idea.reason and "\n" not in idea.reason
+            assert infer_filters(idea.description) == {"species": idea.species}
+
+
+def test_proposals_only_name_breeds_the_library_has() -> None:
+    vocabulary = {"breed": {"beagle": 40, "bengal": 12}, "species": {"dog": 40, "cat": 12}}
+    planner = BuiltinPlanner(vocabulary=vocabulary)
+    others = (set(DOG_BREEDS) | set(CAT_BREEDS)) - {"beagle", "bengal"}
+    for segment in ("young urban professionals", "retirees", "crypto investors", "hikers"):
+        seen: list[str] = []
+        for _ in range(8):
+            proposal = planner.propose(segment, tuple(seen))
+            seen.append(proposal.description)
+            norm = f" {normalise(proposal.description)} "
+            assert " beagle " in norm or " bengal " in norm, proposal.description
+            assert not [b for b in others if f" {b} " in norm], proposal.description
+            expected = "dog" if " beagle " in norm else "cat"
+            assert proposal.filters == {"species": expected}
+        assert len(set(seen)) == 8  # still a new idea each time
+    # A library without species labels: no species filter, which would match nothing.
+    bare = BuiltinPlanner(vocabulary={"breed": {"beagle": 3}})
+    assert bare.propose("retirees").filters == {}
+
+    # Labels unavailable (no index yet): the curated breeds, as before.
+    def broken() -> dict:
+        raise IndexNotReady("no index")
+
+    assert BuiltinPlanner(vocabulary=broken).propose(SEGMENT) == BuiltinPlanner().propose(SEGMENT)
+
+
+def test_the_llm_planner_is_told_the_library_breeds() -> None:
+    asked: list[str] = []
+
+    def respond(request: httpx.Request) -> httpx.Response:
+        asked.append(json.loads(request.content)["messages"][0]["content"])
+        answer = {"description": "a beagle on a lawn", "reason": "friendly", "species": "dog"}
+        return httpx.Response(200, json={"choices": [{"message": {"content": json.dumps(answer)}}]})
+
+    vocabulary = {"breed": {"beagle": 4, "bengal": 2}, "species": {"dog": 4, "cat": 2}}
+    planner = LlmPlanner(
+        "http://llm.test/v1",
+        "m",
+        fallback=BuiltinPlanner(vocabulary=vocabulary),
+        transport=httpx.MockTransport(respond),
+    )
+    planner.propose(SEGMENT)
+    assert "dogs: beagle\n" in asked[0] and "cats: bengal\n" in asked[0]
+
+
+def test_segments_come_from_a_data_file_the_volume_can_override(tmp_path: Path) -> None:
+    from adrag_app.planner.segments import default_catalog, load_catalog
+
+    assert load_catalog(tmp_path) is default_catalog()
+    path = tmp_path / "campaigns" / "segments.yaml"
+    path.parent.mkdir()
+    path.write_text(
+        "segments:\n"
+        "  - name: cyclists\n"
+        "    keywords: [bike, cycling]\n"
+        "    ideas:\n"
+        "      - {description: 'a {breed} in a bike basket', breed: pug, species: dog,\n"
+        "         reason: small enough to ride along}\n"
+        "fallback_ideas:\n"
+        "  - {description: 'a {breed} at home', breed: persian, species: cat, reason: calm}\n"
+    )
+    catalog = load_catalog(tmp_path)
+    assert [s.name for s in catalog.segments] == ["cyclists"]
+    proposal = BuiltinPlanner(catalog).propose("people who love cycling")
+    assert proposal.description == "a pug in a bike basket" and proposal.source == "builtin"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("segments: [", "not valid YAML"),
+        ("segments: {}", "a 'segments' list"),
+        (
+            "segments:\n  - name: cyclists\n    ideas:\n"
+            "      - {description: a pug in a basket, breed: pug, species: dog, reason: r}\n",
+            r"segment 1 \('cyclists'\), idea 1: the description must contain \{breed\}",
+        ),
+        (
+            "segments:\n  - name: cyclists\n    ideas:\n"
+            "      - {description: 'a {breed}', breed: pug, species: parrot, reason: r}\n",
+            r"segment 1 \('cyclists'\), idea 1: species must be one of dog, cat",
+        ),
+        (
+            "segments:\n  - name: cyclists\n    ideas: []\n",
+            r"segment 1 \('cyclists'\): 'ideas' must be a non-empty list",
+        ),
+    ],
+)
+def test_a_bad_segments_file_is_one_clear_error(tmp_path: Path, text: str, message: str) -> None:
+    from adrag_app.planner.segments import SegmentsFileError, load_catalog
+
+    path = tmp_path / "campaigns" / "segments.yaml"
+    path.parent.mkdir()
+    path.write_text(text)
+    with pytest.raises(SegmentsFileError, match=message) as caught:
+        load_catalog(tmp_path)
+    assert str(caught.value).startswith(str(path))
 
 
 @pytest.mark.parametrize(

@@ -72,6 +72,17 @@ def test_rejected_photos_do_not_come_back_and_back_still_works(untraced: Agent) 
     assert reply.ad["seed"]["image_id"] == again[1]
 
 
+def test_the_planner_names_only_breeds_in_the_index(untraced: Agent) -> None:
+    tool = untraced.tool
+    counts = tool.label_counts()
+    assert sum(counts["species"].values()) == 296 and set(counts["species"]) == {"cat", "dog"}
+    planner = BuiltinPlanner(vocabulary=tool.label_counts)
+    seen: list[str] = []
+    for _ in range(6):
+        seen.append(planner.propose("crypto investors", tuple(seen)).description)
+        assert any(breed in seen[-1].lower() for breed in counts["breed"]), seen[-1]
+
+
 def test_a_conversation_is_one_mlflow_session(home: IndexedHome, tmp_path: Path) -> None:
     import mlflow
 
