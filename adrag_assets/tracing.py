@@ -197,6 +197,26 @@ class Span:
     def set_attributes(self, attributes: Mapping[str, Any]) -> None:
         self._call("set_attributes", lambda: self._live.set_attributes(redact(dict(attributes))))
 
+    def set_session(self, session_id: str, user: str = "") -> None:
+        """Mark this span's trace as part of conversation ``session_id``, asked by ``user``.
+
+        MLflow's conventions (``TraceMetadataKey.TRACE_SESSION`` / ``TRACE_USER``, trace
+        metadata): its UI groups a session's traces, and ``search_traces`` finds them with
+        ``filter_string="metadata.`mlflow.trace.session` = '<id>'"``.
+        """
+
+        def tag() -> None:
+            import mlflow
+            from mlflow.tracing.constant import TraceMetadataKey
+
+            metadata = {TraceMetadataKey.TRACE_SESSION: redact(str(session_id))}
+            if user:
+                metadata[TraceMetadataKey.TRACE_USER] = redact(str(user))
+            mlflow.update_current_trace(metadata=metadata)
+
+        if session_id:
+            self._call("set_session", tag)
+
     def set_documents(self, documents: list[tuple[str, Mapping[str, Any]]]) -> None:
         """Retriever outputs as MLflow Documents (``page_content``, ``metadata``); the MLflow
         UI renders them as a ranked list, with ``metadata["doc_uri"]`` as the link."""

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -44,7 +45,7 @@ from adrag_app.planner.planner import (
     make_planner,
     normalise,
 )
-from adrag_app.service.ad_service import TOP_K, AdServiceError
+from adrag_app.service.ad_service import MAX_EXCLUDE, TOP_K, AdServiceError
 from adrag_app.service.tool import Tool, ToolContext
 from adrag_assets import tracing
 from adrag_assets.index.search import IndexNotReady
@@ -82,6 +83,14 @@ class AgentState:
     rejections: int = 0  # "not quite"s on the current top-3
     ad: dict[str, Any] | None = None  # the last ad made: {"path", "sidecar", ...}
     brand: str | None = None  # the brand image to use (path in the volume), None = default
+    # Image ids the marketer said "not quite" to in this conversation: no search brings them
+    # back (until "back" to one of them, or a start over).
+    rejected: list[str] = field(default_factory=list)
+    # The rejections the current top-3 was searched with: a generation searches again and
+    # must get the same top-3, so it carries these, not the rejections made since.
+    excluded: list[str] = field(default_factory=list)
+    # Names the conversation in traces (MLflow's session); kept across "start over".
+    conversation_id: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return copy.deepcopy(asdict(self))
@@ -99,6 +108,12 @@ class AgentState:
             raise ValueError(f"unknown phase {state.phase!r}")
         if not isinstance(state.candidates, list) or not isinstance(state.proposed, list):
             raise ValueError("candidates and proposed must be lists")
+        for name in ("rejected", "excluded"):
+            ids = getattr(state, name)
+            if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+                raise ValueError(f"{name} must be a list of image ids")
+        if not isinstance(state.conversation_id, str):
+            raise ValueError("conversation_id must be a string")
         if state.candidates and not 0 <= int(state.shown) < len(state.candidates):
             raise ValueError("shown is out of range")
         if state.phase == GENERATING:
@@ -171,13 +186,22 @@ class Agent:
     def handle(self, state: AgentState, message: str) -> tuple[AgentState, Reply]:
         """One turn: the new state and the reply. ``state`` itself is left untouched."""
         state = AgentState.from_dict(state.to_dict())
+        if not state.conversation_id:
+            # The first turn names the conversation; every later turn carries the name in the
+            # state, so all its traces share one MLflow session.
+            state.conversation_id = new_conversation_id()
         intent = intents.parse(message, state.phase)
         with tracing.span(
             "agent_turn",
             tracing.AGENT,
             inputs={"message": message, "phase": state.phase, "segment": state.segment},
-            attributes={"intent": intent.kind, "planner": getattr(self.planner, "name", "")},
+            attributes={
+                "intent": intent.kind,
+                "planner": getattr(self.planner, "name", ""),
+                "conversation_id": state.conversation_id,
+            },
         ) as span:
+            span.set_session(state.conversation_id, self.user)
             turn = _Turn()
             self._dispatch(state, intent, turn)
             reply = Reply(
@@ -259,6 +283,7 @@ class Agent:
             return
         # SHOWING or DONE: the next photo of the same top-3, or a new idea after the last.
         state.rejections += 1
+        _reject(state)
         if state.shown + 1 < len(state.candidates):
             state.shown += 1
             state.phase = SHOWING
@@ -281,15 +306,19 @@ class Agent:
             else:
                 state.shown -= 1
         state.phase = SHOWING  # from DONE: back to the photo the ad was made from
+        # Going back to a photo is asking for it again: it is no longer rejected.
+        back_to = str((state.current() or {}).get("image_id") or "")
+        state.rejected = [i for i in state.rejected if i != back_to]
         self._show(state, turn)
 
     # -- steps ---------------------------------------------------------------------------
 
     def _restart(self, state: AgentState) -> None:
-        brand = state.brand
+        kept = {"brand": state.brand, "conversation_id": state.conversation_id}
         for key, value in asdict(AgentState()).items():
             setattr(state, key, value)
-        state.brand = brand
+        for key, value in kept.items():
+            setattr(state, key, value)
 
     def _new_segment(self, state: AgentState, segment: str, turn: _Turn) -> None:
         segment = " ".join(segment.split())[:200]
@@ -337,7 +366,7 @@ class Agent:
 
     def _context(self, state: AgentState) -> ToolContext:
         filters = dict((state.proposal or {}).get("filters") or {})
-        return ToolContext(state.segment, filters, state.brand, self.user)
+        return ToolContext(state.segment, filters, state.brand, self.user, tuple(state.excluded))
 
     def _call_tool(
         self, arguments: dict[str, Any], context: ToolContext, turn: _Turn
@@ -362,6 +391,7 @@ class Agent:
         proposal = Proposal.from_dict(state.proposal or {})
         state.candidates, state.shown, state.rejections = [], 0, 0
         state.phase = PROPOSED
+        state.excluded = list(state.rejected)
         arguments = {"description": proposal.description, "generate": False}
         try:
             output = self._call_tool(arguments, self._context(state), turn)
@@ -528,8 +558,21 @@ class Agent:
         return "I help you pick a pet photo for your audience and make the ad. " + self._help(state)
 
 
+def new_conversation_id() -> str:
+    """A fresh conversation id (random: it says nothing about who or what)."""
+    return f"conv-{uuid.uuid4().hex}"
+
+
 class _RefusedPath(RuntimeError):
     pass
+
+
+def _reject(state: AgentState) -> None:
+    """Remember the photo on screen as rejected, so no later search shows it again."""
+    image_id = str((state.current() or {}).get("image_id") or "")
+    if image_id and image_id not in state.rejected:
+        # The oldest rejections go first past the service's limit on exclusions.
+        state.rejected = [*state.rejected, image_id][-MAX_EXCLUDE:]
 
 
 def _numbered(candidate: dict[str, Any], of: int) -> dict[str, Any]:

@@ -38,6 +38,8 @@ from mlflow.pyfunc import ResponsesAgent
 from mlflow.types.responses import ResponsesAgentRequest, ResponsesAgentResponse
 
 from adrag_app.agent.agent import Agent, AgentState, Reply
+from adrag_app.planner.planner import make_planner
+from adrag_app.planner.segments import load_catalog
 from adrag_app.service.tool import ServiceTool, ToolContext
 from adrag_assets import tracing
 
@@ -109,7 +111,13 @@ class AdragResponsesAgent(ResponsesAgent):
     def agent(self) -> Agent:
         # Built on first use, in the serving process: settings come from its environment.
         if self._agent is None:
-            self._agent = Agent(ServiceTool())
+            tool = ServiceTool()
+            planner = make_planner(
+                tool.settings.llm,
+                catalog=load_catalog(tool.settings.volume),
+                vocabulary=tool.label_counts,
+            )
+            self._agent = Agent(tool, planner)
         return self._agent
 
     def load_context(self, context: Any) -> None:
@@ -126,14 +134,23 @@ class AdragResponsesAgent(ResponsesAgent):
         users = [text for role, text in map(message_text, request.input) if role == "user"]
         message = users[-1] if users else ""
         custom = dict(request.custom_inputs or {})
+        context = request.context
+        # A client without adrag's state may still name its conversation (and its user):
+        # the traces of that conversation then share one MLflow session.
+        named = str(context.conversation_id or "") if context is not None else ""
         replayed = 0
         if custom.get(STATE_KEY):
             state = AgentState.from_dict(custom[STATE_KEY])
         else:
-            state, replayed = self._replay(users[:-1], custom.get("brand"))
+            state, replayed = self._replay(users[:-1], custom.get("brand"), named)
+        if named and not state.conversation_id:
+            state.conversation_id = named
         if "brand" in custom:
             state.brand = custom["brand"] or None
-        state, reply = self.agent.handle(state, message)
+        agent = self.agent
+        if context is not None and context.user_id:
+            agent = Agent(agent.tool, agent.planner, user=str(context.user_id))
+        state, reply = agent.handle(state, message)
         return ResponsesAgentResponse(
             output=self._items(reply),
             custom_outputs={
@@ -144,11 +161,14 @@ class AdragResponsesAgent(ResponsesAgent):
                 "notes": reply.notes,
                 "error": reply.error,
                 "replayed_turns": replayed,
+                "conversation_id": state.conversation_id,
             },
         )
 
-    def _replay(self, messages: Iterable[str], brand: str | None) -> tuple[AgentState, int]:
-        state = AgentState(brand=brand or None)
+    def _replay(
+        self, messages: Iterable[str], brand: str | None, conversation_id: str = ""
+    ) -> tuple[AgentState, int]:
+        state = AgentState(brand=brand or None, conversation_id=conversation_id)
         messages = list(messages)
         if not messages:
             return state, 0

@@ -14,6 +14,7 @@ import click
 
 from adrag_app.agent.agent import GREETING, Agent, AgentState, Reply
 from adrag_app.planner.planner import make_planner
+from adrag_app.planner.segments import SegmentsFileError, load_catalog
 from adrag_app.service.tool import ServiceTool
 
 
@@ -44,7 +45,13 @@ def reply_json(reply: Reply) -> dict[str, Any]:
 def chat(ctx: click.Context, segment: str, as_json: bool) -> None:
     """Talk to the ad agent: one message per line on stdin, until end of input."""
     settings = ctx.obj["settings"]
-    agent = Agent(ServiceTool(settings), make_planner(settings.llm))
+    tool = ServiceTool(settings)
+    try:
+        catalog = load_catalog(settings.volume)
+    except SegmentsFileError as e:
+        raise click.ClickException(str(e)) from e
+    planner = make_planner(settings.llm, catalog=catalog, vocabulary=tool.label_counts)
+    agent = Agent(tool, planner, user=settings.app.user)
     state = AgentState()
 
     def emit(reply: Reply) -> None:

@@ -23,10 +23,11 @@ import json
 import logging
 import re
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from adrag_app.planner.segments import Catalog, Idea, Segment, default_catalog
 from adrag_assets.settings import LlmSettings, load_settings
 
 log = logging.getLogger(__name__)
@@ -167,376 +168,14 @@ def mentions_pet(text: str) -> bool:
 # -- the curated table -----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Segment:
-    name: str
-    keywords: tuple[str, ...]  # words and phrases that point at this segment
-    ideas: tuple[tuple[str, str], ...]  # (description, one-line reason)
+# The curated segments live in a data file (segments.yaml, or campaigns/segments.yaml in the
+# volume); these are the packaged defaults.
+SEGMENTS: tuple[Segment, ...] = default_catalog().segments
 
-
-# fmt: off
-SEGMENTS: tuple[Segment, ...] = (
-    Segment(
-        "young urban professionals",
-        (
-            "young urban professional", "yuppie", "urban", "city", "professional", "millennial",
-            "apartment", "downtown", "commuter", "office worker",
-        ),
-        (
-            ("a pug relaxing in a bright city apartment",
-             "a small, low-maintenance dog that suits apartment life and busy schedules"),
-            ("a Russian Blue cat lounging on a sofa in a modern loft",
-             "a calm, independent cat for people who are out at work all day"),
-            ("a Shiba Inu on a balcony overlooking the city",
-             "a stylish, self-assured dog that matches an urban lifestyle"),
-        ),
-    ),
-    Segment(
-        "families with young children",
-        (
-            "family", "families", "kid", "child", "children", "parent", "mom", "dad", "mum",
-            "toddler", "household",
-        ),
-        (
-            ("a beagle playing with a ball in a sunny backyard",
-             "a friendly, playful dog known for being patient with children"),
-            ("a ragdoll cat curled up on a family sofa",
-             "a famously gentle cat that tolerates being cuddled by kids"),
-            ("a Newfoundland lying on the lawn",
-             "a gentle giant, the classic family guardian"),
-        ),
-    ),
-    Segment(
-        "retirees",
-        (
-            "retiree", "retired", "senior", "elderly", "older adult", "pensioner", "grandparent",
-            "grandma", "grandpa", "boomer", "empty nester", "aged 65",
-        ),
-        (
-            ("a Persian cat napping on a cozy armchair",
-             "a calm, affectionate companion for a relaxed home"),
-            ("a Havanese sitting on a garden bench",
-             "a small, sociable lap dog that loves company and short walks"),
-            ("a British Shorthair cat by a sunny window",
-             "an easy-going, low-energy cat for a quiet home"),
-        ),
-    ),
-    Segment(
-        "students",
-        (
-            "student", "college", "university", "campus", "dorm", "school", "gen z", "young adult",
-            "teen", "teenager",
-        ),
-        (
-            ("a Bengal cat playing on a desk",
-             "a curious, energetic cat that fits a small shared space"),
-            ("a chihuahua peeking out of a backpack",
-             "a tiny, portable dog with plenty of personality"),
-            ("a Sphynx cat wrapped in a blanket",
-             "quirky and photogenic, made for sharing"),
-        ),
-    ),
-    Segment(
-        "outdoor enthusiasts",
-        (
-            "outdoor", "outdoors", "hiker", "hiking", "camping", "camper", "adventure", "nature",
-            "trail", "mountain", "climber", "explorer",
-        ),
-        (
-            ("a German Shorthaired pointer on a mountain trail",
-             "a tireless, athletic dog built for long days outside"),
-            ("a Saint Bernard in the snowy mountains",
-             "the legendary mountain rescue dog"),
-            ("an English Setter running through a meadow",
-             "a graceful field dog that loves open country"),
-        ),
-    ),
-    Segment(
-        "fitness enthusiasts",
-        (
-            "fitness", "gym", "runner", "running", "athlete", "athletic", "sport", "sporty",
-            "active", "yoga", "cyclist", "marathon", "workout", "healthy lifestyle",
-        ),
-        (
-            ("a boxer running on a beach at sunrise",
-             "a muscular, energetic dog that mirrors an active lifestyle"),
-            ("a Staffordshire Bull Terrier on a morning run in the park",
-             "a strong, enthusiastic training partner"),
-            ("a miniature pinscher sprinting across the grass",
-             "small but full of energy and drive"),
-        ),
-    ),
-    Segment(
-        "luxury shoppers",
-        (
-            "luxury", "premium", "affluent", "wealthy", "high income", "high net worth", "upscale",
-            "elegant", "exclusive", "rich",
-        ),
-        (
-            ("a Persian cat on a velvet cushion",
-             "the classic glamorous, well-groomed cat"),
-            ("a Birman cat in an elegant living room",
-             "a refined, silky-coated cat that signals taste"),
-            ("a Samoyed with a pristine white coat in a stylish home",
-             "a striking, photogenic dog with a luxurious look"),
-        ),
-    ),
-    Segment(
-        "new pet owners",
-        (
-            "new pet owner", "first pet", "first time owner", "pet parent", "adopter", "adoption",
-            "new puppy", "new kitten",
-        ),
-        (
-            ("a Pomeranian puppy on a soft rug",
-             "small, adaptable and easy for a first-time owner to fall for"),
-            ("a ragdoll kitten in a basket",
-             "a relaxed, people-oriented cat for first-time owners"),
-            ("a beagle puppy exploring a living room",
-             "friendly and forgiving, a classic first dog"),
-        ),
-    ),
-    Segment(
-        "remote workers",
-        (
-            "remote", "work from home", "wfh", "home office", "freelancer", "telecommuter",
-            "hybrid worker", "digital nomad", "laptop",
-        ),
-        (
-            ("a British Shorthair cat sitting beside a laptop",
-             "a quiet, steady desk companion for long home-office days"),
-            ("a pug napping under a home office desk",
-             "a low-key dog happy to keep you company all day"),
-            ("a Maine Coon stretched out on a sunny windowsill",
-             "a gentle giant of a cat that brings calm to a workday"),
-        ),
-    ),
-    Segment(
-        "cat lovers",
-        (
-            "cat lover", "cat owner", "cat people", "feline fan", "cat",
-        ),
-        (
-            ("a Maine Coon with a fluffy mane on a sofa",
-             "the majestic cat every cat lover admires"),
-            ("a Siamese cat with bright blue eyes",
-             "an iconic, talkative breed with instant recognition"),
-            ("an Abyssinian cat exploring a bookshelf",
-             "curious and athletic, a cat lover's favourite"),
-        ),
-    ),
-    Segment(
-        "dog lovers",
-        (
-            "dog lover", "dog owner", "dog people", "dog",
-        ),
-        (
-            ("a happy Samoyed with its famous smile",
-             "the 'smiling' dog that makes everyone grin"),
-            ("a beagle with floppy ears in a park",
-             "a beloved all-round family and companion dog"),
-            ("a Leonberger resting in the garden",
-             "an impressive, gentle and loyal big dog"),
-        ),
-    ),
-    Segment(
-        "eco-conscious consumers",
-        (
-            "eco", "eco conscious", "green", "sustainable", "sustainability", "environment",
-            "environmentally", "organic", "vegan", "natural", "climate",
-        ),
-        (
-            ("a Shiba Inu in a lush green garden",
-             "a natural, clean-cut dog that fits an earthy, green mood"),
-            ("an Abyssinian cat among potted plants",
-             "a warm, natural-looking cat amid greenery"),
-            ("a wheaten terrier in a wildflower meadow",
-             "soft, natural colours and a fresh outdoor feel"),
-        ),
-    ),
-    Segment(
-        "travelers",
-        (
-            "travel", "traveler", "traveller", "tourist", "jet setter", "frequent flyer",
-            "road trip", "vacation", "holiday",
-        ),
-        (
-            ("a Yorkshire Terrier in a travel carrier",
-             "a compact, portable companion for people on the move"),
-            ("a Japanese Chin looking out of a car window",
-             "a small, adaptable dog that takes trips in stride"),
-            ("a Bengal cat on a harness exploring outdoors",
-             "an adventurous cat that likes to explore new places"),
-        ),
-    ),
-    Segment(
-        "social media creators",
-        (
-            "social media", "influencer", "creator", "instagram", "tiktok", "youtuber", "gen z",
-            "trendy", "viral",
-        ),
-        (
-            ("a Shiba Inu with a cheeky expression",
-             "a meme-famous breed that performs well on social feeds"),
-            ("a pug wearing a tiny bandana",
-             "an expressive face the internet loves"),
-            ("a Sphynx cat posing in soft light",
-             "an eye-catching, unusual look that stops the scroll"),
-        ),
-    ),
-    Segment(
-        "rural homeowners",
-        (
-            "rural", "country", "countryside", "farm", "farmer", "ranch", "village", "homestead",
-            "small town", "acreage",
-        ),
-        (
-            ("a Great Pyrenees guarding a farm field",
-             "a classic working guardian dog of the countryside"),
-            ("a basset hound in a country field",
-             "a laid-back scent hound at home in open country"),
-            ("an English Cocker Spaniel by a farmhouse gate",
-             "a cheerful working spaniel with rural roots"),
-        ),
-    ),
-    Segment(
-        "suburban homeowners",
-        (
-            "suburban", "suburb", "suburbs", "homeowner", "house", "garden", "backyard", "yard",
-            "home owner",
-        ),
-        (
-            ("an American Bulldog on a front lawn",
-             "a sturdy, friendly dog for a house with a yard"),
-            ("a Keeshond sitting on a porch",
-             "a fluffy, sociable watchdog for a family home"),
-            ("a Maine Coon in a sunny garden",
-             "a relaxed, big-hearted cat at home in a house and garden"),
-        ),
-    ),
-    Segment(
-        "young couples",
-        (
-            "couple", "couples", "newlywed", "newlyweds", "engaged", "partner", "dink",
-            "young couple", "romantic",
-        ),
-        (
-            ("a Havanese cuddled on a couch between two people",
-             "an affectionate dog that loves shared attention"),
-            ("a Birman cat on a cozy bed",
-             "a sweet, gentle cat that makes a house feel like home"),
-            ("a Japanese Chin on a picnic blanket",
-             "a charming, companionable little dog"),
-        ),
-    ),
-    Segment(
-        "busy parents",
-        (
-            "busy parent", "working parent", "working mom", "working dad", "time poor", "busy",
-            "hectic", "on the go",
-        ),
-        (
-            ("a British Shorthair cat napping in a quiet corner",
-             "an independent, low-maintenance cat for a hectic household"),
-            ("a basset hound snoozing on the kitchen floor",
-             "a mellow dog that keeps calm amid the chaos"),
-            ("a ragdoll cat relaxing on a bed",
-             "a placid cat that asks for little and gives a lot"),
-        ),
-    ),
-    Segment(
-        "winter sports fans",
-        (
-            "winter", "snow", "ski", "skier", "skiing", "snowboard", "snowboarder", "cold",
-            "alpine",
-        ),
-        (
-            ("a fluffy Samoyed playing in fresh snow",
-             "a snow-loving dog bred for cold climates"),
-            ("a Saint Bernard in a snowy alpine landscape",
-             "the iconic alpine dog"),
-            ("a Keeshond with a thick coat in winter",
-             "a plush, weatherproof coat that says winter"),
-        ),
-    ),
-    Segment(
-        "beach lovers",
-        (
-            "beach", "summer", "surf", "surfer", "coast", "coastal", "sea", "ocean", "sunny",
-        ),
-        (
-            ("a Staffordshire Bull Terrier running on a sandy beach",
-             "an exuberant dog that loves water and sunshine"),
-            ("a boxer playing in the waves",
-             "a fun, energetic dog for long summer days"),
-            ("a Chihuahua in the shade of a beach umbrella",
-             "a sun-loving little dog with lots of attitude"),
-        ),
-    ),
-    Segment(
-        "creatives and artists",
-        (
-            "creative", "artist", "designer", "musician", "writer", "photographer", "artsy",
-            "bohemian", "hipster",
-        ),
-        (
-            ("a black Bombay cat in an art studio",
-             "a sleek, mysterious cat that suits a creative space"),
-            ("a Scottish Terrier in a sunlit workshop",
-             "a characterful, independent-minded dog"),
-            ("an Egyptian Mau on a stack of books",
-             "an elegant spotted cat with a striking look"),
-        ),
-    ),
-    Segment(
-        "gamers and tech fans",
-        (
-            "gamer", "gaming", "tech", "techie", "geek", "developer", "programmer", "engineer",
-            "esports", "early adopter", "gadget",
-        ),
-        (
-            ("a Sphynx cat next to a glowing keyboard",
-             "a futuristic-looking cat that suits a tech setting"),
-            ("a pug curled up on a gaming chair",
-             "a loyal, low-key companion for long sessions indoors"),
-            ("a Bengal cat watching a screen",
-             "a sharp, curious cat with a wild look"),
-        ),
-    ),
-    Segment(
-        "budget-conscious shoppers",
-        (
-            "budget", "value", "thrifty", "frugal", "bargain", "savings", "deal", "price sensitive",
-            "affordable", "low income",
-        ),
-        (
-            ("an American Pit Bull Terrier relaxing at home",
-             "a warm, down-to-earth look that feels real and relatable"),
-            ("a Russian Blue cat on a simple sofa",
-             "an understated, easy-care cat for an everyday home"),
-            ("a beagle resting on a doormat",
-             "an approachable, everyday family dog"),
-        ),
-    ),
-)
-
-# For segments nobody curated: broadly appealing, well-represented pets, rotated by segment so
-# two unknown segments do not both get the same photo.
-FALLBACK_IDEAS: tuple[tuple[str, str], ...] = (
-    ("a happy beagle in a sunny park",
-     "a friendly, widely loved dog that appeals to most audiences"),
-    ("a Maine Coon relaxing on a sofa",
-     "a gentle, photogenic cat with broad appeal"),
-    ("a smiling Samoyed outdoors",
-     "a cheerful dog whose 'smile' reads well in any ad"),
-    ("a Siamese cat by a bright window",
-     "an elegant, instantly recognisable cat"),
-    ("a pug on a cozy blanket",
-     "an expressive, much-loved small dog"),
-    ("a ragdoll cat curled up on a bed",
-     "a calm, affectionate cat that feels like home"),
-)
-# fmt: on
+# What the library holds: {label column: {value: number of photos}}, or a callable giving it.
+Vocabulary = Mapping[str, Mapping[str, int]]
+BREED_LABEL = "breed"
+SPECIES_LABEL = "species"
 
 
 def _phrases(segment: Segment) -> list[str]:
@@ -577,11 +216,14 @@ def segment_score(text: str, segment: Segment) -> float:
     return max(best_phrase, overlap * 0.9)
 
 
-def match_segment(text: str, threshold: float = 0.6) -> tuple[Segment | None, float]:
+def match_segment(
+    text: str, threshold: float = 0.6, segments: Sequence[Segment] | None = None
+) -> tuple[Segment | None, float]:
     """The curated segment ``text`` names best, and its score (None below ``threshold``)."""
-    scored = sorted(((segment_score(text, s), i) for i, s in enumerate(SEGMENTS)), reverse=True)
+    segments = SEGMENTS if segments is None else segments
+    scored = sorted(((segment_score(text, s), i) for i, s in enumerate(segments)), reverse=True)
     score, i = scored[0]
-    return (SEGMENTS[i], score) if score >= threshold else (None, score)
+    return (segments[i], score) if score >= threshold else (None, score)
 
 
 def looks_like_segment(text: str) -> bool:
@@ -593,29 +235,111 @@ def _stable_offset(text: str, n: int) -> int:
     return int.from_bytes(hashlib.sha256(normalise(text).encode()).digest()[:4], "big") % n
 
 
+def library_breeds(vocabulary: Vocabulary | None) -> dict[str, list[str]] | None:
+    """The library's breeds by species, most photos first; None when the library does not
+    say (no vocabulary, or no breed label): then the curated breeds are used as they are.
+
+    A breed's species comes from the curated lists, or from the library when it holds one
+    species only; breeds of unknown species are left out of substitutions.
+    """
+    if not vocabulary or not vocabulary.get(BREED_LABEL):
+        return None
+    species_values = [s for s in (vocabulary.get(SPECIES_LABEL) or {}) if s]
+    only = species_values[0].lower() if len(species_values) == 1 else ""
+    known = {**{b: "dog" for b in DOG_BREEDS}, **{b: "cat" for b in CAT_BREEDS}}
+    counts = vocabulary[BREED_LABEL]
+    out: dict[str, list[str]] = {}
+    for breed in sorted(counts, key=lambda b: (-int(counts[b]), b)):
+        name = " ".join(str(breed).lower().replace("_", " ").split())
+        species = known.get(name) or only
+        if name and species:
+            out.setdefault(species, []).append(name)
+    return out
+
+
 class BuiltinPlanner:
-    """The curated table: offline, deterministic, always available."""
+    """The curated table: offline, deterministic, always available.
+
+    ``catalog``: the curated segments (default: the packaged ``segments.yaml``).
+    ``vocabulary``: the labels in the photo library (or a callable returning them, asked on
+    each proposal); ideas then name only breeds the library has.
+    """
 
     name = "builtin"
 
+    def __init__(
+        self,
+        catalog: Catalog | None = None,
+        vocabulary: Vocabulary | Callable[[], Vocabulary | None] | None = None,
+    ) -> None:
+        self.catalog = catalog or default_catalog()
+        self._vocabulary = vocabulary
+
+    def vocabulary(self) -> Vocabulary | None:
+        source = self._vocabulary
+        if callable(source):
+            try:
+                return source()
+            except Exception as e:  # no index yet, Milvus down: the curated breeds then
+                log.warning("the library's labels are unavailable (%s)", _short_error(e))
+                return None
+        return source
+
     def propose(self, segment: str, exclude: Sequence[str] = ()) -> Proposal:
         used = {normalise(e) for e in exclude}
-        matched, _ = match_segment(segment)
-        ideas: list[tuple[str, str, str]] = []
+        vocabulary = self.vocabulary()
+        breeds = library_breeds(vocabulary)
+        matched, _ = match_segment(segment, segments=self.catalog.segments)
+        ideas: list[tuple[Idea, str]] = []
         if matched is not None:
-            ideas += [(d, r, "builtin") for d, r in matched.ideas]
+            ideas += [(idea, "builtin") for idea in matched.ideas]
         # Then the fallbacks, starting at a place that depends on the segment.
-        start = _stable_offset(segment, len(FALLBACK_IDEAS))
-        rotated = FALLBACK_IDEAS[start:] + FALLBACK_IDEAS[:start]
-        ideas += [(d, r, "fallback") for d, r in rotated]
+        fallback = self.catalog.fallback_ideas
+        start = _stable_offset(segment, len(fallback))
+        ideas += [(idea, "fallback") for idea in fallback[start:] + fallback[:start]]
         # Then the other segments' ideas: asking again always gives something new.
-        ideas += [(d, r, "fallback") for s in SEGMENTS if s is not matched for d, r in s.ideas]
-        fresh = [idea for idea in ideas if normalise(idea[0]) not in used]
+        ideas += [
+            (idea, "fallback")
+            for s in self.catalog.segments
+            if s is not matched
+            for idea in s.ideas
+        ]
+        options = []
+        for position, (idea, source) in enumerate(ideas):
+            description = _fill(idea, breeds, position)
+            if description is not None:
+                options.append((description, idea, source))
+        fresh = [o for o in options if normalise(o[0]) not in used]
+        if not options:
+            return self._from_library(breeds, used)
         # Everything used up (a very long conversation): start the cycle again.
-        description, reason, source = (fresh or ideas)[0]
+        description, idea, source = (fresh or options)[0]
+        reason = idea.reason
         if source == "fallback" and matched is None:
             reason = f"{reason} (no curated idea for this segment yet)"
-        return Proposal(description, reason, infer_filters(description), source)
+        species = (vocabulary or {}).get(SPECIES_LABEL)
+        keep_filter = vocabulary is None or (species is not None and idea.species in species)
+        filters = {SPECIES_LABEL: idea.species} if keep_filter else {}
+        return Proposal(description, reason, filters, source)
+
+    def _from_library(self, breeds: dict[str, list[str]] | None, used: set[str]) -> Proposal:
+        """No curated idea fits the library (its pets are of no curated species)."""
+        names = [b for found in (breeds or {}).values() for b in found] or ["pet"]
+        fresh = [b for b in names if normalise(f"a {b}") not in used] or names
+        return Proposal(f"a {fresh[0]}", "one of the pets in your photo library", {}, "fallback")
+
+
+def _fill(idea: Idea, breeds: dict[str, list[str]] | None, position: int) -> str | None:
+    """The idea's description with a breed the library has, or None when it has none of its
+    species. ``position`` spreads stand-in breeds over ideas rather than repeating one."""
+    if breeds is None:
+        return idea.description
+    same_species = breeds.get(idea.species) or []
+    if idea.breed in same_species:
+        return idea.description
+    if not same_species:
+        return None
+    return idea.fill(same_species[position % len(same_species)])
 
 
 # -- the LLM planner -------------------------------------------------------------------------
@@ -688,7 +412,13 @@ class LlmPlanner:
     def _ask(self, segment: str, exclude: Sequence[str]) -> Proposal:
         import httpx
 
-        system = _SYSTEM_PROMPT.format(dogs=", ".join(DOG_BREEDS), cats=", ".join(CAT_BREEDS))
+        # The breeds the library has, when it says (the built-in planner asks it).
+        vocabulary = getattr(self.fallback, "vocabulary", lambda: None)()
+        breeds = library_breeds(vocabulary) or {"dog": list(DOG_BREEDS), "cat": list(CAT_BREEDS)}
+        system = _SYSTEM_PROMPT.format(
+            dogs=", ".join(breeds.get("dog") or ["(none)"]),
+            cats=", ".join(breeds.get("cat") or ["(none)"]),
+        )
         user = f"Audience segment: {' '.join(segment.split())[:300]}"
         if exclude:
             user += "\nAlready proposed (propose something different): " + "; ".join(exclude)
@@ -736,10 +466,17 @@ def _short_error(error: BaseException) -> str:
     return f"{type(error).__name__}: {str(error)[:120]}"
 
 
-def make_planner(settings: LlmSettings | None = None) -> Planner:
+def make_planner(
+    settings: LlmSettings | None = None,
+    *,
+    catalog: Catalog | None = None,
+    vocabulary: Vocabulary | Callable[[], Vocabulary | None] | None = None,
+) -> Planner:
     """The LLM planner when ``ADRAG_LLM_BASE_URL`` and ``ADRAG_LLM_MODEL`` are set, else the
-    built-in one; ``settings`` default to ``load_settings().llm``."""
+    built-in one; ``settings`` default to ``load_settings().llm``. ``catalog`` and
+    ``vocabulary`` go to the built-in planner (also the LLM planner's fallback)."""
     llm = settings or load_settings().llm
+    builtin = BuiltinPlanner(catalog, vocabulary)
     if not llm.configured:
-        return BuiltinPlanner()
-    return LlmPlanner(llm.base_url, llm.model, llm.api_key, timeout=llm.timeout_s)
+        return builtin
+    return LlmPlanner(llm.base_url, llm.model, llm.api_key, timeout=llm.timeout_s, fallback=builtin)

@@ -20,7 +20,7 @@ import re
 import secrets
 import time
 import unicodedata
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -51,6 +51,10 @@ _LABEL_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 # Milvus's expression grammar knows C-style escapes but not \uXXXX (checked on Milvus Lite):
 # escape what its string literals need and refuse other control characters.
 _FILTER_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# Image ids are sha256 hex digests; anything else in an exclusion list is refused, not quoted.
+_IMAGE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+# Rejections in one conversation: enough for hours of "not quite", small enough for a filter.
+MAX_EXCLUDE = 500
 
 
 class AdServiceError(RuntimeError):
@@ -134,11 +138,13 @@ def resolve_brand(settings: Settings, brand: str | Path | None) -> Path:
 # -- retrieval -------------------------------------------------------------------------------
 
 
-def milvus_filter(filters: Mapping[str, str] | None) -> str:
-    """A Milvus filter expression on the JSON ``labels`` field: exact matches, AND-ed.
+def milvus_filter(filters: Mapping[str, str] | None, exclude: Sequence[str] = ()) -> str:
+    """A Milvus filter expression on the JSON ``labels`` field: exact matches, AND-ed, and
+    ``image_id not in [...]`` for the photos in ``exclude``.
 
     ``{"species": "dog"}`` -> ``labels["species"] == "dog"``. Keys must look like label names;
-    values are quoted and escaped, so no value can change the expression's meaning.
+    values are quoted and escaped, so no value can change the expression's meaning. Image ids
+    must look like image ids.
     """
     clauses = []
     for key, value in sorted((filters or {}).items()):
@@ -150,7 +156,27 @@ def milvus_filter(filters: Mapping[str, str] | None) -> str:
             raise ValueError(f"filter value for {key!r} contains control characters")
         literal = "".join(_FILTER_ESCAPES.get(c, c) for c in value)
         clauses.append(f'labels["{key}"] == "{literal}"')
+    ids = check_exclude(exclude)
+    if ids:
+        # Inside the search, not after it: the top-k is still k photos.
+        clauses.append("image_id not in [" + ", ".join(f'"{i}"' for i in ids) + "]")
     return " and ".join(clauses)
+
+
+def check_exclude(exclude: Sequence[str] | None) -> list[str]:
+    """``exclude`` as a sorted list of distinct image ids; ValueError for anything else."""
+    if exclude is None:
+        return []
+    if isinstance(exclude, str):
+        raise ValueError("exclude must be a list of image ids, not a string")
+    ids = set()
+    for image_id in exclude:
+        if not isinstance(image_id, str) or not _IMAGE_ID.match(image_id):
+            raise ValueError(f"{image_id!r} is not an image id")
+        ids.add(image_id)
+    if len(ids) > MAX_EXCLUDE:
+        raise ValueError(f"at most {MAX_EXCLUDE} photos can be excluded, got {len(ids)}")
+    return sorted(ids)
 
 
 def _check_description(description: str) -> str:
@@ -184,9 +210,10 @@ def _search(
     description: str,
     k: int,
     filters: Mapping[str, str] | None,
+    exclude: Sequence[str] = (),
 ) -> tuple[list[Candidate], str]:
     """Ranked candidates and the id of the encoder whose collection answered."""
-    expr = milvus_filter(filters)
+    expr = milvus_filter(filters, exclude)
     for _ in range(3):
         live = index.live_collection()
         hits = search(index, description, k, filter=expr, precision=settings.precision)
@@ -209,17 +236,23 @@ def _retrieve_traced(
     filters: Mapping[str, str] | None,
     settings: Settings,
     index: MilvusIndex | None,
+    exclude: Sequence[str] = (),
 ) -> tuple[list[Candidate], str]:
     with tracing.span(
         "retrieve",
         tracing.RETRIEVER,
-        inputs={"description": description, "k": k, "filters": dict(filters or {})},
+        inputs={
+            "description": description,
+            "k": k,
+            "filters": dict(filters or {}),
+            "exclude": list(exclude or ()),
+        },
     ) as span:
         text = _check_description(description)
         if not 1 <= k <= 100:
             raise ValueError(f"k must be between 1 and 100, got {k}")
         with _opened(settings, index) as idx:
-            candidates, encoder_id = _search(idx, settings, text, k, filters)
+            candidates, encoder_id = _search(idx, settings, text, k, filters, exclude)
         span.set_attributes({"encoder_id": encoder_id, "hits": len(candidates)})
         span.set_documents(
             [
@@ -246,14 +279,16 @@ def retrieve(
     *,
     settings: Settings | None = None,
     index: MilvusIndex | None = None,
+    exclude: Sequence[str] = (),
 ) -> list[Candidate]:
     """The top-``k`` photos for ``description`` from the live index, best first.
 
-    ``filters`` are exact label matches (``{"species": "dog"}``). ``index`` lets a long-lived
-    caller (the app) reuse one Milvus connection; by default one is opened for the call.
+    ``filters`` are exact label matches (``{"species": "dog"}``); ``exclude`` image ids that
+    must not come back (photos the marketer rejected). ``index`` lets a long-lived caller (the
+    app) reuse one Milvus connection; by default one is opened for the call.
     """
     settings = settings or load_settings()
-    return _retrieve_traced(description, k, filters, settings, index)[0]
+    return _retrieve_traced(description, k, filters, settings, index, exclude)[0]
 
 
 # -- generation ------------------------------------------------------------------------------
@@ -317,14 +352,18 @@ def generate_ad(
     segment: str = "",
     user: str = "",
     filters: dict[str, str] | None = None,
+    exclude: Sequence[str] = (),
     headline: str | None = None,
     settings: Settings | None = None,
     generator: Generator | None = None,
     instance: dg.DagsterInstance | None = None,
     index: MilvusIndex | None = None,
 ) -> AdResult:
-    """Compose an ad from photo ``seed_index`` of ``retrieve(description, 3, filters)`` and a
-    brand image, write it to the volume and record it in Dagster.
+    """Compose an ad from photo ``seed_index`` of ``retrieve(description, 3, filters,
+    exclude=exclude)`` and a brand image, write it to the volume and record it in Dagster.
+
+    ``exclude`` must be the one the photos were shown with: the top-3 is searched again, and
+    ``seed_index`` points into it.
 
     ``brand``: a path inside ``<volume>/brand/`` (relative to the volume, or absolute); by
     default the first brand image by name. ``generator``: by default ``make_generator()``
@@ -346,6 +385,7 @@ def generate_ad(
             "segment": segment,
             "brand": str(brand) if brand is not None else None,
             "filters": dict(filters or {}),
+            "exclude": list(exclude or ()),
         },
         attributes={"user": user},
     ) as root:
@@ -356,7 +396,7 @@ def generate_ad(
         scene = _check_description(description)
         # Before the search: a wrong brand path should not cost an encoder load and a query.
         brand_file = resolve_brand(settings, brand)
-        candidates, encoder_id = _retrieve_traced(scene, TOP_K, filters, settings, index)
+        candidates, encoder_id = _retrieve_traced(scene, TOP_K, filters, settings, index, exclude)
         if seed_index >= len(candidates):
             raise AdServiceError(
                 f"only {len(candidates)} photo(s) match {scene!r}"

@@ -2,8 +2,8 @@
 
 The model-facing arguments are exactly ``description``, ``seed_index`` and ``generate``
 (:data:`TOOL_SCHEMA`). What a model should not choose — the segment, the brand image, the
-label filters of the current proposal, who is asking — travels beside them as a
-:class:`ToolContext` bound by the agent from its own state.
+label filters of the current proposal, the photos the marketer rejected, who is asking —
+travels beside them as a :class:`ToolContext` bound by the agent from its own state.
 
 The tool returns paths (relative to the volume) and small JSON, never image bytes:
 
@@ -18,6 +18,7 @@ Errors are raised, not returned: the agent turns them into words for the markete
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -30,6 +31,7 @@ from adrag_assets.index.milvus import MilvusIndex
 from adrag_assets.settings import Settings, load_settings
 
 TOOL_NAME = "find_or_make_ad"
+LABELS_TTL_S = 60.0
 TOOL_SCHEMA: dict[str, Any] = {
     "type": "function",
     "name": TOOL_NAME,
@@ -65,12 +67,18 @@ TOOL_SCHEMA: dict[str, Any] = {
 
 @dataclass(frozen=True)
 class ToolContext:
-    """Bound by the agent, not chosen by a model."""
+    """Bound by the agent, not chosen by a model.
+
+    ``exclude``: image ids that must not be among the top-3 (rejected in this conversation).
+    A generation must carry the ``exclude`` its photos were searched with, since the service
+    searches again and ``seed_index`` points into that top-3.
+    """
 
     segment: str = ""
     filters: dict[str, str] = field(default_factory=dict)
     brand: str | None = None
     user: str = ""
+    exclude: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -123,17 +131,35 @@ class ServiceTool:
         self.generator = generator
         self.instance = instance
         self.index = index
+        self._labels: tuple[float, dict[str, dict[str, int]]] | None = None
 
     @property
     def volume(self) -> Path:
         return self.settings.volume.resolve()
 
+    def label_counts(self) -> dict[str, dict[str, int]]:
+        """The labels of the photos in the live index (``{label: {value: photos}}``), for the
+        planner. Kept for a minute: a proposal should not cost a scan of the collection."""
+        now = time.monotonic()
+        if self._labels is not None and now - self._labels[0] < LABELS_TTL_S:
+            return self._labels[1]
+        with service._opened(self.settings, self.index) as index:
+            counts = index.label_counts()
+        self._labels = (now, counts)
+        return counts
+
     def __call__(self, arguments: dict[str, Any], context: ToolContext) -> dict[str, Any]:
         description, seed_index, generate = check_arguments(arguments)
         filters = dict(context.filters) or None
+        exclude = tuple(context.exclude)
         if not generate:
             found = service.retrieve(
-                description, service.TOP_K, filters, settings=self.settings, index=self.index
+                description,
+                service.TOP_K,
+                filters,
+                settings=self.settings,
+                index=self.index,
+                exclude=exclude,
             )
             return {
                 "mode": "retrieve",
@@ -155,6 +181,7 @@ class ServiceTool:
             segment=context.segment,
             user=context.user,
             filters=filters,
+            exclude=exclude,
             settings=self.settings,
             generator=self.generator,
             instance=self.instance,

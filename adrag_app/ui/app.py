@@ -22,6 +22,7 @@ import streamlit as st
 
 from adrag_app.agent.agent import GREETING, PROPOSED, SHOWING, Agent, AgentState, Reply
 from adrag_app.planner.planner import make_planner
+from adrag_app.planner.segments import SegmentsFileError, load_catalog
 from adrag_app.service.ad_service import list_brand_images
 from adrag_app.service.tool import ServiceTool
 from adrag_app.ui import support
@@ -75,8 +76,16 @@ def cached_health(settings: Settings) -> support.IndexHealth:
 
 
 def make_agent() -> Agent:
-    # The planner is built per run so a changed environment (a new LLM endpoint) applies.
-    return Agent(shared_tool(settings), make_planner(settings.llm), user=config.user)
+    # The planner is built per run so a changed environment (a new LLM endpoint) or segments
+    # file applies.
+    tool = shared_tool(settings)
+    try:
+        catalog = load_catalog(settings.volume)
+    except SegmentsFileError as e:
+        st.warning(f"The brand's segments file cannot be used, so the built-in one is: {e}")
+        catalog = None
+    planner = make_planner(settings.llm, catalog=catalog, vocabulary=tool.label_counts)
+    return Agent(tool, planner, user=config.user)
 
 
 def current_state() -> AgentState:

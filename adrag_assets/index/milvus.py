@@ -230,6 +230,39 @@ class MilvusIndex:
             out.update(r["image_id"] for r in rows)
         return out
 
+    def label_counts(
+        self, name: str | None = None, max_values: int = 1000
+    ) -> dict[str, dict[str, int]]:
+        """``{label: {value: photos}}`` over a collection (default: the live one): what the
+        library holds, e.g. its breeds. Only string values count; each label keeps its
+        ``max_values`` most frequent values. Read in the same id-prefix slices as :meth:`ids`.
+        """
+        name = name or self.live_collection()
+        if name is None or not self.client.has_collection(name):
+            return {}
+        total = self.count(name)
+        digits = 0
+        while total / 16**digits > QUERY_LIMIT // 2:
+            digits += 1
+        counts: dict[str, dict[str, int]] = {}
+        for i in range(16**digits):
+            prefix = f"{i:0{digits}x}" if digits else ""
+            rows = self.client.query(
+                name,
+                filter=f'image_id like "{prefix}%"',
+                output_fields=["labels"],
+                limit=QUERY_LIMIT,
+            )
+            for row in rows:
+                for key, value in dict(row.get("labels") or {}).items():
+                    if isinstance(value, str) and value.strip():
+                        column = counts.setdefault(str(key), {})
+                        column[value] = column.get(value, 0) + 1
+        return {
+            key: dict(sorted(values.items(), key=lambda kv: (-kv[1], kv[0]))[:max_values])
+            for key, values in counts.items()
+        }
+
     def vectors(self, name: str, ids: list[str]) -> dict[str, list[float]]:
         rows = self.client.get(self.load(name), ids=list(ids), output_fields=["vector"])
         return {r["image_id"]: r["vector"] for r in rows}

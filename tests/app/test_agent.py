@@ -140,6 +140,53 @@ def test_three_rejections_bring_a_new_proposal_and_a_new_search(
     assert len(set(tool.searches())) == 3 == len(chat.state.proposed)
 
 
+def test_rejected_photos_are_excluded_from_later_searches(agent: Agent, tool: FakeTool) -> None:
+    chat = Chat(agent)
+    chat.say(SEGMENT)
+    chat.say("yes")
+    first = [c["image_id"] for c in chat.state.candidates]
+    assert tool.calls[-1][1].exclude == ()
+    for _ in range(3):
+        chat.say("no")
+    # The fresh search carries the three rejections in the bound context, not the arguments.
+    arguments, context = tool.calls[-1]
+    assert set(context.exclude) == set(first) and "exclude" not in arguments
+    assert not {c["image_id"] for c in chat.state.candidates} & set(first)
+    # A typed description is searched without them too.
+    typed = chat.replies[1].proposal["description"]
+    chat.say(typed)
+    assert set(tool.calls[-1][1].exclude) == set(first)
+    assert not {c["image_id"] for c in chat.state.candidates} & set(first)
+
+
+def test_generation_repeats_the_search_with_its_exclusions(agent: Agent, tool: FakeTool) -> None:
+    chat = Chat(agent)
+    chat.say(SEGMENT)
+    chat.say("yes")
+    for _ in range(3):
+        chat.say("no")
+    searched_with = tool.calls[-1][1].exclude
+    chat.say("no")  # photo 1 of the new top-3 rejected too
+    shown = chat.say("next").candidate
+    assert len(chat.state.rejected) == 5
+    reply = chat.say("yes")
+    # Not the 5 rejections of now: the top-3 searched again must be the one on screen.
+    assert tool.calls[-1][1].exclude == searched_with
+    assert reply.ad["seed"]["image_id"] == shown["image_id"]
+
+
+def test_back_takes_a_photo_out_of_the_rejected(agent: Agent, tool: FakeTool) -> None:
+    chat = Chat(agent)
+    chat.say(SEGMENT)
+    best = chat.say("yes").candidate
+    chat.say("no")
+    assert chat.state.rejected == [best["image_id"]]
+    assert chat.say("back").candidate["image_id"] == best["image_id"]
+    assert chat.state.rejected == []
+    chat.say("start over")
+    assert chat.state.rejected == [] and chat.state.excluded == []
+
+
 def test_no_on_a_proposal_gives_another_idea_without_searching(agent: Agent, tool: FakeTool):
     chat = Chat(agent)
     seen = [chat.say(SEGMENT).proposal["description"]]
@@ -216,13 +263,16 @@ def test_a_typed_segment_starts_over_on_it(agent: Agent, tool: FakeTool) -> None
 def test_restart_from_any_phase_keeps_only_the_brand(
     agent: Agent, tool: FakeTool, words: str
 ) -> None:
-    for steps in ([], [SEGMENT], [SEGMENT, "yes"], [SEGMENT, "yes", "yes"]):
+    for steps in ([], [SEGMENT], [SEGMENT, "yes"], [SEGMENT, "yes", "no", "yes"]):
         chat = Chat(agent, AgentState(brand="brand/bottle.png"))
         for step in steps:
             chat.say(step)
         reply = chat.say(words)
         assert reply.phase == AWAITING_SEGMENT and "audience segment" in reply.text
-        assert chat.state == AgentState(brand="brand/bottle.png")
+        # And the conversation id: starting over is the same conversation, in traces too.
+        conversation = chat.state.conversation_id
+        assert conversation.startswith("conv-")
+        assert chat.state == AgentState(brand="brand/bottle.png", conversation_id=conversation)
 
 
 def test_generation_failure_is_said_plainly_and_the_candidate_stays(
@@ -370,11 +420,110 @@ def test_the_curated_table_names_breeds_in_the_photo_library() -> None:
     assert set(DOG_BREEDS) | set(CAT_BREEDS) <= library
     assert 15 <= len(SEGMENTS) <= 25
     for segment in SEGMENTS:
-        for description, reason in segment.ideas:
-            norm = f" {normalise(description)} "
-            assert any(f" {b} " in norm for b in library), description
-            assert reason and "\n" not in reason
-            assert infer_filters(description), description
+        for idea in segment.ideas:
+            norm = f" {normalise(idea.description)} "
+            assert any(f" {b} " in norm for b in library), idea.description
+            assert idea.reason and "\n" not in idea.reason
+            assert infer_filters(idea.description) == {"species": idea.species}
+
+
+def test_proposals_only_name_breeds_the_library_has() -> None:
+    vocabulary = {"breed": {"beagle": 40, "bengal": 12}, "species": {"dog": 40, "cat": 12}}
+    planner = BuiltinPlanner(vocabulary=vocabulary)
+    others = (set(DOG_BREEDS) | set(CAT_BREEDS)) - {"beagle", "bengal"}
+    for segment in ("young urban professionals", "retirees", "crypto investors", "hikers"):
+        seen: list[str] = []
+        for _ in range(8):
+            proposal = planner.propose(segment, tuple(seen))
+            seen.append(proposal.description)
+            norm = f" {normalise(proposal.description)} "
+            assert " beagle " in norm or " bengal " in norm, proposal.description
+            assert not [b for b in others if f" {b} " in norm], proposal.description
+            expected = "dog" if " beagle " in norm else "cat"
+            assert proposal.filters == {"species": expected}
+        assert len(set(seen)) == 8  # still a new idea each time
+    # A library without species labels: no species filter, which would match nothing.
+    bare = BuiltinPlanner(vocabulary={"breed": {"beagle": 3}})
+    assert bare.propose("retirees").filters == {}
+
+    # Labels unavailable (no index yet): the curated breeds, as before.
+    def broken() -> dict:
+        raise IndexNotReady("no index")
+
+    assert BuiltinPlanner(vocabulary=broken).propose(SEGMENT) == BuiltinPlanner().propose(SEGMENT)
+
+
+def test_the_llm_planner_is_told_the_library_breeds() -> None:
+    asked: list[str] = []
+
+    def respond(request: httpx.Request) -> httpx.Response:
+        asked.append(json.loads(request.content)["messages"][0]["content"])
+        answer = {"description": "a beagle on a lawn", "reason": "friendly", "species": "dog"}
+        return httpx.Response(200, json={"choices": [{"message": {"content": json.dumps(answer)}}]})
+
+    vocabulary = {"breed": {"beagle": 4, "bengal": 2}, "species": {"dog": 4, "cat": 2}}
+    planner = LlmPlanner(
+        "http://llm.test/v1",
+        "m",
+        fallback=BuiltinPlanner(vocabulary=vocabulary),
+        transport=httpx.MockTransport(respond),
+    )
+    planner.propose(SEGMENT)
+    assert "dogs: beagle\n" in asked[0] and "cats: bengal\n" in asked[0]
+
+
+def test_segments_come_from_a_data_file_the_volume_can_override(tmp_path: Path) -> None:
+    from adrag_app.planner.segments import default_catalog, load_catalog
+
+    assert load_catalog(tmp_path) is default_catalog()
+    path = tmp_path / "campaigns" / "segments.yaml"
+    path.parent.mkdir()
+    path.write_text(
+        "segments:\n"
+        "  - name: cyclists\n"
+        "    keywords: [bike, cycling]\n"
+        "    ideas:\n"
+        "      - {description: 'a {breed} in a bike basket', breed: pug, species: dog,\n"
+        "         reason: small enough to ride along}\n"
+        "fallback_ideas:\n"
+        "  - {description: 'a {breed} at home', breed: persian, species: cat, reason: calm}\n"
+    )
+    catalog = load_catalog(tmp_path)
+    assert [s.name for s in catalog.segments] == ["cyclists"]
+    proposal = BuiltinPlanner(catalog).propose("people who love cycling")
+    assert proposal.description == "a pug in a bike basket" and proposal.source == "builtin"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("segments: [", "not valid YAML"),
+        ("segments: {}", "a 'segments' list"),
+        (
+            "segments:\n  - name: cyclists\n    ideas:\n"
+            "      - {description: a pug in a basket, breed: pug, species: dog, reason: r}\n",
+            r"segment 1 \('cyclists'\), idea 1: the description must contain \{breed\}",
+        ),
+        (
+            "segments:\n  - name: cyclists\n    ideas:\n"
+            "      - {description: 'a {breed}', breed: pug, species: parrot, reason: r}\n",
+            r"segment 1 \('cyclists'\), idea 1: species must be one of dog, cat",
+        ),
+        (
+            "segments:\n  - name: cyclists\n    ideas: []\n",
+            r"segment 1 \('cyclists'\): 'ideas' must be a non-empty list",
+        ),
+    ],
+)
+def test_a_bad_segments_file_is_one_clear_error(tmp_path: Path, text: str, message: str) -> None:
+    from adrag_app.planner.segments import SegmentsFileError, load_catalog
+
+    path = tmp_path / "campaigns" / "segments.yaml"
+    path.parent.mkdir()
+    path.write_text(text)
+    with pytest.raises(SegmentsFileError, match=message) as caught:
+        load_catalog(tmp_path)
+    assert str(caught.value).startswith(str(path))
 
 
 @pytest.mark.parametrize(
@@ -564,6 +713,30 @@ def test_responses_agent_carries_state_and_traces_each_turn(tool: FakeTool, trac
     assert spans["agent_turn"].span_type == "AGENT"
     assert spans[TOOL_NAME].parent_id == spans["agent_turn"].span_id
     assert spans[TOOL_NAME].span_type == "TOOL"
+    # The conversation id travelled in the state: the three turns are one MLflow session.
+    session = third.custom_outputs["conversation_id"]
+    assert session == first.custom_outputs["state"]["conversation_id"]
+    assert {t.info.trace_metadata.get("mlflow.trace.session") for t in traces} == {session}
+
+
+def test_responses_agent_takes_the_clients_conversation_and_user(tool: FakeTool, traced) -> None:
+    from adrag_app.agent.responses_agent import AdragResponsesAgent
+    from adrag_assets import tracing
+
+    mlflow = traced
+    model = AdragResponsesAgent(Agent(tool, BuiltinPlanner()))
+    context = {"conversation_id": "client-42", "user_id": "ana"}
+    model.predict({"input": _user(SEGMENT), "context": context})
+    # Without adrag's state, the history is replayed: still the client's conversation.
+    out = model.predict({"input": _user(SEGMENT, "yes"), "context": context})
+    assert out.custom_outputs["conversation_id"] == "client-42"
+    assert tool.calls[-1][1].user == "ana"
+    tracing.flush()
+    found = mlflow.search_traces(
+        filter_string="metadata.`mlflow.trace.session` = 'client-42'", return_type="list"
+    )
+    assert len(found) == 2
+    assert {t.info.trace_metadata["mlflow.trace.user"] for t in found} == {"ana"}
 
 
 def test_responses_agent_without_state_replays_the_history(tool: FakeTool) -> None:

@@ -169,6 +169,20 @@ def test_milvus_filter_quotes_values_and_checks_keys():
         milvus_filter({"species": "dog\x00"})
 
 
+def test_milvus_filter_excludes_image_ids_and_checks_them():
+    ids = ["b" * 64, "a" * 64, "b" * 64]
+    assert milvus_filter(None, ids) == f'image_id not in ["{"a" * 64}", "{"b" * 64}"]'
+    assert milvus_filter({"species": "dog"}, ["abc"]) == (
+        'labels["species"] == "dog" and image_id not in ["abc"]'
+    )
+    assert milvus_filter(None, []) == ""
+    for bad in (['x" or image_id != "'], [""], [3], "abc"):
+        with pytest.raises(ValueError, match="image id"):
+            milvus_filter(None, bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="at most"):
+        milvus_filter(None, [f"{i:064x}" for i in range(501)])
+
+
 # -- retrieval -------------------------------------------------------------------------------
 
 
@@ -200,6 +214,27 @@ def test_retrieve_applies_label_filters(home: Settings):
     injected = {"species": 'dog" or labels["species"] == "cat'}
     assert retrieve(QUERY, filters=injected, settings=home) == []
     assert retrieve(QUERY, filters={"species": "unicorn"}, settings=home) == []
+
+
+def test_retrieve_excludes_rejected_photos_inside_the_search(home: Settings):
+    first = retrieve(QUERY, filters={"species": "dog"}, settings=home)
+    rejected = [c.image_id for c in first]
+    second = retrieve(QUERY, filters={"species": "dog"}, settings=home, exclude=rejected)
+    # Still a full top-3 (the filter runs inside Milvus), none of them rejected.
+    assert len(second) == 3 and not {c.image_id for c in second} & set(rejected)
+    assert {c.labels["species"] for c in second} == {"dog"}
+    # Excluding one photo moves the others up by one.
+    wider = retrieve(QUERY, k=4, filters={"species": "dog"}, settings=home)
+    shifted = retrieve(QUERY, filters={"species": "dog"}, settings=home, exclude=rejected[:1])
+    assert [c.image_id for c in shifted] == [c.image_id for c in wider[1:4]]
+
+
+def test_generate_ad_uses_the_top_3_searched_with_the_same_exclusions(home: Settings, instance):
+    rejected = [c.image_id for c in retrieve(QUERY, settings=home)]
+    shown = retrieve(QUERY, settings=home, exclude=rejected)
+    ad = generate_ad(QUERY, 2, exclude=rejected, settings=home, instance=instance)
+    assert ad.metadata["seed_image_id"] == shown[2].image_id
+    assert ad.metadata["seed_image_id"] not in rejected
 
 
 # -- generation ------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ volume, and every call is recorded so a test can say what was searched and gener
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,11 @@ from adrag_app.service.tool import TOOL_NAME, ToolContext, check_arguments
 def png(path: Path, color: tuple[int, int, int] = (120, 80, 40)) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.new("RGB", (8, 8), color).save(path, "PNG")
+
+
+def image_id(path: str) -> str:
+    """A stable image id per photo path (the real ones are sha256 of the bytes)."""
+    return hashlib.sha256(path.encode()).hexdigest()
 
 
 class FakeTool:
@@ -41,14 +47,16 @@ class FakeTool:
     def volume(self) -> Path:
         return self._volume
 
-    def photos(self, description: str) -> list[str]:
+    def photos(self, description: str, exclude: tuple[str, ...] = ()) -> list[str]:
+        """The top-3 for ``description``: the first three of its photos not in ``exclude``."""
         slug = re.sub(r"[^a-z0-9]+", "-", description.lower()).strip("-")[:30]
-        return [f"raw/{slug}-{i}.png" for i in range(3)]
+        ranked = (f"raw/{slug}-{i}.png" for i in range(3 + len(exclude)))
+        return [p for p in ranked if image_id(p) not in exclude][:3]
 
     def __call__(self, arguments: dict[str, Any], context: ToolContext) -> dict[str, Any]:
         description, seed_index, generate = check_arguments(arguments)
         self.calls.append((dict(arguments), context))
-        photos = self.photos(description)
+        photos = self.photos(description, tuple(context.exclude))
         for p in photos:
             if not (self._volume / p).exists():
                 png(self._volume / p)
@@ -59,7 +67,7 @@ class FakeTool:
             return {
                 "mode": "retrieve",
                 "candidates": [
-                    {"rank": i, "path": p, "score": 0.9 - i / 10, "image_id": f"id{i}"}
+                    {"rank": i, "path": p, "score": 0.9 - i / 10, "image_id": image_id(p)}
                     for i, p in enumerate(paths)
                 ],
             }
@@ -72,7 +80,11 @@ class FakeTool:
         return {
             "mode": "generate",
             "ad": {"path": ad, "sidecar": ad.replace(".png", ".json")},
-            "seed": {"rank": seed_index, "path": photos[seed_index], "image_id": "x"},
+            "seed": {
+                "rank": seed_index,
+                "path": photos[seed_index],
+                "image_id": image_id(photos[seed_index]),
+            },
             "brand": context.brand or "brand/bottle.png",
             "generator": "fake",
             "model": "fake-1",
