@@ -438,7 +438,12 @@ def test_traces_record_retrieval_and_generation_without_secrets(
     # retrieve: a RETRIEVER span whose outputs are the ranked documents.
     span = _spans(by_root["retrieve"][0])["retrieve"]
     assert span.span_type == "RETRIEVER"
-    assert span.inputs == {"description": QUERY, "k": 3, "filters": {"species": "dog"}}
+    assert span.inputs == {
+        "description": QUERY,
+        "k": 3,
+        "filters": {"species": "dog"},
+        "exclude": [],
+    }
     assert [d["metadata"]["doc_uri"] for d in span.outputs] == [h.path for h in hits]
     assert [d["metadata"]["image_id"] for d in span.outputs] == [h.image_id for h in hits]
     assert [d["metadata"]["score"] for d in span.outputs] == pytest.approx([h.score for h in hits])
