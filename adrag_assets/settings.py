@@ -15,6 +15,8 @@ DEFAULT_ENCODER = "ViT-B-32:laion2b_s34b_b79k"
 # The offline stand-in for DEFAULT_ENCODER: the same architecture with fixed random weights.
 OFFLINE_ENCODER = "random:ViT-B-32"
 INDEX_ALIAS = "adrag_images"
+# Variables whose values are secrets: never logged, traced, stored or shown (adrag_assets.redact).
+SECRET_VARS = ("REPLICATE_API_TOKEN", "ADRAG_MILVUS_TOKEN", "ADRAG_LLM_API_KEY", "OPENAI_API_KEY")
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,13 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         hybrid_ranker=_choice(env, "ADRAG_HYBRID_RANKER", "weighted", ("weighted", "rrf")),
         hybrid_weights=_weights(env.get("ADRAG_HYBRID_WEIGHTS") or "0.5,0.5"),
     )
+
+
+def secret_values(env: dict[str, str] | None = None) -> list[str]:
+    """The values of the SECRET_VARS that are set (long enough to be real secrets)."""
+    env = os.environ if env is None else env
+    # Short values would redact innocent substrings; real tokens are long.
+    return [v for v in ((env.get(n) or "").strip() for n in SECRET_VARS) if len(v) >= 8]
 
 
 def _choice(env, name: str, default: str, allowed: tuple[str, ...]) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 import dagster as dg
 
 from adrag_assets.defs.resources import MilvusResource, VolumeResource
+from adrag_assets.redact import redact, redact_text
 from adrag_assets.settings import load_settings
 
 GROUP = "ads"
@@ -48,8 +49,9 @@ def read_segments(volume: Path) -> list[str]:
     if not path.exists():
         return []
     lines = (line.split("#", 1)[0].strip() for line in path.read_text("utf-8").splitlines())
-    # Partition keys cannot hold some characters; segments are short phrases anyway.
-    return list(dict.fromkeys(" ".join(line.split())[:100] for line in lines if line))
+    # Partition keys cannot hold some characters; segments are short phrases anyway. A key is
+    # stored and shown by Dagster as it is: a token pasted into the file must not become one.
+    return list(dict.fromkeys(redact_text(" ".join(line.split()))[:100] for line in lines if line))
 
 
 @dg.asset(
@@ -69,8 +71,8 @@ def campaign_ads(
     segment = context.partition_key
     proposal = make_planner().propose(segment)
     if proposal.note:
-        context.log.warning(proposal.note)
-    context.log.info("%s -> %s (%s)", segment, proposal.description, proposal.reason)
+        context.log.warning(redact_text(proposal.note))
+    context.log.info(redact_text(f"{segment} -> {proposal.description} ({proposal.reason})"))
     settings = dataclasses.replace(load_settings(), volume=volume.path)
     ad = generate_ad(
         proposal.description,
@@ -84,14 +86,16 @@ def campaign_ads(
     )
     meta = {k: v for k, v in ad.metadata.items() if isinstance(v, (str, int, float, bool))}
     return dg.MaterializeResult(
-        metadata={
-            **meta,
-            "segment": segment,
-            "description": proposal.description,
-            "reason": proposal.reason,
-            "planner": proposal.source,
-            "ad_path": ad.path,
-        }
+        metadata=redact(
+            {
+                **meta,
+                "segment": segment,
+                "description": proposal.description,
+                "reason": proposal.reason,
+                "planner": proposal.source,
+                "ad_path": ad.path,
+            }
+        )
     )
 
 
