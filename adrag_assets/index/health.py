@@ -7,8 +7,12 @@ depends on who owns the data:
 * a Milvus Lite file (a folder, in this process): moved aside whole, with a timestamp
   suffix (``adrag.db.broken-20261128T120000Z``), never deleted; a fresh one is started;
 * a server (``milvus-lite server`` or any Milvus): its data folder is not ours, so an
-  unreadable collection is dropped through the API. When the server cannot even list its
-  collections or aliases, nothing can be repaired from here: that is a clear error.
+  unreadable collection is dropped through the API (a ``milvus-lite server`` cannot list
+  its collections while one of them is unreadable, so the alias's target and the
+  collection the sync is about to use are probed by name). What is still unreadable after
+  that (its alias list, say) cannot be repaired from here: that is a clear error.
+
+Probing runs before every sync; it costs a few metadata calls and a count per collection.
 """
 
 from __future__ import annotations
@@ -53,13 +57,16 @@ def check(index: MilvusIndex, expected: Iterable[str] = ()) -> Health:
     """
     health = Health()
     with _quiet_pymilvus():
+        names = set(expected)
         try:
-            names = {index.live_collection(), *expected} - {None}
+            live = index.live_collection()
         except MilvusUnavailable:
             raise
         except MilvusError as e:
             health.store_error = str(e)
             return health
+        if live:
+            names.add(live)
         try:
             names.update(index.collections())
         except MilvusUnavailable:

@@ -8,6 +8,10 @@ One client for the three ways to reach Milvus, chosen by the URI alone:
 
 The collection is a derived index: it can always be rebuilt from ``image_embeddings``. Its
 properties record which encoder built it and the last Delta version it was synced to.
+
+Errors come out as :class:`MilvusError` (nothing answers: :class:`MilvusUnavailable`; data
+Milvus cannot read: :class:`IndexUnreadable`), one line naming the URI with its credentials
+masked, whatever pymilvus raised.
 """
 
 from __future__ import annotations
@@ -41,7 +45,6 @@ PROP_ENCODER_ID = "adrag.encoder_id"
 PROP_ENCODER_SPEC = "adrag.encoder_spec"
 PROP_SYNCED_VERSION = "adrag.synced_version"
 PROP_SYNCED_AT = "adrag.synced_at"
-QUERY_LIMIT = 16384  # Milvus's cap on rows returned by one query
 _UNAVAILABLE = 2  # pymilvus' code for "nothing answers at that address" (and lost connections)
 
 
