@@ -47,6 +47,9 @@ class OneLineErrors:
             return super().main(*args, standalone_mode=False, **kwargs)  # type: ignore[misc]
         try:
             rv = super().main(*args, standalone_mode=False, **kwargs)  # type: ignore[misc]
+        except click.exceptions.NoArgsIsHelpError as e:
+            e.show()  # `adrag` alone: the help, not an error
+            sys.exit(e.exit_code)
         except click.UsageError as e:
             hint = f" (see `{e.ctx.command_path} --help`)" if e.ctx is not None else ""
             fail(e.format_message() + hint, e.exit_code)

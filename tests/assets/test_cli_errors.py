@@ -72,3 +72,10 @@ def test_a_lite_file_in_use_elsewhere_says_so(env, settings):
         for args in (["search", "a dog"], ["ingest"]):
             out = run_adrag(*args, env=env)
             assert_one_error(out, 1, "in use by another process", "milvus-lite server")
+
+
+def test_no_command_shows_the_help_not_an_error(env):
+    out = run_adrag(env=env)
+    assert out.returncode == 2  # click's convention for a missing command
+    assert out.stderr.startswith("Usage: adrag") and "search" in out.stderr
+    assert not error_lines(out.stderr)
