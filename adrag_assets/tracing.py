@@ -12,15 +12,14 @@ Settings (``load_settings().tracing``):
 
 Tracing is an observer: whatever MLflow does (missing store, locked database, a bug), the
 service goes on and a warning is logged. Everything this module puts in a span passes through
-:func:`redact`, and exceptions are recorded by this module rather than by MLflow, so their
-messages and stack traces are redacted too: secrets such as ``REPLICATE_API_TOKEN`` never
-reach a trace.
+:func:`adrag_assets.redact.redact`, and exceptions are recorded by this module rather than by
+MLflow, so their messages and stack traces are redacted too: secrets such as
+``REPLICATE_API_TOKEN`` never reach a trace.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import traceback
 from collections.abc import Iterator, Mapping
@@ -28,7 +27,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from adrag_assets.settings import DEFAULT_EXPERIMENT, SettingsError, load_settings, secret_values
+from adrag_assets.redact import redact
+from adrag_assets.settings import DEFAULT_EXPERIMENT, SettingsError, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +39,6 @@ TOOL = "TOOL"
 CHAIN = "CHAIN"
 AGENT = "AGENT"
 UNKNOWN = "UNKNOWN"
-
-# Token shapes redacted even when the variable is not set in this process (e.g. a token pasted
-# into a chat message): Replicate's r8_ tokens and OpenAI-style sk- keys.
-_TOKEN_SHAPED = re.compile(r"\b(?:r8_[A-Za-z0-9]{16,}|sk-[A-Za-z0-9_-]{20,})")
-REDACTED = "[redacted]"
 
 _lock = threading.Lock()
 _configured: tuple[str, str] | None = None  # (tracking URI, experiment name) in force
@@ -149,25 +144,6 @@ def experiment_id(uri: str, name: str = DEFAULT_EXPERIMENT) -> str:
         if found is None:
             raise
         return found.experiment_id
-
-
-def redact(value: Any) -> Any:
-    """``value`` with every secret (``settings.SECRET_VARS``) and token-shaped string replaced."""
-    return _redact(value, secret_values())
-
-
-def _redact(value: Any, secrets: list[str]) -> Any:
-    if isinstance(value, str):
-        for secret in secrets:
-            value = value.replace(secret, REDACTED)
-        return _TOKEN_SHAPED.sub(REDACTED, value)
-    if isinstance(value, Mapping):
-        return {_redact(str(k), secrets): _redact(v, secrets) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_redact(v, secrets) for v in value]
-    if isinstance(value, Path):
-        return _redact(str(value), secrets)
-    return value
 
 
 class Span:

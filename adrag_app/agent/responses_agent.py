@@ -18,8 +18,8 @@ stateless):
 Each turn's output items are the tool calls (``function_call`` + ``function_call_output``
 with the tool's small JSON) followed by the assistant's text. ``ResponsesAgent`` traces
 ``predict`` as an AGENT span; the turn's own AGENT span and the tool spans nest inside it. A
-span processor passes every span's inputs and outputs through :func:`tracing.redact`, since
-the automatic span records the raw request.
+span processor passes every span's inputs and outputs through
+:func:`adrag_assets.redact.redact`, since the automatic span records the raw request.
 
 Models-from-code: ``mlflow.pyfunc.log_model(name="adrag_agent",
 python_model="adrag_app/mlflow_model.py")``.
@@ -42,6 +42,7 @@ from adrag_app.planner.planner import make_planner
 from adrag_app.planner.segments import load_catalog
 from adrag_app.service.tool import ServiceTool, ToolContext
 from adrag_assets import tracing
+from adrag_assets.redact import redact
 
 STATE_KEY = "state"
 
@@ -49,9 +50,9 @@ STATE_KEY = "state"
 def _redact_span(span: Any) -> None:
     # The automatic AGENT span of predict records the raw request: redact it like ours.
     if span.inputs is not None:
-        span.set_inputs(tracing.redact(span.inputs))
+        span.set_inputs(redact(span.inputs))
     if span.outputs is not None:
-        span.set_outputs(tracing.redact(span.outputs))
+        span.set_outputs(redact(span.outputs))
 
 
 _processor_installed = False

@@ -8,23 +8,25 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from adrag_app.cli.chat import chat
+from adrag_app.cli.errors import Group, Text, fail, one_line, quiet_milvus_logs
 from adrag_app.cli.generate import generate
 from adrag_assets.index.milvus import display_uri
 from adrag_assets.instance import dagster_instance
 from adrag_assets.settings import Settings, SettingsError, load_settings
 
-
-def _fail(message: str) -> None:
-    click.secho(f"error: {message}", fg="red", err=True)
-    sys.exit(1)
+if TYPE_CHECKING:
+    import dagster as dg
 
 
-@click.group()
+QUERY = Text(blank="describe the photo you are looking for")
+
+
+@click.group(cls=Group)
 @click.option("-v", "--verbose", is_flag=True, help="Show Dagster's and the libraries' logs.")
 @click.pass_context
 def main(ctx: click.Context, verbose: bool) -> None:
@@ -36,8 +38,19 @@ def main(ctx: click.Context, verbose: bool) -> None:
     try:
         settings = load_settings()
     except SettingsError as e:
-        _fail("; ".join(e.problems))
+        fail("; ".join(e.problems))
     ctx.obj = {"settings": settings, "verbose": verbose}
+
+
+def _milvus_failure(error: Exception) -> str:
+    """The one line for a failed Milvus call, with what to do when its data is damaged."""
+    from adrag_assets.index.milvus import IndexUnreadable, MilvusUnavailable
+
+    if isinstance(error, MilvusUnavailable):
+        return str(error)
+    if isinstance(error, IndexUnreadable):
+        return f"{error}; `adrag ingest` rebuilds the index from the tables"
+    return f"{error}; if the index's data is damaged, `adrag ingest` rebuilds it from the tables"
 
 
 @main.command()
@@ -51,20 +64,40 @@ def ingest(ctx: click.Context) -> None:
     from adrag_assets.defs.photos import images
     from adrag_assets.defs.resources import resources_from_settings
     from adrag_assets.embeddings.encoder import EncoderError, load_encoder
+    from adrag_assets.index.milvus import MilvusError, MilvusIndex, MilvusUnavailable
 
     s: Settings = ctx.obj["settings"]
+    verbose = ctx.obj["verbose"]
+    quiet_milvus_logs(verbose)
+    # Before loading a model and embedding: a Milvus that cannot be used would only fail the
+    # run at its last step. (Damaged data is not checked here: the run repairs it.)
+    index = MilvusIndex(s.milvus_uri, s.milvus_token, s.index_alias)
+    try:
+        if index.is_lite_file:
+            index.check_not_in_use()
+        else:
+            index.client.list_collections()
+    except MilvusUnavailable as e:
+        fail(str(e))
+    except MilvusError:
+        pass  # it answers; damaged data is the run's to repair
+    finally:
+        index.close()
     try:
         encoder = load_encoder(s.encoder, s.precision, s.device)
     except EncoderError as e:
-        _fail(str(e))
+        fail(str(e))
     click.echo(
         f"volume:  {s.volume}\nencoder: {encoder.label}\nmilvus:  {display_uri(s.milvus_uri)}"
     )
-    level = "INFO" if ctx.obj["verbose"] else "WARNING"
+    instance = dagster_instance(s.dagster_home)
+    # Without -v, Dagster's console log (multi-line errors with stack traces) stays off;
+    # warnings and the failure are read back from the run's event log, one line each.
+    level = "INFO" if verbose else "CRITICAL"
     result = dg.materialize(
         [images, image_embeddings, image_index],
         resources=resources_from_settings(s),
-        instance=dagster_instance(s.dagster_home),
+        instance=instance,
         run_config={"loggers": {"console": {"config": {"log_level": level}}}},
         raise_on_error=False,
         tags={"adrag/source": "cli"},
@@ -82,6 +115,7 @@ def ingest(ctx: click.Context) -> None:
             "upserted",
             "dagster/row_count",
             "mode",
+            "repaired",
         )
         summary = ", ".join(f"{k.removeprefix('dagster/')}={meta[k]}" for k in keep if k in meta)
         click.echo(f"  {mat.asset_key.to_user_string():17} {summary}")
@@ -92,29 +126,65 @@ def ingest(ctx: click.Context) -> None:
     ]
     for c in failed_checks:
         click.secho(f"  check failed: {c.asset_key.to_user_string()}.{c.check_name}", fg="yellow")
+    warnings, failures = _run_problems(instance, result.run_id)
+    if not verbose:
+        for line in warnings:
+            click.secho(f"warning: {line}", fg="yellow", err=True)
     if not result.success:
-        _fail(f"ingest run {result.run_id} failed; see `adrag -v ingest` or the Dagster UI")
+        why = failures[0] if failures else "see the Dagster UI"
+        fail(f"ingest run {result.run_id} failed: {why} (details: `adrag -v ingest`)")
     click.echo(f"run {result.run_id} succeeded")
 
 
+def _run_problems(instance: dg.DagsterInstance, run_id: str) -> tuple[list[str], list[str]]:
+    """The run's warnings (logged by the assets) and step failures, one line each."""
+    warnings, failures = [], []
+    for entry in instance.all_logs(run_id):
+        if entry.is_dagster_event:
+            event = entry.dagster_event
+            if event.event_type_value == "STEP_FAILURE":
+                error = event.step_failure_data.error
+                # The step error wraps the asset's own exception: report that one.
+                cause = error.cause if error.cause is not None else error
+                # Its message starts with the qualified class name: keep the class only.
+                head, sep, rest = cause.message.strip().partition(": ")
+                text = rest if sep and head.endswith(cause.cls_name or "") else cause.message
+                failures.append(one_line(f"{event.step_key}: {cause.cls_name}: {text}"))
+        elif entry.level >= logging.WARNING:
+            warnings.append(one_line(f"{entry.step_key or 'run'}: {entry.user_message}"))
+    return warnings, failures
+
+
 @main.command()
-@click.argument("query")
-@click.option("-k", "--top-k", "k", default=3, show_default=True, help="How many photos.")
+@click.argument("query", type=QUERY)
+@click.option(
+    "-k",
+    "--top-k",
+    "k",
+    type=click.IntRange(1, 100),
+    default=3,
+    show_default=True,
+    help="How many photos (1 to 100).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 @click.pass_context
 def search(ctx: click.Context, query: str, k: int, as_json: bool) -> None:
     """Top-K photos for a text QUERY, from the live index."""
     from adrag_assets.embeddings.encoder import EncoderError
-    from adrag_assets.index.milvus import MilvusIndex
+    from adrag_assets.index.milvus import MilvusError, MilvusIndex
     from adrag_assets.index.search import IndexNotReady, live_encoder
     from adrag_assets.index.search import search as run_search
 
     s: Settings = ctx.obj["settings"]
+    quiet_milvus_logs(ctx.obj["verbose"])
     index = MilvusIndex(s.milvus_uri, s.milvus_token, s.index_alias)
     try:
         hits = run_search(index, query, k, precision=s.precision)
-    except (IndexNotReady, EncoderError, ConnectionError) as e:
-        _fail(str(e))
+        _, encoder = live_encoder(index, s.precision)
+    except (IndexNotReady, EncoderError) as e:
+        fail(str(e))
+    except MilvusError as e:
+        fail(_milvus_failure(e))
     if as_json:
         click.echo(
             json.dumps(
@@ -126,7 +196,6 @@ def search(ctx: click.Context, query: str, k: int, as_json: bool) -> None:
             )
         )
         return
-    name, encoder = live_encoder(index, s.precision)
     click.echo(f"encoder: {encoder.label}", err=True)
     for rank, h in enumerate(hits, 1):
         click.echo(f"{rank}. {h.score:.4f}  {h.path}  {h.image_id[:12]}")
@@ -138,17 +207,23 @@ def search(ctx: click.Context, query: str, k: int, as_json: bool) -> None:
 def status(ctx: click.Context, as_json: bool) -> None:
     """Files, table rows, index rows, rejected files, encoder and Milvus URI."""
     from adrag_assets.embeddings.encoder import RANDOM_WARNING, EncoderError, EncoderSpec
-    from adrag_assets.index.milvus import PROP_ENCODER_ID, PROP_SYNCED_VERSION, MilvusIndex
+    from adrag_assets.index.milvus import (
+        PROP_ENCODER_ID,
+        PROP_SYNCED_VERSION,
+        MilvusError,
+        MilvusIndex,
+    )
     from adrag_assets.tables import Tables
     from adrag_assets.volume import files as vol
     from adrag_assets.volume import open_volume
 
     s: Settings = ctx.obj["settings"]
+    quiet_milvus_logs(ctx.obj["verbose"])
     try:
         spec = EncoderSpec.parse(s.encoder)
         encoder_id = spec.encoder_id
     except EncoderError as e:
-        _fail(str(e))
+        fail(str(e))
     tables = Tables(s.tables_dir)
     photos, _ = vol.scan(open_volume(s.volume))
     index = MilvusIndex(s.milvus_uri, s.milvus_token, s.index_alias)
@@ -156,8 +231,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
         live = index.live_collection()
         props = index.properties(live) if live else {}
         index_rows = index.count(live) if live else 0
-    except ConnectionError as e:
-        _fail(str(e))
+    except MilvusError as e:
+        fail(_milvus_failure(e))
     out = {
         "files": len(photos),
         "images": tables.count("images"),
@@ -197,7 +272,7 @@ def up(ctx: click.Context, dagster_port: int, app_port: int, milvus_port: int | 
     try:
         run_stack(ctx.obj["settings"], dagster_port, app_port, milvus_port)
     except StackError as e:
-        _fail(str(e))
+        fail(str(e))
 
 
 @main.command("register-encoder")
@@ -213,7 +288,7 @@ def register_encoder_cmd(ctx: click.Context, as_json: bool) -> None:
     try:
         reg = register_encoder(ctx.obj["settings"])
     except EncoderError as e:
-        _fail(str(e))
+        fail(str(e))
     if as_json:
         out = asdict(reg)
         if reg.alias is None:  # `alias` only for the version of the live encoder

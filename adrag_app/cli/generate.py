@@ -10,14 +10,12 @@ import getpass
 import json
 import logging
 import os
-import sys
 
 import click
 
+from adrag_app.cli.errors import Command, Text, fail, quiet_milvus_logs
 
-def _fail(message: str) -> None:
-    click.secho(f"error: {message}", fg="red", err=True)
-    sys.exit(1)
+TEXT = Text()
 
 
 def _parse_filters(values: tuple[str, ...]) -> dict[str, str]:
@@ -37,8 +35,8 @@ def _default_user() -> str:
         return ""
 
 
-@click.command()
-@click.argument("description")
+@click.command(cls=Command)
+@click.argument("description", type=Text(blank="describe the photo you are looking for"))
 @click.option(
     "--seed-index",
     type=click.IntRange(0, 2),
@@ -48,21 +46,27 @@ def _default_user() -> str:
 )
 @click.option(
     "--brand",
+    type=TEXT,
     metavar="PATH",
     default=None,
     help="Brand image inside the volume's brand/ folder (relative to the volume, or "
     "absolute). Default: the first one by name.",
 )
-@click.option("--segment", default="", help="The audience segment the ad is for.")
+@click.option("--segment", type=TEXT, default="", help="The audience segment the ad is for.")
 @click.option(
     "--filter",
     "filters",
+    type=TEXT,
     metavar="KEY=VALUE",
     multiple=True,
     help="Only photos with this label, e.g. species=dog (repeatable).",
 )
-@click.option("--headline", default=None, help="Words on the ad (default: from the segment).")
-@click.option("--user", default=None, help="Who asked for the ad (default: the login name).")
+@click.option(
+    "--headline", type=TEXT, default=None, help="Words on the ad (default: from the segment)."
+)
+@click.option(
+    "--user", type=TEXT, default=None, help="Who asked for the ad (default: the login name)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_context
 def generate(
@@ -86,6 +90,7 @@ def generate(
     from adrag_app.generators import GenerationError
     from adrag_app.service.ad_service import AdServiceError, generate_ad
     from adrag_assets.embeddings.encoder import RANDOM_PREFIX, RANDOM_WARNING, EncoderError
+    from adrag_assets.index.milvus import MilvusError, MilvusUnavailable
     from adrag_assets.index.search import IndexNotReady
     from adrag_assets.settings import load_settings
 
@@ -95,6 +100,7 @@ def generate(
         # is imported (later, lazily), from this variable; keep stderr to real problems.
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
         logging.getLogger("mlflow").setLevel(logging.WARNING)
+    quiet_milvus_logs(bool(obj.get("verbose")))
     try:
         settings = obj.get("settings") or load_settings()
         result = generate_ad(
@@ -109,6 +115,9 @@ def generate(
         )
     except click.ClickException:
         raise
+    except MilvusError as e:
+        hint = "" if isinstance(e, MilvusUnavailable) else "; `adrag ingest` rebuilds the index"
+        fail(f"{e}{hint}")
     except (
         GenerationError,
         AdServiceError,
@@ -118,10 +127,7 @@ def generate(
         ValueError,
         OSError,
     ) as e:
-        _fail(str(e))
-    except Exception as e:  # one line, never a traceback; -v shows the details in the log
-        logging.getLogger(__name__).debug("generate failed", exc_info=True)
-        _fail(f"{type(e).__name__}: {e}")
+        fail(str(e))
 
     meta = result.metadata
     if meta["encoder_id"].startswith(RANDOM_PREFIX):

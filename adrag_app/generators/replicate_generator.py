@@ -51,6 +51,7 @@ from adrag_app.generators.base import (
     GenerationUnavailable,
     read_input_image,
 )
+from adrag_assets.redact import redact_text
 from adrag_assets.settings import GeneratorSettings
 
 log = logging.getLogger(__name__)
@@ -70,8 +71,6 @@ _POLICY_REFUSAL = re.compile(
     r"|content policy|\bE005\b",
     re.I,
 )
-# Replicate tokens look like r8_<alnum>; scrubbed even if they are not *our* token.
-_TOKEN_SHAPED = re.compile(r"\br8_[A-Za-z0-9]{8,}")
 
 
 def _is_transient_status(status: int | None) -> bool:
@@ -431,9 +430,8 @@ class ReplicateGenerator:
         return GenerationError(message, provider_id=prediction_id)
 
     def _redact(self, text: str) -> str:
-        if self._token:
-            text = text.replace(self._token, "[redacted]")
-        return _TOKEN_SHAPED.sub("[redacted]", text)
+        # This generator's token may come from its settings rather than the environment.
+        return redact_text(text, [self._token] if self._token else [])
 
 
 def _is_transient_poll_error(error: BaseException) -> bool:

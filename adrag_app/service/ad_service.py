@@ -36,6 +36,7 @@ from adrag_assets.ads.writeback import report_ad
 from adrag_assets.images.decode import ACCEPTED_FORMATS
 from adrag_assets.index.milvus import PROP_ENCODER_ID, MilvusIndex
 from adrag_assets.index.search import search
+from adrag_assets.redact import redact, redact_text
 from adrag_assets.settings import Settings, load_settings
 from adrag_assets.volume import ADS, BRAND, open_volume
 from adrag_assets.volume.paths import relative_to_volume, resolve_in_volume
@@ -330,7 +331,8 @@ def build_prompt(description: str, segment: str = "", headline: str | None = Non
 
 
 def _slug(text: str, max_len: int = 40) -> str:
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    # Redacted first: a token pasted into a description must not end up in a file name.
+    ascii_text = unicodedata.normalize("NFKD", redact_text(text)).encode("ascii", "ignore").decode()
     slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
     if len(slug) > max_len:
         slug = slug[:max_len].rsplit("-", 1)[0]
@@ -376,6 +378,11 @@ def generate_ad(
     settings = settings or load_settings()
     store = open_volume(settings.volume)
     volume = settings.volume.resolve()
+    # What people type goes into the prompt, the file name, the sidecar, Dagster and the
+    # logs: a secret or token pasted into it is dropped here, before any of them.
+    description, segment, user = redact(description), redact(segment), redact(user)
+    headline = redact(headline) if headline is not None else None
+    filters = redact(dict(filters)) if filters else filters
     with tracing.span(
         "generate_ad",
         tracing.CHAIN,
@@ -468,6 +475,8 @@ def generate_ad(
                     "created_at": created.isoformat(),
                     "ad_sha256": hashlib.sha256(image.png).hexdigest(),
                 }
+                # The provider's fields too (provider_id, model) pass through redaction.
+                metadata = redact(metadata)
                 sidecar = json.dumps(metadata, indent=2, ensure_ascii=False).encode() + b"\n"
                 # Sidecar first: whoever sees the PNG can rely on its sidecar being there.
                 store.write_all_or_nothing([(sidecar_rel, sidecar), (ad_rel, image.png)])

@@ -14,6 +14,7 @@ import dagster as dg
 
 from adrag_assets.images.thumbnails import thumbnail_markdown
 from adrag_assets.instance import ensure_dagster_home
+from adrag_assets.redact import redact
 
 ASSET_KEY = "generated_ads"
 THUMBNAIL_PX = 160
@@ -38,6 +39,8 @@ def _report_to(
         "path",
         "sidecar",
     )
+    # Redacted here too: this is what lands in the Dagster event log, whoever the caller is.
+    metadata = redact(metadata)
     meta: dict[str, Any] = {k: metadata[k] for k in keys}
     meta["seed_score"] = metadata["seed_score"]
     meta["duration_s"] = metadata["duration_s"]

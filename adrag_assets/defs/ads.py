@@ -12,6 +12,7 @@ from pathlib import Path
 import dagster as dg
 
 from adrag_assets.defs.resources import MilvusResource, VolumeResource
+from adrag_assets.redact import redact, redact_text
 from adrag_assets.settings import load_settings
 from adrag_assets.volume import SEGMENTS_FILE, Volume
 
@@ -48,8 +49,9 @@ def read_segments(volume: Volume) -> list[str]:
     except FileNotFoundError:
         return []
     lines = (line.split("#", 1)[0].strip() for line in text.splitlines())
-    # Partition keys cannot hold some characters; segments are short phrases anyway.
-    return list(dict.fromkeys(" ".join(line.split())[:100] for line in lines if line))
+    # Partition keys cannot hold some characters; segments are short phrases anyway. A key is
+    # stored and shown by Dagster as it is: a token pasted into the file must not become one.
+    return list(dict.fromkeys(redact_text(" ".join(line.split()))[:100] for line in lines if line))
 
 
 @dg.asset(
@@ -70,8 +72,8 @@ def campaign_ads(
     settings = load_settings().model_copy(update={"volume": Path(volume.root)})
     proposal = make_planner(settings.llm).propose(segment)
     if proposal.note:
-        context.log.warning(proposal.note)
-    context.log.info("%s -> %s (%s)", segment, proposal.description, proposal.reason)
+        context.log.warning(redact_text(proposal.note))
+    context.log.info(redact_text(f"{segment} -> {proposal.description} ({proposal.reason})"))
     ad = generate_ad(
         proposal.description,
         0,
@@ -84,14 +86,16 @@ def campaign_ads(
     )
     meta = {k: v for k, v in ad.metadata.items() if isinstance(v, (str, int, float, bool))}
     return dg.MaterializeResult(
-        metadata={
-            **meta,
-            "segment": segment,
-            "description": proposal.description,
-            "reason": proposal.reason,
-            "planner": proposal.source,
-            "ad_path": ad.path,
-        }
+        metadata=redact(
+            {
+                **meta,
+                "segment": segment,
+                "description": proposal.description,
+                "reason": proposal.reason,
+                "planner": proposal.source,
+                "ad_path": ad.path,
+            }
+        )
     )
 
 

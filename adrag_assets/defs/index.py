@@ -9,10 +9,9 @@ import dagster as dg
 from adrag_assets.defs.embeddings import ENCODER_VERSION
 from adrag_assets.defs.resources import GROUP, POOL, EncoderResource, MilvusResource, TablesResource
 from adrag_assets.embeddings.mlflow_model import LIVE_ALIAS, MODEL_NAME, follow_live_encoder
-from adrag_assets.index.milvus import MilvusIndex
+from adrag_assets.index.compare import IdComparison
 from adrag_assets.index.sync import activate, sync_index
-from adrag_assets.tables import Tables
-from adrag_assets.tracing import redact
+from adrag_assets.redact import redact
 
 SHOWN = 10  # examples listed in a failing check's metadata
 
@@ -26,8 +25,18 @@ SHOWN = 10  # examples listed in a failing check's metadata
     group_name=GROUP,
     kinds={"milvus"},
     description="Milvus collection of the configured encoder's vectors, synced from "
-    "image_embeddings' change feed; the alias names the live collection.",
-    check_specs=[dg.AssetCheckSpec("index_matches_embeddings", asset="image_index")],
+    "image_embeddings' change feed; the alias names the live collection. Unreadable Milvus "
+    "data is moved aside and rebuilt, and ids that drifted are repaired in the same run.",
+    check_specs=[
+        # Blocking: a materialization whose index still differs after repair fails the run.
+        dg.AssetCheckSpec(
+            "index_matches_embeddings",
+            asset="image_index",
+            blocking=True,
+            description="The collection holds exactly the table's ids for the encoder "
+            "(row counts and an order-independent digest of the ids), after any repair.",
+        )
+    ],
 )
 def image_index(
     context: dg.AssetExecutionContext,
@@ -38,7 +47,7 @@ def image_index(
     enc = encoder.get()
     t, index = tables.get(), milvus.get()
     stats = sync_index(t, index, enc.encoder_id, encoder.spec, enc.dim, log=context.log)
-    check = index_matches(t, index, stats.collection, enc.encoder_id)
+    check = index_matches(stats.comparison)
     live_before = index.live_collection()
     dropped: list[str] = []
     registry: dict[str, str] = {}
@@ -54,7 +63,9 @@ def image_index(
             registry["encoder_model"] = follow_in_registry(context, enc.encoder_id)
     else:
         context.log.error(
-            "index check failed: alias %s stays on %s", index.alias, live_before or "nothing"
+            "index still differs from image_embeddings after repair: alias %s stays on %s",
+            index.alias,
+            live_before or "nothing",
         )
     return dg.MaterializeResult(
         metadata={
@@ -63,6 +74,8 @@ def image_index(
             "encoder_id": enc.encoder_id,
             "encoder": enc.label,
             "mode": stats.mode,
+            "repaired": stats.repaired,
+            "healed": "; ".join(stats.healed) or "nothing to heal",
             "upserted": stats.upserted,
             "deleted": stats.deleted,
             "dagster/row_count": stats.rows,
@@ -99,25 +112,18 @@ def follow_in_registry(context: dg.AssetExecutionContext, encoder_id: str) -> st
     return f"models:/{MODEL_NAME}/{version}"
 
 
-def index_matches(
-    tables: Tables, index: MilvusIndex, collection: str, encoder_id: str
-) -> dg.AssetCheckResult:
-    table_ids = set(
-        tables.read("image_embeddings", ["image_id"], f"encoder_id = '{encoder_id}'")
-        .column("image_id")
-        .to_pylist()
-    )
-    index_ids = index.ids(collection)
-    missing, extra = sorted(table_ids - index_ids), sorted(index_ids - table_ids)
+def index_matches(comparison: IdComparison) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         check_name="index_matches_embeddings",
-        passed=not missing and not extra,
+        passed=comparison.matches,
         metadata={
-            "table_rows": len(table_ids),
-            "index_rows": len(index_ids),
-            "missing_from_index": len(missing),
-            "extra_in_index": len(extra),
-            "examples": dg.MetadataValue.json((missing + extra)[:SHOWN]),
+            "table_rows": comparison.table_rows,
+            "index_rows": comparison.index_rows,
+            "table_digest": comparison.table_digest,
+            "index_digest": comparison.index_digest,
+            "missing_from_index": len(comparison.missing),
+            "extra_in_index": len(comparison.ghosts),
+            "examples": dg.MetadataValue.json((comparison.missing + comparison.ghosts)[:SHOWN]),
         },
     )
 

@@ -8,16 +8,25 @@ One client for the three ways to reach Milvus, chosen by the URI alone:
 
 The collection is a derived index: it can always be rebuilt from ``image_embeddings``. Its
 properties record which encoder built it and the last Delta version it was synced to.
+
+Errors come out as :class:`MilvusError` (nothing answers: :class:`MilvusUnavailable`; data
+Milvus cannot read: :class:`IndexUnreadable`), one line naming the URI with its credentials
+masked, whatever pymilvus raised.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import logging
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from pymilvus import (
     AnnSearchRequest,
@@ -25,10 +34,12 @@ from pymilvus import (
     Function,
     FunctionType,
     MilvusClient,
+    MilvusException,
     RRFRanker,
     WeightedRanker,
 )
 
+from adrag_assets.redact import redact_text
 from adrag_assets.volume.files import MAX_LABELS_BYTES, MAX_PATH_BYTES
 
 PROP_ENCODER_ID = "adrag.encoder_id"
@@ -39,6 +50,29 @@ QUERY_LIMIT = 16384  # Milvus's cap on rows returned by one query
 # VARCHAR sizes, in bytes (Milvus Lite counts characters, other Milvus builds may count bytes;
 # bytes are never fewer). Paths over MAX_PATH_BYTES are rejected at ingest.
 TEXT_MAX_BYTES = MAX_LABELS_BYTES
+_UNAVAILABLE = 2  # pymilvus' code for "nothing answers at that address" (and lost connections)
+
+
+class MilvusError(RuntimeError):
+    """Milvus failed; the message names the (masked) URI and the reason, on one line."""
+
+
+class MilvusUnavailable(MilvusError, ConnectionError):
+    """Nothing answers at the URI, or the Milvus Lite file is in use by another process."""
+
+
+class IndexUnreadable(MilvusError):
+    """Milvus answers but cannot read its own data (damaged files): rebuild from Delta."""
+
+
+class _NoLiteSessionTs(logging.Filter):
+    # Milvus Lite has no MVCC session timestamp for iterators; pymilvus warns on every
+    # query_iterator and uses the client's clock, which is what Strong consistency wants.
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "failed to get mvccTs" not in record.getMessage()
+
+
+logging.getLogger("pymilvus.client.iterator.query_iterator").addFilter(_NoLiteSessionTs())
 
 
 @dataclass(frozen=True)
@@ -79,7 +113,54 @@ def is_local_file_uri(uri: str) -> bool:
 
 def display_uri(uri: str) -> str:
     """The URI with any user:password part masked, for logs, metadata and errors."""
-    return re.sub(r"://[^/@]*@", "://***@", uri)
+    return redact_text(uri)
+
+
+def _one_line(error: BaseException) -> str:
+    text = error.message if isinstance(error, MilvusException) else str(error)
+    return redact_text(" ".join(str(text).split()))
+
+
+def _translate(error: MilvusException, shown_uri: str) -> MilvusError:
+    if error.code == _UNAVAILABLE:
+        return MilvusUnavailable(f"lost Milvus at {shown_uri}: {_one_line(error)}")
+    return MilvusError(f"Milvus at {shown_uri}: {_one_line(error)}")
+
+
+class _Translated:
+    """A MilvusClient whose errors are MilvusError (one line, masked URI) rather than
+    pymilvus' exceptions, so every caller can report them the same way."""
+
+    def __init__(self, client: MilvusClient, shown_uri: str) -> None:
+        self._client = client
+        self._shown_uri = shown_uri
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return attr(*args, **kwargs)
+            except MilvusException as e:
+                raise _translate(e, self._shown_uri) from e
+
+        return call
+
+
+def lite_in_use(path: Path) -> bool:
+    """Whether another process holds this Milvus Lite folder (milvus-lite flocks its LOCK)."""
+    lock = path / "LOCK"
+    if not lock.is_file():
+        return False
+    with lock.open("rb") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(f, fcntl.LOCK_UN)
+        return False
 
 
 class MilvusIndex:
@@ -90,24 +171,73 @@ class MilvusIndex:
         self.alias = alias
         self._loaded: set[str] = set()
 
+    @property
+    def is_lite_file(self) -> bool:
+        return is_local_file_uri(self.uri)
+
     @cached_property
     def client(self) -> MilvusClient:
-        if is_local_file_uri(self.uri):
-            Path(self.uri).parent.mkdir(parents=True, exist_ok=True)
+        # Typed as the client it wraps: every method is MilvusClient's, errors translated.
+        return _Translated(self._connect(), self.shown_uri)  # type: ignore[return-value]
+
+    def _connect(self) -> MilvusClient:
+        path = Path(self.uri)
+        if self.is_lite_file:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.exists() and not path.is_dir():
+                raise IndexUnreadable(
+                    f"the Milvus Lite data at {path} is a file, not a Milvus Lite folder "
+                    f"(damaged, or written by another Milvus Lite version)"
+                )
         try:
             return MilvusClient(uri=self.uri, token=self.token)
         except Exception as e:
-            raise ConnectionError(
-                f"cannot reach Milvus at {self.shown_uri}: {e}. A Milvus Lite file is usable "
-                f"by one process at a time; with several (Dagster + app), run `adrag up` or a "
-                f"`milvus-lite server` and set ADRAG_MILVUS_URI=http://127.0.0.1:PORT"
+            if not self.is_lite_file:
+                raise MilvusUnavailable(
+                    f"cannot reach Milvus at {self.shown_uri} ({_one_line(e)}): is it running? "
+                    f"`adrag up` starts one, or set ADRAG_MILVUS_URI to a running Milvus"
+                ) from e
+            self.check_not_in_use()
+            # milvus-lite logs the cause and gives pymilvus none; what is left is its data.
+            raise IndexUnreadable(
+                f"cannot open the Milvus Lite data at {path} ({_one_line(e)})"
             ) from e
+
+    def check_not_in_use(self) -> None:
+        """MilvusUnavailable when another process holds this Milvus Lite file."""
+        if self.is_lite_file and "client" not in self.__dict__ and lite_in_use(Path(self.uri)):
+            raise MilvusUnavailable(
+                f"the Milvus Lite file {self.shown_uri} is in use by another process; a "
+                f"Milvus Lite file is usable by one process at a time: with several "
+                f"(Dagster + app), run `adrag up` or a `milvus-lite server` and set "
+                f"ADRAG_MILVUS_URI=http://127.0.0.1:PORT"
+            )
 
     def close(self) -> None:
         if "client" in self.__dict__:
             self.client.close()
             del self.__dict__["client"]
             self._loaded.clear()
+
+    def set_aside(self) -> Path:
+        """Move this Milvus Lite file (a folder) aside, with a timestamp suffix; a fresh one
+        is created on next use. Only for a local file: a server owns its data folder."""
+        if not self.is_lite_file:
+            raise ValueError(f"{self.shown_uri} is not a Milvus Lite file")
+        path = Path(self.uri).absolute()
+        self.close()
+        # The in-process Milvus Lite server keeps the folder open and locked until released.
+        from milvus_lite.server_manager import server_manager_instance
+
+        server_manager_instance.release_server(str(path))
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        target = path.with_name(f"{path.name}.broken-{stamp}")
+        n = 1
+        while target.exists():
+            target = path.with_name(f"{path.name}.broken-{stamp}-{n}")
+            n += 1
+        path.rename(target)
+        return target
 
     # -- collections ---------------------------------------------------------------------
 
@@ -176,6 +306,10 @@ class MilvusIndex:
             self._loaded.add(name)
         return name
 
+    def forget(self, name: str) -> None:
+        """Forget that ``name`` was loaded (it was dropped)."""
+        self._loaded.discard(name)
+
     def point_alias(self, name: str) -> None:
         live = self.live_collection()
         if live is None:
@@ -208,27 +342,29 @@ class MilvusIndex:
         res = self.client.query(self.load(name), filter="", output_fields=["count(*)"])
         return int(res[0]["count(*)"])
 
-    def ids(self, name: str) -> set[str]:
-        """Every image_id in a collection.
+    def iter_ids(self, name: str, batch_size: int = 4096) -> Iterator[list[str]]:
+        """Every image_id in a collection, in batches, streamed with a query iterator."""
+        it = self.client.query_iterator(
+            self.load(name), batch_size=batch_size, filter="", output_fields=["image_id"]
+        )
+        try:
+            while batch := it.next():
+                yield [r["image_id"] for r in batch]
+        except MilvusException as e:
+            raise _translate(e, self.shown_uri) from e
+        finally:
+            it.close()
 
-        Read in slices by id prefix (ids are hex digests), each well under Milvus's limit
-        of 16384 rows a query, rather than with query_iterator, which Milvus Lite lacks.
-        """
-        total = self.count(name)
-        digits = 0
-        while total / 16**digits > QUERY_LIMIT // 2:
-            digits += 1
-        out: set[str] = set()
-        for i in range(16**digits):
-            prefix = f"{i:0{digits}x}" if digits else ""
-            rows = self.client.query(
-                name,
-                filter=f'image_id like "{prefix}%"',
-                output_fields=["image_id"],
-                limit=QUERY_LIMIT,
-            )
-            out.update(r["image_id"] for r in rows)
-        return out
+    def ids(self, name: str) -> set[str]:
+        """Every image_id in a collection, as one set (fine for tests and small indexes)."""
+        return {i for batch in self.iter_ids(name) for i in batch}
+
+    def probe(self, name: str) -> None:
+        """Read a collection's description and row count, if it exists; MilvusError when it
+        cannot."""
+        if self.client.has_collection(name):
+            self.client.describe_collection(name)
+            self.count(name)
 
     def label_counts(
         self, name: str | None = None, max_values: int = 1000

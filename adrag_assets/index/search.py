@@ -40,6 +40,9 @@ def search(
     BM25 over the labels keeps a breed or species in the query useful whatever the encoder,
     including the offline one whose vectors mean nothing.
     """
+    if not query.strip():
+        # An empty query would return arbitrary photos, as if they matched something.
+        raise ValueError("the query is empty: describe the photo you are looking for")
     s = settings or load_settings()
     name, encoder = live_encoder(index, precision)
     if s.search_mode == "text":

@@ -5,21 +5,36 @@ change data feed from the next version on and applies, per image, the last chang
 upsert or a delete keyed by ``image_id``. With no recorded version (a new collection), a
 table that was rewritten, or a change feed that is gone (vacuumed), it rebuilds from the
 table instead: the table is the truth and the index is derived.
+
+The index heals itself. Milvus data that cannot be read is put out of the way first (see
+:mod:`adrag_assets.index.health`) and rebuilt. After every sync the collection's ids are
+compared with the table's (:mod:`adrag_assets.index.compare`); ids missing from the index
+are upserted from the table and ghosts (ids the table does not have) deleted, then the
+comparison runs again: its result is what the asset check reports.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import pyarrow as pa
 
-from adrag_assets.index.milvus import PROP_SYNCED_AT, PROP_SYNCED_VERSION, MilvusIndex
+from adrag_assets.index.compare import IdComparison, compare_ids
+from adrag_assets.index.health import make_readable
+from adrag_assets.index.milvus import (
+    PROP_SYNCED_AT,
+    PROP_SYNCED_VERSION,
+    MilvusIndex,
+    collection_name,
+)
 from adrag_assets.tables import Tables
 
 BATCH = 500
+REPAIR_SCAN = 2000  # missing ids read back from the table per scan
 
 
 @dataclass
@@ -30,9 +45,15 @@ class IndexStats:
     deleted: int = 0
     rows: int = 0
     synced_version: int = 0
+    healed: list[str] = field(default_factory=list)  # what was done about unreadable data
+    repaired_missing: int = 0
+    repaired_ghosts: int = 0
+    # The index against the table, after any repair.
+    comparison: IdComparison = field(default_factory=lambda: IdComparison(0, 0, "", ""))
 
-    def as_dict(self) -> dict:
-        return asdict(self)
+    @property
+    def repaired(self) -> str:
+        return f"{self.repaired_missing} missing, {self.repaired_ghosts} ghosts"
 
 
 def _row(r: dict) -> dict:
@@ -52,9 +73,14 @@ def sync_index(
     dim: int,
     log: logging.Logger | None = None,
 ) -> IndexStats:
+    """Bring ``encoder_id``'s collection in line with image_embeddings (see the module).
+
+    ``stats.comparison`` is the final comparison: it matches unless the repair failed.
+    """
     log = log or logging.getLogger(__name__)
+    healed = make_readable(index, log, expected=[collection_name(encoder_id)])
     name = index.ensure_collection(encoder_id, dim, encoder_spec)
-    stats = IndexStats(collection=name)
+    stats = IndexStats(collection=name, healed=healed)
     version = tables.version("image_embeddings")
     synced = index.synced_version(name)
     if synced == version:
@@ -68,26 +94,36 @@ def sync_index(
     else:
         stats.mode = "rebuild"
         _rebuild(tables, index, name, encoder_id, stats, log)
-    expected = tables.count("image_embeddings", f"encoder_id = '{encoder_id}'")
-    if stats.mode != "rebuild" and index.count(name) != expected:
-        # The index lost or gained rows behind our back (restored file, manual edits):
-        # the table is the truth, so reconcile against it.
-        log.warning("index %s has %d rows, table %d: repairing", name, index.count(name), expected)
-        stats.mode = "repair"
-        _rebuild(tables, index, name, encoder_id, stats, log)
-    index.set_properties(
-        name,
-        **{PROP_SYNCED_VERSION: str(version), PROP_SYNCED_AT: datetime.now(UTC).isoformat()},
-    )
-    stats.rows = index.count(name)
+    comparison = compare_ids(tables, index, name, encoder_id)
+    if not comparison.matches:
+        # Rows lost or added behind our back (a restored file, manual edits, a crash): the
+        # table is the truth, so put back what is missing and drop the ghosts.
+        log.warning(
+            "index %s differs from image_embeddings: %d missing, %d ghosts; repairing",
+            name,
+            len(comparison.missing),
+            len(comparison.ghosts),
+        )
+        _repair(tables, index, name, encoder_id, comparison, stats)
+        if stats.mode in ("noop", "incremental"):
+            stats.mode = "repair"
+        comparison = compare_ids(tables, index, name, encoder_id)
+    stats.comparison = comparison
+    if comparison.matches:
+        index.set_properties(
+            name,
+            **{PROP_SYNCED_VERSION: str(version), PROP_SYNCED_AT: datetime.now(UTC).isoformat()},
+        )
+    stats.rows = comparison.index_rows
     stats.synced_version = version
     log.info(
-        "index %s (%s): %d upserted, %d deleted, %d rows, synced to Delta v%d",
+        "index %s (%s): %d upserted, %d deleted, %d rows, repaired %s, synced to Delta v%d",
         name,
         stats.mode,
         stats.upserted,
         stats.deleted,
         stats.rows,
+        stats.repaired,
         version,
     )
     return stats
@@ -105,6 +141,7 @@ def activate(index: MilvusIndex, name: str, keep_old: bool = False) -> list[str]
     dropped = [c for c in index.collections() if c != name]
     for c in dropped:
         index.client.drop_collection(c)
+        index.forget(c)
     return dropped
 
 
@@ -140,6 +177,19 @@ def _apply_changes(
     return True
 
 
+def _rows(tables: Tables, encoder_id: str, ids: list[str] | None = None) -> Iterator[list[dict]]:
+    """The index rows of ``encoder_id`` (only ``ids`` if given), streamed from the table."""
+    quoted = encoder_id.replace("'", "''")
+    sql = (
+        "SELECT image_id, path, labels, embedding FROM image_embeddings "
+        f"WHERE encoder_id = '{quoted}'"
+    )
+    if ids is not None:
+        sql += " AND image_id IN (" + ", ".join("'" + i.replace("'", "''") + "'" for i in ids) + ")"
+    for batch in tables.query("image_embeddings", sql):
+        yield [_row(r) for r in batch.to_pylist()]
+
+
 def _rebuild(
     tables: Tables,
     index: MilvusIndex,
@@ -148,15 +198,29 @@ def _rebuild(
     stats: IndexStats,
     log: logging.Logger,
 ) -> None:
-    sql = (
-        "SELECT image_id, path, labels, embedding FROM image_embeddings "
-        f"WHERE encoder_id = '{encoder_id}'"
-    )
-    wanted: set[str] = set()
-    for batch in tables.query("image_embeddings", sql):
-        rows = [_row(r) for r in batch.to_pylist()]
-        wanted.update(r["image_id"] for r in rows)
-        for i in range(0, len(rows), BATCH):
-            stats.upserted += index.upsert(name, rows[i : i + BATCH])
-    stats.deleted = index.delete(name, sorted(index.ids(name) - wanted))
-    log.info("rebuilt %s from image_embeddings: %d rows", name, len(wanted))
+    # Upserts only: rows the table no longer has are ghosts, which the comparison after the
+    # sync finds and deletes without holding every id.
+    rows = 0
+    for batch in _rows(tables, encoder_id):
+        for i in range(0, len(batch), BATCH):
+            stats.upserted += index.upsert(name, batch[i : i + BATCH])
+        rows += len(batch)
+    log.info("rebuilt %s from image_embeddings: %d rows", name, rows)
+
+
+def _repair(
+    tables: Tables,
+    index: MilvusIndex,
+    name: str,
+    encoder_id: str,
+    comparison: IdComparison,
+    stats: IndexStats,
+) -> None:
+    for start in range(0, len(comparison.missing), REPAIR_SCAN):
+        for batch in _rows(tables, encoder_id, comparison.missing[start : start + REPAIR_SCAN]):
+            for i in range(0, len(batch), BATCH):
+                stats.upserted += index.upsert(name, batch[i : i + BATCH])
+    for start in range(0, len(comparison.ghosts), BATCH):
+        stats.deleted += index.delete(name, comparison.ghosts[start : start + BATCH])
+    stats.repaired_missing += len(comparison.missing)
+    stats.repaired_ghosts += len(comparison.ghosts)

@@ -536,14 +536,18 @@ def test_cli_generate(home: Settings):
     for args, message in (
         ([QUERY, "--brand", "../../etc/passwd"], "'..'"),
         ([QUERY, "--filter", "species=unicorn"], "only 0 photo"),
-        ([" "], "empty"),
     ):
         bad = runner.invoke(generate, args)
         assert bad.exit_code == 1, bad.output
         lines = [line for line in bad.stderr.splitlines() if line.startswith("error:")]
         assert len(lines) == 1 and message in lines[0]
         assert "Traceback" not in bad.stderr and bad.stdout == ""
-    assert runner.invoke(generate, [QUERY, "--seed-index", "3"]).exit_code == 2  # usage error
+    # Usage errors (click's exit 2), in one line too.
+    for args, message in (([" "], "empty"), ([QUERY, "--seed-index", "3"], "--seed-index")):
+        bad = runner.invoke(generate, args)
+        assert bad.exit_code == 2, bad.output
+        assert bad.stderr.startswith("error: ") and message in bad.stderr
+        assert len(bad.stderr.splitlines()) == 1
 
 
 def test_ad_assets_join_the_asset_graph():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -15,3 +16,17 @@ def pets_images() -> Path:
     if not images.is_dir():
         raise RuntimeError(f"the pet photos are expected at {images} (shared/ beside the repo)")
     return images
+
+
+# Five breeds, eight photos each: enough to search and break, quick to index.
+FEW_BREEDS = ("beagle", "pug", "samoyed", "Bengal", "Persian")
+
+
+def copy_few_pets(raw_dir: Path, breeds: tuple[str, ...] = FEW_BREEDS) -> int:
+    """Copy the photos of ``breeds`` and labels.csv under ``raw_dir``; how many photos."""
+    (raw_dir / "pets").mkdir(parents=True, exist_ok=True)
+    photos = [p for b in breeds for p in sorted(pets_images().glob(f"{b}_*.jpg"))]
+    for p in photos:
+        shutil.copy(p, raw_dir / "pets" / p.name)
+    shutil.copy(PETS / "labels.csv", raw_dir / "labels.csv")
+    return len(photos)
