@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import json
 
-from adrag_app.generators.settings import DEFAULT_REPLICATE_MODEL
-
 from adrag_assets.redact import REDACTED, redact, redact_text
+from adrag_assets.settings import DEFAULT_REPLICATE_MODEL
 from tests.support.cli import run_adrag
 from tests.support.data import copy_few_pets
 from tests.support.fake_replicate import FakeReplicate
