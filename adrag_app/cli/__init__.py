@@ -24,6 +24,26 @@ def _fail(message: str) -> None:
     sys.exit(1)
 
 
+def check_storage(s: Settings) -> None:
+    """One clear line and exit 1 when the volume or the tables cannot be reached (a missing
+    bucket, refused keys), before any work starts and before Dagster logs a traceback."""
+    from adrag_assets.tables import TablesUnavailable
+    from adrag_assets.volume import VolumeUnavailable, open_volume
+
+    try:
+        open_volume(s.volume_uri).check()
+        tables_resource(s).check()
+    except (VolumeUnavailable, TablesUnavailable) as e:
+        _fail(str(e))
+
+
+def tables_resource(s: Settings):  # -> Tables; imported lazily like the other heavy modules
+    from adrag_assets.defs.resources import storage_config
+    from adrag_assets.tables import Tables
+
+    return Tables(s.tables_uri, storage_config(s.tables_uri).str_dict())
+
+
 @click.group()
 @click.option("-v", "--verbose", is_flag=True, help="Show Dagster's and the libraries' logs.")
 @click.pass_context
@@ -57,6 +77,7 @@ def ingest(ctx: click.Context) -> None:
         encoder = load_encoder(s.encoder, s.precision, s.device)
     except EncoderError as e:
         _fail(str(e))
+    check_storage(s)
     click.echo(
         f"volume:  {s.volume}\nencoder: {encoder.label}\nmilvus:  {display_uri(s.milvus_uri)}"
     )
@@ -139,7 +160,6 @@ def status(ctx: click.Context, as_json: bool) -> None:
     """Files, table rows, index rows, rejected files, encoder and Milvus URI."""
     from adrag_assets.embeddings.encoder import RANDOM_WARNING, EncoderError, EncoderSpec
     from adrag_assets.index.milvus import PROP_ENCODER_ID, PROP_SYNCED_VERSION, MilvusIndex
-    from adrag_assets.tables import Tables
     from adrag_assets.volume import files as vol
     from adrag_assets.volume import open_volume
 
@@ -149,8 +169,9 @@ def status(ctx: click.Context, as_json: bool) -> None:
         encoder_id = spec.encoder_id
     except EncoderError as e:
         _fail(str(e))
-    tables = Tables(s.tables_dir)
-    photos, _ = vol.scan(open_volume(s.volume))
+    check_storage(s)
+    tables = tables_resource(s)
+    photos, _ = vol.scan(open_volume(s.volume_uri))
     index = MilvusIndex(s.milvus_uri, s.milvus_token, s.index_alias)
     try:
         live = index.live_collection()

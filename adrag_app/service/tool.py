@@ -125,8 +125,9 @@ class ServiceTool:
         self.index = index
 
     @property
-    def volume(self) -> Path:
-        return self.settings.volume.resolve()
+    def volume(self) -> Path | str:
+        """The volume: a folder, or an object-store URL (``open_volume`` takes either)."""
+        return self.settings.volume
 
     def __call__(self, arguments: dict[str, Any], context: ToolContext) -> dict[str, Any]:
         description, seed_index, generate = check_arguments(arguments)
