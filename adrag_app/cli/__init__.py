@@ -73,11 +73,11 @@ def ingest(ctx: click.Context) -> None:
     from adrag_assets.embeddings.encoder import EncoderError, load_encoder
 
     s: Settings = ctx.obj["settings"]
+    check_storage(s)  # before the model loads: a wrong bucket should not cost that
     try:
         encoder = load_encoder(s.encoder, s.precision, s.device)
     except EncoderError as e:
         _fail(str(e))
-    check_storage(s)
     click.echo(
         f"volume:  {s.volume}\nencoder: {encoder.label}\nmilvus:  {display_uri(s.milvus_uri)}"
     )
