@@ -196,6 +196,8 @@ class Settings(_Section):
     hybrid_weights: Weights = Field((0.5, 0.5), validation_alias="ADRAG_HYBRID_WEIGHTS")
     index_alias: str = INDEX_ALIAS
     dagster_home: Path = Field(None, validation_alias="DAGSTER_HOME", validate_default=True)
+    # repr=False: the URL carries the database password.
+    dagster_pg_url: str = Field("", repr=False, validation_alias="ADRAG_DAGSTER_PG_URL")
     generator: GeneratorSettings = Field(default_factory=GeneratorSettings)
     llm: LlmSettings = Field(default_factory=LlmSettings)
     tracing: TracingSettings = Field(default_factory=dict, validate_default=True)
@@ -237,6 +239,15 @@ class Settings(_Section):
                 raise ValueError("Delta tables take s3:// or gs://; az:// is for ADRAG_VOLUME")
             return url
         return Path(value).expanduser().resolve()
+
+    @field_validator("dagster_pg_url")
+    @classmethod
+    def _postgres_url(cls, url: str) -> str:
+        # dagster-postgres speaks psycopg2; SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3,
+        # whose NOTIFY parameters Dagster's event log does not support: name the driver.
+        if url and not url.startswith("postgresql+psycopg2://"):
+            raise ValueError("expected postgresql+psycopg2://USER:PASSWORD@HOST:PORT/DATABASE")
+        return url
 
     @field_validator("milvus_uri", mode="before")
     @classmethod

@@ -85,7 +85,7 @@ def ingest(ctx: click.Context) -> None:
     result = dg.materialize(
         [images, image_embeddings, image_index],
         resources=resources_from_settings(s),
-        instance=dagster_instance(s.dagster_home),
+        instance=dagster_instance(s.dagster_home, postgres=bool(s.dagster_pg_url)),
         run_config={"loggers": {"console": {"config": {"log_level": level}}}},
         raise_on_error=False,
         tags={"adrag/source": "cli"},
