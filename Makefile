@@ -20,6 +20,8 @@ $(STAMP): pyproject.toml
 	@# Browser tests drive Debian's chromium (Playwright's own browser download is not
 	@# reachable here). Installing it needs root; without it those tests are skipped locally.
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } 		|| echo "note: chromium not installed (needs root); browser tests will be skipped"
+	@# The Dagster-on-PostgreSQL test starts Debian's postgresql in a temp dir (as root, as the postgres user).
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; } 		|| echo "note: postgresql not installed (needs root); the PostgreSQL test will be skipped"
 	touch $@
 
 # A fresh ADRAG_HOME, photos under raw/ (ADRAG_DEMO_IMAGES, else a drawn set), ingest, search.

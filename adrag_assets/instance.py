@@ -9,8 +9,8 @@ from pathlib import Path
 import dagster as dg
 
 DAGSTER_YAML = """\
-# Written by adrag on first use. Dagster's defaults keep runs, events and schedules in
-# SQLite under this folder.
+# Written by adrag on first use. Without a storage section Dagster keeps runs, events and
+# schedules in SQLite under this folder; with ADRAG_DAGSTER_PG_URL set, in PostgreSQL.
 telemetry:
   enabled: false
 concurrency:
@@ -24,22 +24,44 @@ run_retries:
 """
 
 
-def ensure_dagster_home(home: Path) -> Path:
-    """Create DAGSTER_HOME with a dagster.yaml if missing, and export it for Dagster."""
+# Runs, event logs and schedules in PostgreSQL (dagster-postgres). The URL is read by
+# Dagster from the variable at start-up (its `env:` syntax): the password never lands here.
+POSTGRES_STORAGE = """\
+storage:
+  postgres:
+    postgres_url:
+      env: ADRAG_DAGSTER_PG_URL
+"""
+
+
+def ensure_dagster_home(home: Path, postgres: bool | None = None) -> Path:
+    """Create DAGSTER_HOME with a dagster.yaml if missing, and export it for Dagster.
+
+    ``postgres``: whether ``ADRAG_DAGSTER_PG_URL`` is set (None: keep whatever the yaml says).
+    True adds the PostgreSQL storage section, False takes it out, rewriting a yaml adrag
+    wrote, so the variable decides; a yaml edited by hand (not starting with adrag's first
+    line) is left alone.
+    """
     home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists():
-        (home / "dagster.yaml").write_text(DAGSTER_YAML)
+    yaml = home / "dagster.yaml"
+    current = yaml.read_text() if yaml.exists() else None
+    if postgres is None and current is not None:
+        postgres = POSTGRES_STORAGE in current
+    wanted = DAGSTER_YAML + (POSTGRES_STORAGE if postgres else "")
+    ours = current is not None and current.startswith(DAGSTER_YAML.splitlines()[0])
+    if current is None or (ours and current != wanted):
+        yaml.write_text(wanted)
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 
 
-def dagster_instance(home: Path) -> dg.DagsterInstance:
+def dagster_instance(home: Path, postgres: bool | None = None) -> dg.DagsterInstance:
     """The persistent Dagster instance at ``home`` (``Settings.dagster_home``).
 
     Opening it the first time creates its SQLite storage; two processes doing that at once
     race in the schema migration, so the first opening holds a lock file.
     """
-    home = ensure_dagster_home(home)
+    home = ensure_dagster_home(home, postgres)
     with (home / ".adrag-init.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:

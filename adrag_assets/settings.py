@@ -38,6 +38,28 @@ DEFAULT_DAGSTER_URL = "http://127.0.0.1:3000"
 DEFAULT_EXPERIMENT = "adrag"
 
 
+# The object stores both the volume (obstore) and the Delta tables (deltalake) reach through
+# the same Rust object_store crate, configured by the provider's standard variables.
+OBJECT_STORE_SCHEMES = ("s3", "gs", "az")
+
+
+def object_store_url(value: str) -> str:
+    """``scheme://bucket[/prefix]`` for a supported object store, trailing slashes dropped;
+    ValueError naming what is accepted otherwise."""
+    scheme, _, rest = value.partition("://")
+    if scheme.lower() not in OBJECT_STORE_SCHEMES:
+        # Taken as a folder, "ftp://x" would be a local path that holds nothing, and an
+        # ingest would quietly index nothing: say so instead.
+        raise ValueError(
+            f"object-store URLs must start with s3://, gs:// or az://, not {scheme}://; "
+            "or give a local or mounted folder"
+        )
+    bucket, _, prefix = rest.strip("/").partition("/")
+    if len(bucket) < 3 or ".." in prefix.split("/"):
+        raise ValueError(f"expected {scheme}://BUCKET/PREFIX with a bucket name of 3+ characters")
+    return f"{scheme.lower()}://{bucket}" + (f"/{prefix.strip('/')}" if prefix.strip("/") else "")
+
+
 class SettingsError(ValueError):
     """Bad configuration: one line per bad variable, ``NAME='value': what was expected``."""
 
@@ -157,8 +179,10 @@ class Settings(_Section):
 
     home: Path = Field(Path(".adrag"), validation_alias="ADRAG_HOME", validate_default=True)
     # None here means "under home": one ADRAG_HOME moves every piece of state at once.
-    volume: Path = Field(None, validation_alias="ADRAG_VOLUME", validate_default=True)
-    tables_dir: Path = Field(None, validation_alias="ADRAG_TABLES", validate_default=True)
+    # A local folder is a resolved Path; an object-store URL (s3://, gs://, az://) stays a
+    # str, so code that still treats it as a folder fails loudly instead of reading nothing.
+    volume: Path | str = Field(None, validation_alias="ADRAG_VOLUME", validate_default=True)
+    tables_dir: Path | str = Field(None, validation_alias="ADRAG_TABLES", validate_default=True)
     encoder: str = Field(DEFAULT_ENCODER, validation_alias="ADRAG_ENCODER")
     precision: Precision = Field("auto", validation_alias="ADRAG_PRECISION")
     batch_size: int = Field(32, gt=0, validation_alias="ADRAG_BATCH_SIZE")
@@ -172,6 +196,8 @@ class Settings(_Section):
     hybrid_weights: Weights = Field((0.5, 0.5), validation_alias="ADRAG_HYBRID_WEIGHTS")
     index_alias: str = INDEX_ALIAS
     dagster_home: Path = Field(None, validation_alias="DAGSTER_HOME", validate_default=True)
+    # repr=False: the URL carries the database password.
+    dagster_pg_url: str = Field("", repr=False, validation_alias="ADRAG_DAGSTER_PG_URL")
     generator: GeneratorSettings = Field(default_factory=GeneratorSettings)
     llm: LlmSettings = Field(default_factory=LlmSettings)
     tracing: TracingSettings = Field(default_factory=dict, validate_default=True)
@@ -179,7 +205,18 @@ class Settings(_Section):
 
     @property
     def raw_dir(self) -> Path:
+        if not isinstance(self.volume, Path):
+            raise ValueError(f"the volume {self.volume} is an object store, not a folder")
         return self.volume / "raw"
+
+    @property
+    def volume_uri(self) -> str:
+        """The volume as :func:`adrag_assets.volume.open_volume` takes it: a folder or a URL."""
+        return str(self.volume)
+
+    @property
+    def tables_uri(self) -> str:
+        return str(self.tables_dir)
 
     @field_validator("home")
     @classmethod
@@ -194,12 +231,23 @@ class Settings(_Section):
             # Without a valid home its own error is reported; no second one for this field.
             return info.data["home"] / default[info.field_name] if "home" in info.data else Path()
         if "://" in str(value):
-            # Taken as a folder, "s3://bucket/x" would be a local path that holds nothing, and
-            # an ingest would quietly index nothing: say so instead.
-            raise ValueError(
-                "object-store URLs are not supported yet; use a local or mounted folder"
-            )
+            if info.field_name == "dagster_home":
+                raise ValueError("expected a local folder (Dagster keeps its instance on disk)")
+            url = object_store_url(str(value))
+            if info.field_name == "tables_dir" and url.startswith("az://"):
+                # dagster-deltalake's AzureConfig needs the account name, which the URL lacks.
+                raise ValueError("Delta tables take s3:// or gs://; az:// is for ADRAG_VOLUME")
+            return url
         return Path(value).expanduser().resolve()
+
+    @field_validator("dagster_pg_url")
+    @classmethod
+    def _postgres_url(cls, url: str) -> str:
+        # dagster-postgres speaks psycopg2; SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3,
+        # whose NOTIFY parameters Dagster's event log does not support: name the driver.
+        if url and not url.startswith("postgresql+psycopg2://"):
+            raise ValueError("expected postgresql+psycopg2://USER:PASSWORD@HOST:PORT/DATABASE")
+        return url
 
     @field_validator("milvus_uri", mode="before")
     @classmethod

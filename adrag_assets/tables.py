@@ -68,17 +68,50 @@ TABLES = {
 }
 
 
+class TablesUnavailable(OSError):
+    """The tables' store cannot be used (missing bucket, credentials refused): one line."""
+
+
 class Tables:
-    """The tables under one root (a folder, or later an object-store URL), created empty on
+    """The tables under one root (a folder or an ``s3://`` / ``gs://`` URL), created empty on
     first use. ``storage_options`` are deltalake's, e.g. from a dagster-deltalake storage
-    config (``LocalConfig().str_dict()``), so another store plugs in at the resource."""
+    config (``S3Config().str_dict()``); credentials and endpoint not given there are read by
+    deltalake itself from the provider's standard variables (``AWS_*``)."""
 
     def __init__(self, root: str | Path, storage_options: dict[str, str] | None = None):
         self.root = str(root).rstrip("/")
         # "provider" only tells dagster-deltalake's config types apart; deltalake wants the rest.
-        self.storage_options = {
-            k: v for k, v in (storage_options or {}).items() if k != "provider"
-        } or None
+        options = {k: v for k, v in (storage_options or {}).items() if k != "provider"}
+        if self.root.startswith(("s3://", "s3a://")):
+            # S3 has no atomic rename: without conditional puts two commits of the same
+            # version could both "succeed". With ETag conditions the loser gets a conflict.
+            options.setdefault("conditional_put", "etag")
+        self.storage_options = options or None
+
+    def check(self) -> None:
+        """Raise :class:`TablesUnavailable` (one line naming the store) unless the tables'
+        root can be read: a wrong bucket or key should say so before any work starts."""
+        if "://" not in self.root:
+            return
+        try:
+            # is_deltatable alone answers False for a missing bucket; opening says why.
+            if self.exists("images"):
+                self.open("images")
+            else:
+                DeltaTable(self.uri("images"), storage_options=self.storage_options)
+        except TableNotFoundError:
+            return  # a reachable store without the table yet: created on first write
+        except Exception as e:
+            text = str(e)
+            bucket = self.root.split("://", 1)[1].split("/", 1)[0]
+            where = f"the tables at {self.root} (bucket {bucket!r})"
+            if "NoSuchBucket" in text:
+                reason = "the bucket does not exist; create it or fix ADRAG_TABLES"
+            elif any(m in text for m in ("403", "InvalidAccessKeyId", "SignatureDoesNotMatch")):
+                reason = "access denied; check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY"
+            else:
+                reason = f"cannot be read ({type(e).__name__}); check the endpoint and bucket"
+            raise TablesUnavailable(f"{where}: {reason}") from e
 
     def uri(self, name: str) -> str:
         return f"{self.root}/{name}"

@@ -49,7 +49,7 @@ from adrag_app.service.ad_service import MAX_EXCLUDE, TOP_K, AdServiceError
 from adrag_app.service.tool import Tool, ToolContext
 from adrag_assets import tracing
 from adrag_assets.index.search import IndexNotReady
-from adrag_assets.volume.paths import resolve_in_volume
+from adrag_assets.volume import is_file, open_volume
 
 log = logging.getLogger(__name__)
 
@@ -434,8 +434,7 @@ class Agent:
         for item in list(output.get("candidates") or [])[:TOP_K]:
             try:
                 path = str(item["path"])
-                resolved = resolve_in_volume(self.tool.volume, path)
-                if not resolved.is_file():
+                if not is_file(open_volume(self.tool.volume), path):
                     raise ValueError(f"{path!r} is not a file in the volume")
                 rank = int(item["rank"])
             except (KeyError, TypeError, ValueError) as e:
@@ -499,10 +498,10 @@ class Agent:
         ad = dict(output.get("ad") or {})
         path = str(ad.get("path") or "")
         try:
-            resolved = resolve_in_volume(self.tool.volume, path)
+            found = is_file(open_volume(self.tool.volume), path)
         except ValueError as e:
             raise _RefusedPath(f"the tool returned an ad path outside the volume ({e})") from e
-        if not resolved.is_file():
+        if not found:
             raise _RefusedPath(f"the tool returned an ad path that is not a file: {path!r}")
         return {
             "path": path,

@@ -115,7 +115,7 @@ class AdragResponsesAgent(ResponsesAgent):
             tool = ServiceTool()
             planner = make_planner(
                 tool.settings.llm,
-                catalog=load_catalog(tool.settings.volume),
+                catalog=load_catalog(tool.settings.volume_uri),
                 vocabulary=tool.label_counts,
             )
             self._agent = Agent(tool, planner)

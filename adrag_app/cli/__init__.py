@@ -23,6 +23,26 @@ if TYPE_CHECKING:
     import dagster as dg
 
 
+def check_storage(s: Settings) -> None:
+    """One clear line and exit 1 when the volume or the tables cannot be reached (a missing
+    bucket, refused keys), before any work starts and before Dagster logs a traceback."""
+    from adrag_assets.tables import TablesUnavailable
+    from adrag_assets.volume import VolumeUnavailable, open_volume
+
+    try:
+        open_volume(s.volume_uri).check()
+        tables_resource(s).check()
+    except (VolumeUnavailable, TablesUnavailable) as e:
+        fail(str(e))
+
+
+def tables_resource(s: Settings):  # -> Tables; imported lazily like the other heavy modules
+    from adrag_assets.defs.resources import storage_config
+    from adrag_assets.tables import Tables
+
+    return Tables(s.tables_uri, storage_config(s.tables_uri).str_dict())
+
+
 QUERY = Text(blank="describe the photo you are looking for")
 
 
@@ -83,6 +103,7 @@ def ingest(ctx: click.Context) -> None:
         pass  # it answers; damaged data is the run's to repair
     finally:
         index.close()
+    check_storage(s)  # before the model loads: a wrong bucket should not cost that
     try:
         encoder = load_encoder(s.encoder, s.precision, s.device)
     except EncoderError as e:
@@ -90,7 +111,7 @@ def ingest(ctx: click.Context) -> None:
     click.echo(
         f"volume:  {s.volume}\nencoder: {encoder.label}\nmilvus:  {display_uri(s.milvus_uri)}"
     )
-    instance = dagster_instance(s.dagster_home)
+    instance = dagster_instance(s.dagster_home, postgres=bool(s.dagster_pg_url))
     # Without -v, Dagster's console log (multi-line errors with stack traces) stays off;
     # warnings and the failure are read back from the run's event log, one line each.
     level = "INFO" if verbose else "CRITICAL"
@@ -213,7 +234,6 @@ def status(ctx: click.Context, as_json: bool) -> None:
         MilvusError,
         MilvusIndex,
     )
-    from adrag_assets.tables import Tables
     from adrag_assets.volume import files as vol
     from adrag_assets.volume import open_volume
 
@@ -224,8 +244,9 @@ def status(ctx: click.Context, as_json: bool) -> None:
         encoder_id = spec.encoder_id
     except EncoderError as e:
         fail(str(e))
-    tables = Tables(s.tables_dir)
-    photos, _ = vol.scan(open_volume(s.volume))
+    check_storage(s)
+    tables = tables_resource(s)
+    photos, _ = vol.scan(open_volume(s.volume_uri))
     index = MilvusIndex(s.milvus_uri, s.milvus_token, s.index_alias)
     try:
         live = index.live_collection()

@@ -47,7 +47,7 @@ def chat(ctx: click.Context, segment: str, as_json: bool) -> None:
     settings = ctx.obj["settings"]
     tool = ServiceTool(settings)
     try:
-        catalog = load_catalog(settings.volume)
+        catalog = load_catalog(settings.volume_uri)
     except SegmentsFileError as e:
         raise click.ClickException(str(e)) from e
     planner = make_planner(settings.llm, catalog=catalog, vocabulary=tool.label_counts)

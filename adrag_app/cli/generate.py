@@ -93,6 +93,7 @@ def generate(
     from adrag_assets.index.milvus import MilvusError, MilvusUnavailable
     from adrag_assets.index.search import IndexNotReady
     from adrag_assets.settings import load_settings
+    from adrag_assets.volume import open_volume
 
     obj = ctx.obj if isinstance(ctx.obj, dict) else {}
     if not obj.get("verbose"):
@@ -140,7 +141,7 @@ def generate(
                 {
                     "path": result.path,
                     "sidecar": result.sidecar,
-                    "file": str(settings.volume / result.path),
+                    "file": open_volume(settings.volume_uri).display(result.path),
                     "seed_path": meta["seed_path"],
                     "seed_image_id": meta["seed_image_id"],
                     "brand_path": meta["brand_path"],
@@ -153,4 +154,4 @@ def generate(
         )
         return
     # The full path, so `open "$(adrag generate ...)"` works from anywhere.
-    click.echo(str(settings.volume / result.path))
+    click.echo(open_volume(settings.volume_uri).display(result.path))

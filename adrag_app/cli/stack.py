@@ -143,7 +143,9 @@ def run_stack(
     require_free(dagster_port, "the Dagster UI")
     require_free(app_port, "the app")
     uri, start_milvus_on = milvus_plan(settings, milvus_port)
-    dagster_home = ensure_dagster_home(settings.dagster_home)
+    dagster_home = ensure_dagster_home(
+        settings.dagster_home, postgres=bool(settings.dagster_pg_url)
+    )
     env = child_environment(
         {
             "ADRAG_MILVUS_URI": uri,

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from adrag_assets.volume import CAMPAIGNS
+from adrag_assets.volume import CAMPAIGNS, open_volume
 
 VOLUME_FILE = f"{CAMPAIGNS}/segments.yaml"
 MAX_FILE_BYTES = 1_000_000
@@ -129,15 +129,19 @@ def default_catalog() -> Catalog:
     return parse_catalog(text, "adrag_app/planner/segments.yaml")
 
 
-def load_catalog(volume: Path | None) -> Catalog:
+def load_catalog(volume: str | Path | None) -> Catalog:
     """The volume's ``campaigns/segments.yaml`` when there is one, else the packaged default."""
-    path = volume / VOLUME_FILE if volume is not None else None
-    if path is None or not path.is_file():
+    if volume is None:
         return default_catalog()
-    if path.stat().st_size > MAX_FILE_BYTES:
+    store = open_volume(volume)
+    found = store.stat(VOLUME_FILE)
+    if found is None:
+        return default_catalog()
+    path = store.display(VOLUME_FILE)
+    if found.size > MAX_FILE_BYTES:
         raise SegmentsFileError(f"{path}: larger than {MAX_FILE_BYTES} bytes")
     try:
-        text = path.read_text("utf-8")
+        text = store.read_bytes(VOLUME_FILE, MAX_FILE_BYTES).decode("utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise SegmentsFileError(f"{path}: cannot be read ({type(e).__name__})") from e
     return parse_catalog(text, str(path))

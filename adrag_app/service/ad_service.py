@@ -5,7 +5,7 @@ the same ranked photos, and ``generate_ad(description, seed_index=i)`` uses phot
 exactly that list. Conversation policy (proposals, rejections, confirmation) belongs to the
 agent that calls this as a tool. Paths travel between the parts, never bytes: every path that
 enters or leaves the service is relative to the volume and checked by
-:func:`resolve_in_volume`.
+:meth:`Volume.relative <adrag_assets.volume.Volume.relative>`.
 
 An ad is ``<volume>/ads/<YYYY-MM-DD>/<slug>-<id>.png`` with a ``.json`` sidecar beside it, and
 a materialization of the ``generated_ads`` asset in Dagster carrying the same metadata.
@@ -24,7 +24,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import dagster as dg
@@ -39,7 +39,6 @@ from adrag_assets.index.search import search
 from adrag_assets.redact import redact, redact_text
 from adrag_assets.settings import Settings, load_settings
 from adrag_assets.volume import ADS, BRAND, open_volume
-from adrag_assets.volume.paths import relative_to_volume, resolve_in_volume
 
 log = logging.getLogger(__name__)
 
@@ -91,49 +90,41 @@ class AdResult:
 # -- paths -----------------------------------------------------------------------------------
 
 
-def _is_image_name(path: Path) -> bool:
-    fmt = Image.registered_extensions().get(path.suffix.lower())
-    return fmt in ACCEPTED_FORMATS and not path.name.startswith(".")
+def _is_image_name(path: str) -> bool:
+    name = PurePosixPath(path)
+    fmt = Image.registered_extensions().get(name.suffix.lower())
+    return fmt in ACCEPTED_FORMATS and not name.name.startswith(".")
 
 
 def list_brand_images(settings: Settings | None = None) -> list[str]:
     """Brand product images under ``<volume>/brand/`` (any depth), sorted by path."""
     settings = settings or load_settings()
-    root = settings.volume.resolve()
-    brand_root = root / BRAND
-    if not brand_root.is_dir():
-        return []
-    out = []
-    for p in brand_root.rglob("*"):
-        if not (_is_image_name(p) and p.is_file()):
-            continue
-        try:
-            out.append(relative_to_volume(root, p))
-        except ValueError:  # a symlink pointing out of the volume: not a brand image
-            continue
-    return sorted(out)
+    store = open_volume(settings.volume_uri)
+    # walk() reports links out of the volume, FIFOs and the like with a problem: not brands.
+    return sorted(f.path for f in store.walk(BRAND) if f.problem is None and _is_image_name(f.path))
 
 
-def resolve_brand(settings: Settings, brand: str | Path | None) -> Path:
-    """The brand image to use: ``brand`` (inside ``<volume>/brand/``) or the first by name."""
-    root = settings.volume.resolve()
+def resolve_brand(settings: Settings, brand: str | Path | None) -> str:
+    """The brand image to use, relative to the volume: ``brand`` (inside ``<volume>/brand/``,
+    relative to the volume or absolute inside it) or the first by name."""
+    store = open_volume(settings.volume_uri)
     if brand is None or str(brand).strip() == "":
         found = list_brand_images(settings)
         if not found:
             raise AdServiceError(
-                f"no brand image: put the product image(s) under {root / BRAND}/ "
+                f"no brand image: put the product image(s) under {store.display(BRAND)}/ "
                 f"(PNG, JPEG or WebP), or pass one explicitly"
             )
-        return resolve_in_volume(root, found[0])
-    path = resolve_in_volume(root, brand)
-    if not path.is_relative_to(root / BRAND):
+        return found[0]
+    rel = store.relative(brand)
+    if not rel.startswith(BRAND + "/"):
         raise ValueError(
             f"brand image {str(brand)!r} is not under {BRAND}/ in the volume; give a path "
-            f"like '{BRAND}/<file>' relative to the volume {root}"
+            f"like '{BRAND}/<file>' relative to the volume {store.uri}"
         )
-    if not path.is_file():
-        raise ValueError(f"brand image {str(brand)!r} does not exist in the volume {root}")
-    return path
+    if store.stat(rel) is None:
+        raise ValueError(f"brand image {str(brand)!r} does not exist in the volume {store.uri}")
+    return rel
 
 
 # -- retrieval -------------------------------------------------------------------------------
@@ -376,8 +367,7 @@ def generate_ad(
     nothing behind: no file, no sidecar, no materialization.
     """
     settings = settings or load_settings()
-    store = open_volume(settings.volume)
-    volume = settings.volume.resolve()
+    store = open_volume(settings.volume_uri)
     # What people type goes into the prompt, the file name, the sidecar, Dagster and the
     # logs: a secret or token pasted into it is dropped here, before any of them.
     description, segment, user = redact(description), redact(segment), redact(user)
@@ -402,7 +392,7 @@ def generate_ad(
             )
         scene = _check_description(description)
         # Before the search: a wrong brand path should not cost an encoder load and a query.
-        brand_file = resolve_brand(settings, brand)
+        brand_rel = resolve_brand(settings, brand)
         candidates, encoder_id = _retrieve_traced(scene, TOP_K, filters, settings, index, exclude)
         if seed_index >= len(candidates):
             raise AdServiceError(
@@ -411,13 +401,14 @@ def generate_ad(
                 + f"; seed_index {seed_index} is out of range"
             )
         seed = candidates[seed_index]
-        seed_file = resolve_in_volume(volume, seed.path)
-        if not seed_file.is_file():
+        if store.stat(store.relative(seed.path)) is None:
             raise AdServiceError(
                 f"the photo {seed.path} is in the index but not in the volume (deleted since "
                 f"the last sync?); re-run ingest or pick another photo"
             )
-        brand_rel = brand_file.relative_to(volume).as_posix()
+        # Generators want files: the volume's own for a folder, downloaded copies for a bucket.
+        seed_file = store.local_path(seed.path)
+        brand_file = store.local_path(brand_rel)
         brand_sha256 = hashlib.sha256(brand_file.read_bytes()).hexdigest()
         words = ad_headline(scene, segment, headline)
         prompt = build_prompt(scene, segment, words)
@@ -426,10 +417,8 @@ def generate_ad(
 
         created = datetime.now(UTC)
         ad_id = secrets.token_hex(6)
-        ad_rel = f"{ADS}/{created:%Y-%m-%d}/{_slug(scene)}-{ad_id}.png"
-        ad_file = resolve_in_volume(volume, ad_rel)
-        sidecar_file = ad_file.with_suffix(".json")
-        sidecar_rel = sidecar_file.relative_to(volume).as_posix()
+        ad_rel = store.relative(f"{ADS}/{created:%Y-%m-%d}/{_slug(scene)}-{ad_id}.png")
+        sidecar_rel = ad_rel.removesuffix(".png") + ".json"
 
         with tracing.span(
             "generate_image",
@@ -504,7 +493,9 @@ def generate_ad(
 
         with tracing.span("report_to_dagster", tracing.UNKNOWN, inputs={"path": ad_rel}):
             try:
-                report_ad(settings.dagster_home, instance, metadata, image.png, str(ad_file))
+                report_ad(
+                    settings.dagster_home, instance, metadata, image.png, store.display(ad_rel)
+                )
             except Exception as e:
                 # An ad that Dagster does not know about breaks lineage: take it back.
                 store.delete([ad_rel, sidecar_rel])

@@ -134,8 +134,9 @@ class ServiceTool:
         self._labels: tuple[float, dict[str, dict[str, int]]] | None = None
 
     @property
-    def volume(self) -> Path:
-        return self.settings.volume.resolve()
+    def volume(self) -> Path | str:
+        """The volume: a folder, or an object-store URL (``open_volume`` takes either)."""
+        return self.settings.volume
 
     def label_counts(self) -> dict[str, dict[str, int]]:
         """The labels of the photos in the live index (``{label: {value: photos}}``), for the

@@ -55,7 +55,8 @@ except SettingsError as e:  # a malformed ADRAG_* variable: say which, do not sh
     st.error(f"adrag's configuration is not valid: {e}")
     st.stop()
 config = settings.app
-volume = settings.volume.resolve()
+# A folder or a bucket: every read below goes through the Volume, never a local path.
+volume = layout.open_volume(settings.volume_uri)
 session = st.session_state
 session.setdefault(STATE, AgentState().to_dict())
 session.setdefault(MESSAGES, [{"role": "assistant", "text": GREETING}])
@@ -80,7 +81,7 @@ def make_agent() -> Agent:
     # file applies.
     tool = shared_tool(settings)
     try:
-        catalog = load_catalog(settings.volume)
+        catalog = load_catalog(settings.volume_uri)
     except SegmentsFileError as e:
         st.warning(f"The brand's segments file cannot be used, so the built-in one is: {e}")
         catalog = None
@@ -291,7 +292,7 @@ with st.sidebar:
     else:
         st.warning(
             f"No brand image yet: upload one above, or put it under `brand/` in the volume "
-            f"({volume / layout.BRAND})."
+            f"({volume.display(layout.BRAND)})."
         )
 
     st.subheader("Generator")
@@ -318,6 +319,6 @@ with st.sidebar:
     with st.expander("Engineering details"):
         st.caption(
             f"Encoder `{encoder}` · Delta version {health.synced_version or '?'} · "
-            f"collection `{health.collection}` · volume `{volume}`"
+            f"collection `{health.collection}` · volume `{volume.uri}`"
         )
     st.link_button("Dagster UI", config.dagster_url, icon=":material/open_in_new:")

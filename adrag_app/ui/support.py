@@ -12,7 +12,7 @@ import io
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from PIL import Image, UnidentifiedImageError
 
@@ -20,8 +20,7 @@ from adrag_app.agent import intents
 from adrag_app.agent.agent import SHOWING
 from adrag_assets.embeddings.encoder import RANDOM_WARNING, EncoderSpec
 from adrag_assets.settings import Settings
-from adrag_assets.volume import BRAND_UPLOADS, open_volume
-from adrag_assets.volume.paths import resolve_in_volume
+from adrag_assets.volume import BRAND_UPLOADS, Volume, is_file, open_volume
 
 UPLOAD_FORMATS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}
 MAX_UPLOAD_PIXELS = 40_000_000  # a 40 MP product shot is plenty; more is likely a bomb
@@ -35,26 +34,30 @@ class UploadRejected(ValueError):
     """An uploaded brand image that is not accepted; the message says why, in plain words."""
 
 
-def read_volume_image(volume: Path, path: str, under: str | None = None) -> bytes:
+def read_volume_image(volume: Volume | str | Path, path: str, under: str | None = None) -> bytes:
     """The bytes of an image file inside the volume (optionally inside ``under/``), or
     :class:`RefusedPath` saying why not.
 
     The reasons name the requested path, never the server's folders: they are shown to
     whoever opened the page, possibly through a crafted link.
     """
+    store = open_volume(volume) if isinstance(volume, str | Path) else volume
     shown = str(path)[:200]
     try:
-        resolved = resolve_in_volume(volume, path)
+        rel = store.relative(path)
+        found = is_file(store, rel)
     except ValueError:
         raise RefusedPath(f"{shown!r} is not a path inside the app's storage volume") from None
-    root = Path(volume).resolve()
-    if under is not None and not resolved.is_relative_to(root / under):
+    if under is not None and not rel.startswith(under.rstrip("/") + "/"):
         raise RefusedPath(f"{shown!r} is not under {under}/ in the storage volume")
-    if not resolved.is_file():
+    if not found:
         raise RefusedPath(f"{shown!r} does not exist in the storage volume")
-    if Image.registered_extensions().get(resolved.suffix.lower()) is None:
+    if Image.registered_extensions().get(PurePosixPath(rel).suffix.lower()) is None:
         raise RefusedPath(f"{shown!r} is not an image file")
-    return resolved.read_bytes()
+    try:
+        return store.read_bytes(rel)
+    except FileNotFoundError:  # removed since the look above
+        raise RefusedPath(f"{shown!r} does not exist in the storage volume") from None
 
 
 def _safe_stem(name: str) -> str:
@@ -89,7 +92,7 @@ def save_brand_upload(settings: Settings, name: str, data: bytes, max_mb: int) -
     # of the format actually found (never the one the uploader claimed).
     digest = hashlib.sha256(data).hexdigest()[:12]
     rel = f"{BRAND_UPLOADS}/{_safe_stem(name)}-{digest}.{UPLOAD_FORMATS[fmt]}"
-    volume = open_volume(settings.volume)
+    volume = open_volume(settings.volume_uri)
     if volume.stat(rel) is None:
         volume.write_all_or_nothing([(rel, data)])
     return rel

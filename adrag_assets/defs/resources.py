@@ -31,7 +31,8 @@ class VolumeResource(dg.ConfigurableResource):
 
 class TablesResource(dg.ConfigurableResource):
     """Where adrag's Delta tables live (images, image_embeddings, ...), with
-    dagster-deltalake's storage configuration: local today; S3/Azure/GCS plug in here."""
+    dagster-deltalake's storage configuration: a folder, or S3 / GCS (see
+    :func:`storage_config`)."""
 
     root: str
     storage_options: LocalConfig | S3Config | AzureConfig | GcsConfig = Field(
@@ -75,11 +76,26 @@ class MilvusResource(dg.ConfigurableResource):
             self._index.close()
 
 
+def storage_config(tables_uri: str) -> LocalConfig | S3Config | GcsConfig:
+    """dagster-deltalake's storage config for the tables' location.
+
+    Only what is not secret goes in: this config is shown in the Dagster UI and stored with
+    every run. Keys, region and endpoint are read by deltalake from the provider's own
+    variables (``AWS_ACCESS_KEY_ID``, ``AWS_ENDPOINT_URL``, ...), and ``Tables`` adds the
+    conditional puts S3 needs for safe commits.
+    """
+    if tables_uri.startswith("s3://"):
+        return S3Config()
+    if tables_uri.startswith("gs://"):
+        return GcsConfig()
+    return LocalConfig()
+
+
 def resources_from_settings(settings: Settings | None = None) -> dict[str, dg.ConfigurableResource]:
     s = settings or load_settings()
     return {
-        "volume": VolumeResource(root=str(s.volume)),
-        "tables": TablesResource(root=str(s.tables_dir)),
+        "volume": VolumeResource(root=s.volume_uri),
+        "tables": TablesResource(root=s.tables_uri, storage_options=storage_config(s.tables_uri)),
         "encoder": EncoderResource(
             spec=s.encoder, precision=s.precision, batch_size=s.batch_size, device=s.device
         ),

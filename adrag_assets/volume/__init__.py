@@ -8,8 +8,8 @@ Layout::
     campaigns/        segments.txt: one audience segment per line (campaign_ads)
 
 Every caller goes through :class:`Volume` with paths relative to the volume (POSIX
-separators), so another store (an object store) can be added beside :class:`LocalVolume`
-without touching them.
+separators): :class:`~adrag_assets.volume.local.LocalVolume` for a folder,
+:class:`~adrag_assets.volume.objstore.ObjectStoreVolume` for a bucket.
 
 What is read, and what is not. A listing (:meth:`Volume.walk`) names every entry under a
 prefix, but only regular files are ever read: an entry that is not one carries a ``problem``
@@ -60,12 +60,30 @@ class NotARegularFile(OSError):
     """An entry that is not a regular file (a FIFO, socket, device or folder), not read."""
 
 
+class VolumeUnavailable(OSError):
+    """The volume itself cannot be used (a bucket that is missing, credentials refused): one
+    line naming the volume and what to check, never a secret."""
+
+
 class Volume(Protocol):
     """What the pipeline, the service and the app need from a storage volume."""
 
     @property
     def uri(self) -> str:
         """Where the volume is, as shown to people (a folder, later a bucket URL)."""
+        ...
+
+    def relative(self, path: str | Path) -> str:
+        """``path`` (relative to the volume, or absolute/a full URL inside it) as a POSIX
+        path relative to the volume; ValueError when it leads outside."""
+        ...
+
+    def display(self, path: str) -> str:
+        """Where ``path`` is, for people: a file name or a URL."""
+        ...
+
+    def check(self) -> None:
+        """Raise :class:`VolumeUnavailable` (one line) when the volume cannot be listed."""
         ...
 
     def walk(self, prefix: str) -> Iterator[FileStat]:
@@ -97,7 +115,22 @@ class Volume(Protocol):
 
 
 def open_volume(root: str | Path) -> Volume:
-    """The volume at ``root`` (a local folder today)."""
+    """The volume at ``root``: a local folder, or ``s3://`` / ``gs://`` / ``az://`` URL."""
+    if "://" in str(root):
+        from adrag_assets.volume.objstore import ObjectStoreVolume
+
+        return ObjectStoreVolume(str(root))
     from adrag_assets.volume.local import LocalVolume
 
     return LocalVolume(root)
+
+
+def is_file(volume: Volume, path: str) -> bool:
+    """Whether ``path`` (relative to the volume, checked) is a regular file in ``volume``.
+    ValueError for a path that leads outside it."""
+    rel = volume.relative(path)
+    from adrag_assets.volume.local import LocalVolume
+
+    if isinstance(volume, LocalVolume):  # a folder has folders and links; stat() follows them
+        return volume.local_path(rel).is_file()
+    return volume.stat(rel) is not None

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from adrag_assets.volume import FileStat, FileTooLarge, NotARegularFile
-from adrag_assets.volume.paths import resolve_in_volume
+from adrag_assets.volume.paths import relative_to_volume, resolve_in_volume
 
 NOT_UTF8 = "file name is not valid UTF-8 (shown with \\x escapes); rename the file"
 
@@ -31,6 +31,16 @@ class LocalVolume:
 
     def local_path(self, path: str) -> Path:
         return resolve_in_volume(self.root, path)
+
+    def check(self) -> None:
+        # A folder that does not exist yet is an empty volume (it is created on first write).
+        return None
+
+    def relative(self, path: str | Path) -> str:
+        return relative_to_volume(self.root, path)
+
+    def display(self, path: str) -> str:
+        return str(self.root / path)
 
     def walk(self, prefix: str) -> Iterator[FileStat]:
         top = self.root / prefix

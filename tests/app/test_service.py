@@ -28,13 +28,13 @@ from adrag_app.service.ad_service import (
     generate_ad,
     list_brand_images,
     milvus_filter,
-    resolve_in_volume,
     retrieve,
 )
 from adrag_assets import tracing
 from adrag_assets.embeddings.encoder import EncoderSpec
 from adrag_assets.settings import DEFAULT_EXPERIMENT, Settings, load_settings
 from adrag_assets.volume import local as local_volume
+from adrag_assets.volume.paths import resolve_in_volume
 from tests.support.data import PETS, TEST_ENCODER, pets_images
 from tests.support.helpers import draw_brand, run_pipeline
 

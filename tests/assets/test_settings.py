@@ -178,9 +178,17 @@ def test_the_readme_lists_every_variable() -> None:
     assert not missing, f"add these to the README's Configuration table: {missing}"
 
 
-def test_object_store_urls_are_refused_not_taken_as_folders(tmp_path):
-    # "s3://brand/volume" as a folder name would ingest nothing and say nothing.
-    for name in ("ADRAG_VOLUME", "ADRAG_TABLES"):
+def test_object_store_urls_are_kept_as_urls_and_unknown_schemes_refused(tmp_path):
+    for name, field in (("ADRAG_VOLUME", "volume"), ("ADRAG_TABLES", "tables_dir")):
+        s = load_settings({"ADRAG_HOME": str(tmp_path), name: "s3://brand/volume/"})
+        # A URL, not a Path: Path("s3://b") would be a local folder holding nothing.
+        assert getattr(s, field) == "s3://brand/volume"
+        assert load_settings({name: "gs://brand"}).model_dump()[field] == "gs://brand"
+        # "ftp://brand/volume" as a folder name would ingest nothing and say nothing.
         with pytest.raises(SettingsError) as e:
-            load_settings({"ADRAG_HOME": str(tmp_path), name: "s3://brand/volume"})
-        assert str(e.value).startswith(f"{name}='s3://brand/volume': object-store URLs")
+            load_settings({"ADRAG_HOME": str(tmp_path), name: "ftp://brand/volume"})
+        assert str(e.value).startswith(f"{name}='ftp://brand/volume': object-store URLs must")
+        with pytest.raises(SettingsError, match="3\\+ characters"):
+            load_settings({name: "s3://ab/x"})
+    with pytest.raises(SettingsError, match="DAGSTER_HOME"):
+        load_settings({"DAGSTER_HOME": "s3://brand/dagster"})
