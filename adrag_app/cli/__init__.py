@@ -13,6 +13,7 @@ import sys
 import click
 
 from adrag_app.cli.chat import chat
+from adrag_app.cli.evaluate import evaluate
 from adrag_app.cli.generate import generate
 from adrag_assets.index.milvus import display_uri
 from adrag_assets.instance import dagster_instance
@@ -228,3 +229,4 @@ def register_encoder_cmd(ctx: click.Context, as_json: bool) -> None:
 
 main.add_command(generate)
 main.add_command(chat)
+main.add_command(evaluate)

@@ -36,7 +36,7 @@ from adrag_assets.evaluation.metrics import (
     precision_at,
 )
 from adrag_assets.index.milvus import MilvusIndex
-from adrag_assets.index.search import search_collection
+from adrag_assets.index.search import IndexNotReady, search_collection
 from adrag_assets.tables import Tables
 
 MODES = ("dense", "text", "hybrid")
@@ -106,6 +106,11 @@ def evaluate(
     """Evaluate ``encoder``'s rows of ``image_embeddings`` and its Milvus ``collection``."""
     log = log or logging.getLogger(__name__)
     eid = encoder.encoder_id
+    if not index.client.has_collection(collection):
+        raise IndexNotReady(
+            f"encoder {eid} has no collection {collection} in Milvus at {index.shown_uri}: "
+            f"run `adrag ingest` (or materialize image_index) first"
+        )
     labels = _labels(tables, eid)
     report = EvalReport(eid, collection, photos=len(labels))
     columns = eligible_labels(labels.values())
