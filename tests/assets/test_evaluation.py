@@ -6,13 +6,23 @@ species labels reach search only through BM25 (text and hybrid modes), never the
 
 from __future__ import annotations
 
+import json
+
 import dagster as dg
+import numpy as np
 import pytest
 
 from adrag_assets.defs.evaluation import retrieval_eval
 from adrag_assets.defs.resources import resources_from_settings
-from adrag_assets.evaluation.metrics import average_precision, eligible_labels, precision_at
-from tests.support.helpers import run_pipeline
+from adrag_assets.embeddings.encoder import load_encoder
+from adrag_assets.evaluation.evaluate import TEMPLATES, stream_vectors
+from adrag_assets.evaluation.metrics import (
+    average_precision,
+    class_name,
+    eligible_labels,
+    precision_at,
+)
+from tests.support.helpers import run_pipeline, tables_for
 
 BREEDS = 37
 
@@ -33,6 +43,61 @@ def materialize_eval(settings, instance) -> dict:
 def evaluated(pets, instance) -> dict:
     run_pipeline(pets, instance)
     return materialize_eval(pets, instance)
+
+
+def test_zero_shot_agrees_with_clip_benchmark(pets, instance):
+    """The same stored vectors, class names and templates through clip_benchmark's own
+    classifier and classification loop give the same top-1 and top-5."""
+    import torch
+    from clip_benchmark.metrics import zeroshot_classification as cb
+
+    run_pipeline(pets, instance)
+    summary = materialize_eval(pets, instance)["summary"]
+    encoder = load_encoder(pets.encoder, pets.precision, pets.device)
+    labels = {
+        r["image_id"]: json.loads(r["labels"])
+        for r in tables_for(pets).read("image_embeddings", ["image_id", "labels"]).to_pylist()
+    }
+    for column in ("breed", "species"):
+        classes = sorted(summary["per_label"][column])
+        ids, vectors = [], []
+        for batch_ids, batch in stream_vectors(tables_for(pets), encoder.encoder_id):
+            ids += batch_ids
+            vectors.append(batch)
+        target = torch.tensor([classes.index(labels[i][column]) for i in ids])
+        # clip_benchmark wants "{c}" format strings; open_clip's templates are lambdas.
+        templates = [t("{c}") for t in TEMPLATES]
+        names = [class_name(c) for c in classes]
+        classifier = cb.zero_shot_classifier(
+            encoder.model, encoder.tokenizer, names, templates, "cpu", amp=False
+        )
+        loader = torch.utils.data.DataLoader(
+            torch.utils.data.TensorDataset(torch.from_numpy(np.concatenate(vectors)), target),
+            batch_size=64,
+        )
+        logits, true = cb.run_classification(StoredVectors(), classifier, loader, "cpu", amp=False)
+        # cb.accuracy itself calls float() on a 1-element array, which NumPy 2.4 refuses:
+        # the same top-k count, on its logits.
+        top1, top5 = (
+            float(
+                (logits.topk(min(k, len(classes)), dim=1).indices == true[:, None])
+                .any(dim=1)
+                .float()
+                .mean()
+            )
+            for k in (1, 5)
+        )
+        ours = summary["per_column"][column]
+        assert ours["zero_shot_top1"] == pytest.approx(top1, abs=1e-4), column
+        assert ours["zero_shot_top5"] == pytest.approx(top5, abs=1e-4), column
+
+
+class StoredVectors:
+    """A stand-in for the CLIP model in clip_benchmark's loop: the "images" it is given are
+    the vectors image_embeddings stored, so it encodes nothing again."""
+
+    def encode_image(self, x):
+        return x
 
 
 def test_retrieval_eval_on_the_pets(evaluated):
