@@ -8,11 +8,14 @@ import dagster as dg
 
 from adrag_assets.defs.embeddings import ENCODER_VERSION
 from adrag_assets.defs.resources import GROUP, EncoderResource, MilvusResource, TablesResource
+from adrag_assets.embeddings.encoder import ClipEncoder
 from adrag_assets.embeddings.mlflow_model import MODEL_NAME, log_version_metrics
 from adrag_assets.evaluation.evaluate import EvalReport, evaluate
+from adrag_assets.evaluation.gate import GATE_METRIC, quality_gate
 from adrag_assets.evaluation.report import chart_markdown, markdown
-from adrag_assets.index.milvus import collection_name
+from adrag_assets.index.milvus import MilvusIndex, collection_name
 from adrag_assets.settings import load_settings
+from adrag_assets.tables import Tables
 from adrag_assets.tracing import redact
 
 
@@ -94,3 +97,50 @@ def log_to_registry(context: dg.AssetExecutionContext, report: EvalReport) -> st
         )
         return ""
     return f"models:/{MODEL_NAME}/{version}"
+
+
+def quality_gate_check(
+    context: dg.AssetExecutionContext,
+    tables: Tables,
+    index: MilvusIndex,
+    encoder: ClipEncoder,
+    collection: str,
+) -> dg.AssetCheckResult:
+    """The ``quality_gate`` check of ``image_index``: may ``collection`` go live?"""
+    s = load_settings()
+    gate = quality_gate(
+        tables,
+        index,
+        encoder,
+        collection,
+        s.eval_margin,
+        s.eval_override,
+        s.hybrid_ranker,
+        s.hybrid_weights,
+        s.precision,
+        log=context.log,
+    )
+    (context.log.info if gate.passed else context.log.error)("quality gate: %s", gate.reason)
+    return dg.AssetCheckResult(
+        check_name="quality_gate",
+        passed=gate.passed,
+        metadata={
+            "reason": gate.reason,
+            "metric": GATE_METRIC,
+            "new": gate.new if gate.new is not None else "",
+            "live": gate.live if gate.live is not None else "",
+            "live_encoder_id": gate.live_encoder_id or "",
+            "margin_points": s.eval_margin,
+            "overridden": gate.overridden,
+            "skipped": gate.skipped,
+        },
+    )
+
+
+def skipped_gate() -> dg.AssetCheckResult:
+    """The gate's result when the index check failed first: the alias stays anyway."""
+    return dg.AssetCheckResult(
+        check_name="quality_gate",
+        passed=False,
+        metadata={"reason": "not evaluated: the index does not match image_embeddings"},
+    )
