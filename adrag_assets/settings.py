@@ -194,6 +194,10 @@ class Settings(_Section):
     search_mode: SearchMode = Field("hybrid", validation_alias="ADRAG_SEARCH_MODE")
     hybrid_ranker: Ranker = Field("weighted", validation_alias="ADRAG_HYBRID_RANKER")
     hybrid_weights: Weights = Field((0.5, 0.5), validation_alias="ADRAG_HYBRID_WEIGHTS")
+    # Quality-gated rollout: a new encoder's collection goes live only when its hybrid P@3 is
+    # at most this many percentage points below the live one's (unless overridden).
+    eval_margin: float = Field(2.0, ge=0, le=100, validation_alias="ADRAG_EVAL_MARGIN")
+    eval_override: bool = Field(False, validation_alias="ADRAG_EVAL_OVERRIDE")
     index_alias: str = INDEX_ALIAS
     dagster_home: Path = Field(None, validation_alias="DAGSTER_HOME", validate_default=True)
     # repr=False: the URL carries the database password.

@@ -14,6 +14,7 @@ import click
 
 from adrag_app.cli.chat import chat
 from adrag_app.cli.errors import Group, Text, fail, one_line, quiet_milvus_logs
+from adrag_app.cli.evaluate import evaluate
 from adrag_app.cli.generate import generate
 from adrag_assets.index.milvus import display_uri
 from adrag_assets.instance import dagster_instance
@@ -324,3 +325,4 @@ def register_encoder_cmd(ctx: click.Context, as_json: bool) -> None:
 
 main.add_command(generate)
 main.add_command(chat)
+main.add_command(evaluate)

@@ -7,6 +7,7 @@ the whole photo pipeline, and the sensor that re-embeds on an encoder change.
 import dagster as dg
 
 from adrag_assets.defs.embeddings import ENCODER_VERSION
+from adrag_assets.defs.evaluation import quality_gate_check, skipped_gate
 from adrag_assets.defs.resources import GROUP, POOL, EncoderResource, MilvusResource, TablesResource
 from adrag_assets.embeddings.mlflow_model import LIVE_ALIAS, MODEL_NAME, follow_live_encoder
 from adrag_assets.index.compare import IdComparison
@@ -35,7 +36,9 @@ SHOWN = 10  # examples listed in a failing check's metadata
             blocking=True,
             description="The collection holds exactly the table's ids for the encoder "
             "(row counts and an order-independent digest of the ids), after any repair.",
-        )
+        ),
+        # Blocking: a new encoder worse than the live one keeps the alias and stops downstream.
+        dg.AssetCheckSpec("quality_gate", asset="image_index", blocking=True),
     ],
 )
 def image_index(
@@ -51,7 +54,8 @@ def image_index(
     live_before = index.live_collection()
     dropped: list[str] = []
     registry: dict[str, str] = {}
-    if check.passed:
+    gate = quality_gate_check(context, t, index, enc, stats.collection) if check.passed else None
+    if gate is not None and gate.passed:
         dropped = activate(index, stats.collection, milvus.keep_old_collections)
         if live_before != stats.collection:
             if live_before is not None:
@@ -61,7 +65,7 @@ def image_index(
             # Only when the alias moved: an unmoved alias needs no change in MLflow, and
             # importing MLflow costs a few seconds an incremental run should not pay.
             registry["encoder_model"] = follow_in_registry(context, enc.encoder_id)
-    else:
+    elif gate is None:
         context.log.error(
             "index still differs from image_embeddings after repair: alias %s stays on %s",
             index.alias,
@@ -85,7 +89,7 @@ def image_index(
             "milvus_uri": index.shown_uri,
             **registry,
         },
-        check_results=[check],
+        check_results=[check, gate or skipped_gate()],
     )
 
 

@@ -228,3 +228,39 @@ def embed_with_model(
     rows = [{"image": base64.b64encode(b).decode(), "text": None} for b in images]
     rows += [{"image": None, "text": t} for t in texts]
     return np.asarray(model.predict(pd.DataFrame(rows)), np.float32)
+
+
+def log_version_metrics(
+    encoder_id: str, metrics: dict[str, float], name: str = MODEL_NAME
+) -> str | None:
+    """Log ``metrics`` as metrics of the registered version of ``encoder_id``: a run named
+    ``evaluate <id>`` whose metrics are linked to that version's logged model (MLflow 3
+    shows them on the model version). Returns the version, or None when the encoder is not
+    registered (nothing logged; ``adrag register-encoder`` registers it). Errors propagate.
+    """
+    from adrag_assets import tracing
+
+    if not tracing.store_exists():
+        return None
+    import mlflow
+
+    uri = tracing.use_store()  # mlflow.log_metrics below writes to the global store
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+    try:
+        version = _version_for(client, name, encoder_id)
+    except mlflow.exceptions.MlflowException:
+        return None
+    if version is None:
+        return None
+    mv = client.get_model_version(name, version)
+    experiment = client.get_run(mv.run_id).info.experiment_id if mv.run_id else None
+    run = client.create_run(
+        experiment or "0",
+        run_name=f"evaluate {encoder_id}",
+        tags={TAG_ENCODER_ID: encoder_id, "adrag.model_version": version},
+    )
+    # Metric names: MLflow allows letters, digits, _ - . / and spaces.
+    clean = {k.replace("@", "_at_"): float(v) for k, v in metrics.items()}
+    mlflow.log_metrics(clean, run_id=run.info.run_id, model_id=mv.model_id)
+    client.set_terminated(run.info.run_id)
+    return version

@@ -45,14 +45,33 @@ def search(
         raise ValueError("the query is empty: describe the photo you are looking for")
     s = settings or load_settings()
     name, encoder = live_encoder(index, precision)
-    if s.search_mode == "text":
+    return search_collection(
+        index, name, encoder, query, k, filter, s.search_mode, s.hybrid_ranker, s.hybrid_weights
+    )
+
+
+def search_collection(
+    index: MilvusIndex,
+    name: str,
+    encoder: ClipEncoder,
+    query: str,
+    k: int,
+    filter: str = "",
+    mode: str = "hybrid",
+    ranker: str = "weighted",
+    weights: tuple[float, float] = (0.5, 0.5),
+    candidates: int = 50,
+) -> list[Hit]:
+    """Top-``k`` of one named collection (live or not) in one search mode: what search does
+    behind the alias, and what the evaluation runs on a collection before it goes live."""
+    if mode == "text":
         return index.search_hybrid(
-            name, _zero(encoder.dim), query, k, filter, "weighted", (0.0, 1.0)
+            name, _zero(encoder.dim), query, k, filter, "weighted", (0.0, 1.0), candidates
         )
     vector = encoder.encode_texts([query])[0].tolist()
-    if s.search_mode == "dense":
+    if mode == "dense":
         return index.search_dense(name, vector, k, filter)
-    return index.search_hybrid(name, vector, query, k, filter, s.hybrid_ranker, s.hybrid_weights)
+    return index.search_hybrid(name, vector, query, k, filter, ranker, weights, candidates)
 
 
 def _zero(dim: int) -> list[float]:
