@@ -38,6 +38,7 @@ RETRIEVER = "RETRIEVER"
 TOOL = "TOOL"
 CHAIN = "CHAIN"
 AGENT = "AGENT"
+CHAT_MODEL = "CHAT_MODEL"
 UNKNOWN = "UNKNOWN"
 
 # Token shapes redacted even when the variable is not set in this process (e.g. a token pasted
