@@ -105,6 +105,7 @@ SearchMode = Annotated[Literal["hybrid", "dense", "text"], BeforeValidator(_lowe
 Ranker = Annotated[Literal["weighted", "rrf"], BeforeValidator(_lower)]
 Backend = Annotated[Literal["auto", "replicate", "local"], BeforeValidator(_lower)]
 Weights = Annotated[tuple[float, float], BeforeValidator(_weights)]
+LlmRole = Annotated[Literal["agent", "planner"], BeforeValidator(_lower)]
 
 
 class GeneratorSettings(_Section):
@@ -138,16 +139,23 @@ class GeneratorSettings(_Section):
 
 
 class LlmSettings(_Section):
-    """An OpenAI-compatible chat endpoint for the planner; unused unless URL and model are set."""
+    """An OpenAI-compatible chat endpoint; unused unless URL and model are set. ``role``:
+    ``agent`` (the model drives the conversation through the tool, and plans) or ``planner``
+    (the model only proposes pet descriptions; the rule-driven agent talks)."""
 
     base_url: str = Field("", validation_alias="ADRAG_LLM_BASE_URL")
     model: str = Field("", validation_alias="ADRAG_LLM_MODEL")
     api_key: str = Field("", repr=False, validation_alias="ADRAG_LLM_API_KEY")
     timeout_s: float = Field(20.0, gt=0, validation_alias="ADRAG_LLM_TIMEOUT")
+    role: LlmRole = Field("agent", validation_alias="ADRAG_LLM_ROLE")
 
     @property
     def configured(self) -> bool:
         return bool(self.base_url and self.model)
+
+    @property
+    def drives_agent(self) -> bool:
+        return self.configured and self.role == "agent"
 
 
 class TracingSettings(_Section):

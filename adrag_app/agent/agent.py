@@ -91,6 +91,9 @@ class AgentState:
     excluded: list[str] = field(default_factory=list)
     # Names the conversation in traces (MLflow's session); kept across "start over".
     conversation_id: str = ""
+    # What was said, ``{"role": "user" | "assistant", "content": str}``, the last few turns:
+    # what an LLM-driven agent reads as the conversation. The rule-driven agent keeps none.
+    history: list[dict[str, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return copy.deepcopy(asdict(self))
@@ -114,6 +117,13 @@ class AgentState:
                 raise ValueError(f"{name} must be a list of image ids")
         if not isinstance(state.conversation_id, str):
             raise ValueError("conversation_id must be a string")
+        if not isinstance(state.history, list) or not all(
+            isinstance(m, dict)
+            and m.get("role") in ("user", "assistant")
+            and isinstance(m.get("content"), str)
+            for m in state.history
+        ):
+            raise ValueError("history must be a list of {role: user|assistant, content} objects")
         if state.candidates and not 0 <= int(state.shown) < len(state.candidates):
             raise ValueError("shown is out of range")
         if state.phase == GENERATING:
@@ -160,7 +170,8 @@ class Reply:
 class _Turn:
     """Collects the pieces of one reply while the handlers run."""
 
-    def __init__(self) -> None:
+    def __init__(self, message: str = "") -> None:
+        self.message = message  # as the marketer typed it
         self.lines: list[str] = []
         self.notes: list[str] = []
         self.candidate: dict[str, Any] | None = None
@@ -175,6 +186,8 @@ class _Turn:
 
 class Agent:
     """The conversation policy. ``tool`` is its only way to search and generate."""
+
+    driver = "rules"  # who reads the messages: "rules" here, "llm" in LlmAgent
 
     def __init__(self, tool: Tool, planner: Planner | None = None, *, user: str = "") -> None:
         self.tool = tool
@@ -198,11 +211,12 @@ class Agent:
             attributes={
                 "intent": intent.kind,
                 "planner": getattr(self.planner, "name", ""),
+                "driver": self.driver,
                 "conversation_id": state.conversation_id,
             },
         ) as span:
             span.set_session(state.conversation_id, self.user)
-            turn = _Turn()
+            turn = _Turn(message)
             self._dispatch(state, intent, turn)
             reply = Reply(
                 text="\n\n".join(turn.lines),
@@ -226,6 +240,12 @@ class Agent:
                 }
             )
         return state, reply
+
+    def for_user(self, user: str) -> Agent:
+        """The same agent (tool, planner, model) acting for ``user``."""
+        other = copy.copy(self)
+        other.user = user
+        return other
 
     def set_segment(self, state: AgentState, segment: str) -> tuple[AgentState, Reply]:
         """Start over on ``segment`` (the app's sidebar field)."""

@@ -38,6 +38,7 @@ from mlflow.pyfunc import ResponsesAgent
 from mlflow.types.responses import ResponsesAgentRequest, ResponsesAgentResponse
 
 from adrag_app.agent.agent import Agent, AgentState, Reply
+from adrag_app.agent.llm_agent import make_agent
 from adrag_app.planner.planner import make_planner
 from adrag_app.planner.segments import load_catalog
 from adrag_app.service.tool import ServiceTool, ToolContext
@@ -118,7 +119,7 @@ class AdragResponsesAgent(ResponsesAgent):
                 catalog=load_catalog(tool.settings.volume_uri),
                 vocabulary=tool.label_counts,
             )
-            self._agent = Agent(tool, planner)
+            self._agent = make_agent(tool, planner, tool.settings.llm)
         return self._agent
 
     def load_context(self, context: Any) -> None:
@@ -150,7 +151,7 @@ class AdragResponsesAgent(ResponsesAgent):
             state.brand = custom["brand"] or None
         agent = self.agent
         if context is not None and context.user_id:
-            agent = Agent(agent.tool, agent.planner, user=str(context.user_id))
+            agent = agent.for_user(str(context.user_id))
         state, reply = agent.handle(state, message)
         return ResponsesAgentResponse(
             output=self._items(reply),

@@ -12,7 +12,8 @@ from typing import Any
 
 import click
 
-from adrag_app.agent.agent import GREETING, Agent, AgentState, Reply
+from adrag_app.agent.agent import GREETING, AgentState, Reply
+from adrag_app.agent.llm_agent import make_agent
 from adrag_app.planner.planner import make_planner
 from adrag_app.planner.segments import SegmentsFileError, load_catalog
 from adrag_app.service.tool import ServiceTool
@@ -51,7 +52,7 @@ def chat(ctx: click.Context, segment: str, as_json: bool) -> None:
     except SegmentsFileError as e:
         raise click.ClickException(str(e)) from e
     planner = make_planner(settings.llm, catalog=catalog, vocabulary=tool.label_counts)
-    agent = Agent(tool, planner, user=settings.app.user)
+    agent = make_agent(tool, planner, settings.llm, user=settings.app.user)
     state = AgentState()
 
     def emit(reply: Reply) -> None:

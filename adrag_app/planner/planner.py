@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from adrag_app.llm import ChatClient, short_error
 from adrag_app.planner.segments import Catalog, Idea, Segment, default_catalog
 from adrag_assets.settings import LlmSettings, load_settings
 
@@ -281,7 +282,7 @@ class BuiltinPlanner:
             try:
                 return source()
             except Exception as e:  # no index yet, Milvus down: the curated breeds then
-                log.warning("the library's labels are unavailable (%s)", _short_error(e))
+                log.warning("the library's labels are unavailable (%s)", short_error(e))
                 return None
         return source
 
@@ -353,14 +354,6 @@ Answer with a JSON object only, no prose: {{"description": "<a short scene with 
 under 15 words>", "reason": "<one line: why it fits the segment>", "species": "dog" or "cat"}}"""
 
 
-def _chat_url(base_url: str) -> str:
-    base = base_url.rstrip("/")
-    if base.endswith("/chat/completions"):
-        return base
-    # OpenAI clients take a base URL ending in /v1; accept one without it too.
-    return f"{base}/chat/completions" if base.endswith("/v1") else f"{base}/v1/chat/completions"
-
-
 def parse_llm_answer(content: str) -> tuple[str, str, dict[str, str]]:
     """(description, reason, filters) from a chat answer that should be a JSON object.
 
@@ -399,19 +392,16 @@ class LlmPlanner:
         fallback: Planner | None = None,
         transport: Any = None,  # an httpx transport; tests pass httpx.MockTransport
     ) -> None:
-        self.url = _chat_url(base_url)
+        self.client = ChatClient(base_url, model, api_key, timeout=timeout, transport=transport)
+        self.url = self.client.url
         self.model = model
-        self._api_key = api_key
         self.timeout = timeout
         self.fallback = fallback or BuiltinPlanner()
-        self._transport = transport
 
     def __repr__(self) -> str:  # never the key
         return f"LlmPlanner(url={self.url!r}, model={self.model!r})"
 
     def _ask(self, segment: str, exclude: Sequence[str]) -> Proposal:
-        import httpx
-
         # The breeds the library has, when it says (the built-in planner asks it).
         vocabulary = getattr(self.fallback, "vocabulary", lambda: None)()
         breeds = library_breeds(vocabulary) or {"dog": list(DOG_BREEDS), "cat": list(CAT_BREEDS)}
@@ -422,16 +412,8 @@ class LlmPlanner:
         user = f"Audience segment: {' '.join(segment.split())[:300]}"
         if exclude:
             user += "\nAlready proposed (propose something different): " + "; ".join(exclude)
-        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
-        body = {
-            "model": self.model,
-            "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}],
-            "temperature": 0.7,
-        }
-        with httpx.Client(timeout=self.timeout, transport=self._transport) as client:
-            response = client.post(self.url, json=body, headers=headers)
-            response.raise_for_status()
-            content = response.json()["choices"][0]["message"]["content"]
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+        content = self.client.complete(messages, temperature=0.7)["content"]
         description, reason, filters = parse_llm_answer(str(content))
         if normalise(description) in {normalise(e) for e in exclude}:
             raise ValueError("the model repeated a description already proposed")
@@ -441,7 +423,7 @@ class LlmPlanner:
         try:
             return self._ask(segment, exclude)
         except Exception as e:  # any failure: the marketer still gets a proposal
-            detail = _short_error(e)
+            detail = short_error(e)
             log.warning("LLM planner failed (%s); using the built-in planner", detail)
             proposal = self.fallback.propose(segment, exclude)
             note = (
@@ -451,19 +433,6 @@ class LlmPlanner:
             return Proposal(
                 proposal.description, proposal.reason, proposal.filters, proposal.source, note
             )
-
-
-def _short_error(error: BaseException) -> str:
-    import httpx
-
-    if isinstance(error, httpx.HTTPStatusError):
-        return f"HTTP {error.response.status_code}"
-    if isinstance(error, httpx.TimeoutException):
-        return "timed out"
-    if isinstance(error, httpx.TransportError):
-        return f"cannot connect: {type(error).__name__}"
-    # Messages of our own parsing errors are safe and short; others are cut.
-    return f"{type(error).__name__}: {str(error)[:120]}"
 
 
 def make_planner(

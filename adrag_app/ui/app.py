@@ -21,6 +21,7 @@ from typing import Any
 import streamlit as st
 
 from adrag_app.agent.agent import GREETING, PROPOSED, SHOWING, Agent, AgentState, Reply
+from adrag_app.agent.llm_agent import make_agent as build_agent
 from adrag_app.planner.planner import make_planner
 from adrag_app.planner.segments import SegmentsFileError, load_catalog
 from adrag_app.service.ad_service import list_brand_images
@@ -86,7 +87,7 @@ def make_agent() -> Agent:
         st.warning(f"The brand's segments file cannot be used, so the built-in one is: {e}")
         catalog = None
     planner = make_planner(settings.llm, catalog=catalog, vocabulary=tool.label_counts)
-    return Agent(tool, planner, user=config.user)
+    return build_agent(tool, planner, settings.llm, user=config.user)
 
 
 def current_state() -> AgentState:
