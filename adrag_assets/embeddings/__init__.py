@@ -1,1 +1,1 @@
-"""CLIP vectors: the open_clip encoder, the `image_embeddings` sync, the encoder as an MLflow model."""
+"""CLIP vectors: the open_clip encoder, the `image_embeddings` sync, the encoder in MLflow."""
