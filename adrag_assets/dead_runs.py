@@ -111,7 +111,7 @@ def _dead_process(instance: dg.DagsterInstance, record: dg.RunRecord) -> int | N
     """The pid of the record's run if that process is known and gone, else None."""
     tags = record.dagster_run.tags
     if PID_TAG in tags:
-        if tags.get(HOST_TAG) != socket.gethostname():
+        if tags.get(HOST_TAG) != socket.gethostname() or not tags[PID_TAG].isdigit():
             return None
         pid, since = int(tags[PID_TAG]), record.create_timestamp.timestamp()
     else:

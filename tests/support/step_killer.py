@@ -6,8 +6,9 @@ its run's event log is read, and it is thawed again. A frozen process whose log 
 step's STEP_START and no STEP_SUCCESS is inside that step, and is killed right there.
 
 The event log is read with SQLite directly, read-only and with a short busy timeout: a
-process frozen while it holds a lock on a Dagster database would stall a DagsterInstance's
+process frozen while it holds a lock of a Dagster database would stall a DagsterInstance's
 reads for its 30 s busy timeout; here such a look just fails and the next slice looks again.
+The process runs ``SLICE_S`` between two looks, so it starts up at close to its usual pace.
 """
 
 from __future__ import annotations
@@ -73,24 +74,19 @@ def kill_inside_step(
     """SIGKILL ``proc``, an `adrag ingest`, while it executes ``step``; return its run id."""
     deadline = time.monotonic() + timeout
     reader = EventLogReader(dagster_home)
+    run_id = None
     try:
-        # Until its run exists the process starts up (imports, model); let it run free.
-        run_id = None
-        while run_id is None:
-            assert proc.poll() is None, f"ingest exited ({proc.returncode}) before its run began"
-            assert time.monotonic() < deadline, "ingest never started its run"
-            with contextlib.suppress(sqlite3.OperationalError):
-                run_id = reader.run_tagged("adrag/pid", str(proc.pid))
-            time.sleep(SLICE_S)
         while True:
             assert time.monotonic() < deadline, f"ingest never reached {step}"
             os.kill(proc.pid, signal.SIGSTOP)
             _wait_stopped(proc.pid, deadline)
             assert proc.poll() is None, f"ingest exited ({proc.returncode}) before {step}"
-            try:
-                events = reader.step_events(run_id)
-            except sqlite3.OperationalError:  # frozen holding a lock: look again next slice
-                events = set()
+            events: set[tuple[str, str]] = set()
+            # A process frozen while it holds a lock of a Dagster database blocks these reads
+            # for a moment: look again after the next slice.
+            with contextlib.suppress(sqlite3.OperationalError):
+                run_id = run_id or reader.run_tagged("adrag/pid", str(proc.pid))
+                events = reader.step_events(run_id) if run_id else set()
             if ("STEP_START", step) in events:
                 assert ("STEP_SUCCESS", step) not in events, f"{step} ran within one slice"
                 proc.kill()
