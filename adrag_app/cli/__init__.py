@@ -80,6 +80,7 @@ def ingest(ctx: click.Context) -> None:
     """Materialize the whole graph once, in-process: volume -> Delta -> embeddings -> Milvus."""
     import dagster as dg
 
+    from adrag_assets.dead_runs import process_tags, recover_dead_runs
     from adrag_assets.defs.embeddings import image_embeddings
     from adrag_assets.defs.index import image_index
     from adrag_assets.defs.photos import images
@@ -116,13 +117,16 @@ def ingest(ctx: click.Context) -> None:
     # Without -v, Dagster's console log (multi-line errors with stack traces) stays off;
     # warnings and the failure are read back from the run's event log, one line each.
     level = "INFO" if verbose else "CRITICAL"
+    # A run killed earlier would hold the writers' pool slot forever and this run would wait.
+    for recovered in recover_dead_runs(instance):
+        click.secho(recovered.line, fg="yellow")
     result = dg.materialize(
         [images, image_embeddings, image_index],
         resources=resources_from_settings(s),
         instance=instance,
         run_config={"loggers": {"console": {"config": {"log_level": level}}}},
         raise_on_error=False,
-        tags={"adrag/source": "cli"},
+        tags={"adrag/source": "cli", **process_tags()},
     )
     for event in result.get_asset_materialization_events():
         mat = event.event_specific_data.materialization

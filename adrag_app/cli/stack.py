@@ -6,11 +6,14 @@
 * the marketers' Streamlit app (``adrag_app/ui/app.py``).
 
 Each child runs in its own process group, so stopping the stack stops their children too.
+If `adrag up` itself dies, even by SIGKILL, its orphan guard (``orphan_guard.py``) stops those
+groups, and on Linux each child also gets SIGTERM from the kernel (``PR_SET_PDEATHSIG``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import socket
@@ -18,12 +21,14 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
 import click
 
+from adrag_app.cli import orphan_guard
 from adrag_assets.index.milvus import is_local_file_uri
 from adrag_assets.instance import ensure_dagster_home
 from adrag_assets.settings import Settings, child_environment
@@ -32,6 +37,8 @@ BIN = Path(sys.executable).parent
 LOCALHOSTS = {"localhost", "127.0.0.1", "::1"}
 DEFAULT_MILVUS_PORT = 19530
 APP = Path(__file__).resolve().parents[1] / "ui" / "app.py"  # the Streamlit app
+ORPHAN_GUARD = Path(__file__).with_name("orphan_guard.py")
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 class StackError(RuntimeError):
@@ -70,19 +77,57 @@ def milvus_plan(settings: Settings, milvus_port: int | None) -> tuple[str, int |
     return uri, None  # a Milvus that already answers, or a remote one: start nothing
 
 
+def die_with_this_process() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that has the kernel send the child SIGTERM when this process dies
+    (Linux only; None elsewhere). Only the child itself: the orphan guard stops its group."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before the prctl took effect
+            os._exit(1)
+
+    return preexec
+
+
 @dataclass
 class Stack:
     settings: Settings
     procs: list[tuple[str, subprocess.Popen]] = field(default_factory=list)
+    guard: subprocess.Popen | None = None
+
+    def start_guard(self) -> None:
+        """Start the orphan guard, which stops every service if this process dies."""
+        self.guard = subprocess.Popen(
+            [sys.executable, "-I", str(ORPHAN_GUARD)],
+            stdin=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # out of reach of the terminal's Ctrl-C
+        )
 
     def start(self, name: str, cmd: list[str], env: dict[str, str], log: Path) -> None:
         log.parent.mkdir(parents=True, exist_ok=True)
         out = log.open("ab")
         proc = subprocess.Popen(
-            cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            cmd,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=die_with_this_process(),
         )
         self.procs.append((name, proc))
+        self._tell_guard(str(proc.pid))  # its process group id
         click.echo(f"started {name} (pid {proc.pid}), log: {log}")
+
+    def _tell_guard(self, line: str) -> None:
+        if self.guard and self.guard.stdin:
+            with contextlib.suppress(OSError):  # a guard gone only costs the safety net
+                self.guard.stdin.write(line + "\n")
+                self.guard.stdin.flush()
 
     def stop(self, grace: float = 15.0) -> None:
         # A second Ctrl-C or SIGTERM must not cut the shutdown short and orphan children.
@@ -100,6 +145,12 @@ class Stack:
             with contextlib.suppress(ProcessLookupError):  # what is left in the group
                 os.killpg(proc.pid, signal.SIGKILL)
         self.procs.clear()
+        if self.guard:
+            self._tell_guard(orphan_guard.DONE)
+            with contextlib.suppress(OSError):
+                self.guard.stdin.close()
+            self.guard.wait(10)
+            self.guard = None
 
     def exited(self) -> tuple[str, int] | None:
         for name, proc in self.procs:
@@ -165,6 +216,7 @@ def run_stack(
 
     signal.signal(signal.SIGTERM, on_signal)
     try:
+        stack.start_guard()
         if start_milvus_on:
             data = settings.home / "milvus-server"
             stack.start(

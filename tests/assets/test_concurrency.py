@@ -12,9 +12,11 @@ from pathlib import Path
 import dagster as dg
 
 from adrag_app.cli.stack import free_port, port_open
-from adrag_assets.instance import ensure_dagster_home
+from adrag_assets.defs.resources import POOL
+from adrag_assets.instance import dagster_instance, ensure_dagster_home
 from adrag_assets.settings import load_settings
 from tests.support.data import pets_images
+from tests.support.slot_race import race
 
 BIN = Path(sys.executable).parent
 
@@ -79,3 +81,12 @@ def test_concurrent_ingests_never_overlap_their_writer_steps(env, settings):
     assert len(windows) == 6
     for (_, end), (start, _) in zip(windows, windows[1:], strict=False):
         assert start >= end, f"two writer steps overlapped: {windows}"
+
+
+def test_two_processes_claiming_at_once_never_both_get_the_one_slot(env, settings):
+    # Dagster's SQLite storage gave the one slot to both (adrag_assets/event_log_storage.py).
+    home = settings.dagster_home
+    with dagster_instance(home) as instance:
+        instance.event_log_storage.initialize_concurrency_limit_to_default(POOL)
+    winners = race(home, rounds=15)
+    assert {n: w for n, w in winners.items() if len(w) != 1} == {}
