@@ -64,6 +64,7 @@ def _check(result: dg.ExecuteInJobResult):
         e.event_specific_data
         for e in result.all_events
         if e.event_type_value == "ASSET_CHECK_EVALUATION"
+        and e.event_specific_data.check_name == "index_matches_embeddings"
     ]
     return evaluation
 

@@ -171,6 +171,9 @@ def test_encoder_switch_fills_a_new_collection_then_moves_the_alias(pets, instan
     first = run_pipeline(pets, instance)
     old = first["image_index"]["collection"]
     monkeypatch.setenv("ADRAG_ENCODER", "random:adrag-tiny@5")
+    # The switch's mechanics, not its quality: two random encoders' P@3 differ by chance, and
+    # the quality gate (tests/assets/test_quality_gate.py) would rightly keep the worse one off.
+    monkeypatch.setenv("ADRAG_EVAL_MARGIN", "100")
     switched = load_settings()
     meta = run_pipeline(switched, instance)
     assert meta["image_embeddings"]["embedded"] == 296  # every image, for the new encoder
