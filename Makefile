@@ -33,7 +33,9 @@ test: setup
 
 bench: setup
 	$(BIN)/python -m bench.throughput
-	$(BIN)/python -m adrag_assets.bench_incremental
+	$(BIN)/python -m bench.incremental
+	@echo '== the chat app: each turn of a scripted AppTest conversation (warm after the first)'
+	$(BIN)/python -m pytest -q -s -p no:cacheprovider tests/app/test_app.py -k whole_conversation
 
 lint: setup
 	$(BIN)/ruff check .
