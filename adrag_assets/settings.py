@@ -182,6 +182,26 @@ class AppSettings(_Section):
         return f"{self.dagster_url}/assets/{asset}"
 
 
+def _cron(value: Any) -> Any:
+    if isinstance(value, str) and len(value.split()) != 5:
+        raise PydanticCustomError("cron", "expected a cron schedule of 5 fields, e.g. 0 3 * * *")
+    return value
+
+
+class MaintenanceSettings(_Section):
+    """Delta maintenance (:mod:`adrag_assets.tables_maintenance`): when, and what it keeps."""
+
+    cron: Annotated[str, BeforeValidator(_cron)] = Field(
+        "0 3 * * *", validation_alias="ADRAG_MAINTENANCE_CRON"
+    )
+    # Removed files kept for readers and time travel; change-feed consumers get more.
+    retention_hours: int = Field(0, ge=0, validation_alias="ADRAG_MAINTENANCE_RETENTION_HOURS")
+    max_retention_hours: int = Field(
+        168, gt=0, validation_alias="ADRAG_MAINTENANCE_MAX_RETENTION_HOURS"
+    )
+    after_commits: int = Field(50, gt=0, validation_alias="ADRAG_MAINTENANCE_AFTER_COMMITS")
+
+
 class Settings(_Section):
     """The core settings (state, volume, encoder, Milvus, search) and the other sections."""
 
@@ -214,6 +234,7 @@ class Settings(_Section):
     llm: LlmSettings = Field(default_factory=LlmSettings)
     tracing: TracingSettings = Field(default_factory=dict, validate_default=True)
     app: AppSettings = Field(default_factory=AppSettings)
+    maintenance: MaintenanceSettings = Field(default_factory=MaintenanceSettings)
 
     @property
     def raw_dir(self) -> Path:
@@ -283,6 +304,7 @@ _SECTIONS: dict[str, type[_Section]] = {
     "llm": LlmSettings,
     "tracing": TracingSettings,
     "app": AppSettings,
+    "maintenance": MaintenanceSettings,
 }
 
 

@@ -285,6 +285,48 @@ def status(ctx: click.Context, as_json: bool) -> None:
 
 
 @main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list, one object per table.")
+@click.pass_context
+def maintain(ctx: click.Context, as_json: bool) -> None:
+    """Compact, vacuum and checkpoint the Delta tables now (maintenance_job, in-process)."""
+    from adrag_assets.defs.maintenance import maintenance_job
+    from adrag_assets.defs.resources import resources_from_settings
+    from adrag_assets.tables_maintenance import MB
+
+    s: Settings = ctx.obj["settings"]
+    quiet_milvus_logs(ctx.obj["verbose"])
+    check_storage(s)
+    instance = dagster_instance(s.dagster_home, postgres=bool(s.dagster_pg_url))
+    level = "INFO" if ctx.obj["verbose"] else "CRITICAL"
+    result = maintenance_job.execute_in_process(
+        resources=resources_from_settings(s),
+        instance=instance,
+        run_config={"loggers": {"console": {"config": {"log_level": level}}}},
+        raise_on_error=False,
+        tags={"adrag/source": "cli"},
+    )
+    if not result.success:
+        _, failures = _run_problems(instance, result.run_id)
+        why = failures[0] if failures else "see the Dagster UI"
+        fail(f"maintenance run {result.run_id} failed: {why} (details: `adrag -v maintain`)")
+    done = result.output_for_node("maintain_delta_tables")
+    if as_json:
+        click.echo(json.dumps(done, indent=2))
+        return
+    for m in done:
+        b, a = m["before"], m["after"]
+        photos = f", photos {a['photo_bytes'] / MB:.1f} MB" if a["photo_bytes"] is not None else ""
+        click.echo(
+            f"{m['table']:17} v{b['version']}->v{a['version']}  files {b['stored_files']}->"
+            f"{a['stored_files']}  {b['total_bytes'] / MB:.1f}->{a['total_bytes'] / MB:.1f} MB"
+            f"{photos}"
+        )
+        for note in m["notes"]:
+            click.echo(f"{'':17} {note}")
+    click.echo(f"run {result.run_id} succeeded")
+
+
+@main.command()
 @click.option("--dagster-port", default=3000, show_default=True, help="Dagster UI port.")
 @click.option("--app-port", default=8501, show_default=True, help="Streamlit app port.")
 @click.option(
