@@ -250,7 +250,7 @@ def search(
     index = MilvusIndex(s.milvus_uri, s.milvus_token, s.index_alias)
     try:
         if like is not None:
-            hits = similar_to_image(index, like.strip(), k, expr, s.precision, s)
+            hits = similar_to_image(index, like.strip(), k, expr, s)
         elif image is not None:
             hits = similar_to_photo(index, photo, k, expr, s.precision, s)
         else:

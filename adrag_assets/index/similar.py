@@ -15,7 +15,7 @@ from adrag_assets.embeddings.encoder import decode_for_model
 from adrag_assets.images.decode import MAX_PHOTO_BYTES, RejectedImage, decode
 from adrag_assets.index.diversity import collection_threshold, diverse_top_k
 from adrag_assets.index.milvus import Hit, MilvusIndex
-from adrag_assets.index.search import live_encoder
+from adrag_assets.index.search import IndexNotReady, live_encoder
 from adrag_assets.settings import Settings, load_settings
 
 
@@ -57,11 +57,16 @@ def similar_to_image(
     image_id: str,
     k: int = 3,
     filter: str = "",
-    precision: str = "auto",
     settings: Settings | None = None,
 ) -> list[Hit]:
-    """The ``k`` photos most like the indexed photo ``image_id``, itself excluded."""
-    name, _ = live_encoder(index, precision)
+    """The ``k`` photos most like the indexed photo ``image_id``, itself excluded. Its stored
+    vector is the query: no encoder is loaded."""
+    name = index.live_collection()
+    if name is None:
+        raise IndexNotReady(
+            f"no photos are indexed yet in Milvus at {index.shown_uri}: run `adrag ingest` "
+            f"(or materialize the assets in Dagster) first"
+        )
     if not image_id or '"' in image_id or "\\" in image_id:
         raise PhotoNotIndexed(f"{image_id!r} is not an image id")
     vector = index.vectors(name, [image_id]).get(image_id)
