@@ -247,7 +247,8 @@ def _retrieve_traced(
             "k": k,
             "filters": dict(filters or {}),
             "exclude": list(exclude or ()),
-            "like": like,
+            # Only for "more like this": a search by description traces as before.
+            **({"like": like} if like else {}),
         },
     ) as span:
         text = _check_description(description)
@@ -396,7 +397,7 @@ def generate_ad(
             "brand": str(brand) if brand is not None else None,
             "filters": dict(filters or {}),
             "exclude": list(exclude or ()),
-            "like": like,
+            **({"like": like} if like else {}),
         },
         attributes={"user": user},
     ) as root:
