@@ -226,6 +226,12 @@ class Settings(_Section):
     # at most this many percentage points below the live one's (unless overridden).
     eval_margin: float = Field(2.0, ge=0, le=100, validation_alias="ADRAG_EVAL_MARGIN")
     eval_override: bool = Field(False, validation_alias="ADRAG_EVAL_OVERRIDE")
+    # Search by photo and diversity: two photos at or above this cosine are near duplicates
+    # (the same shot re-exported). None: by encoder, see adrag_assets/index/diversity.py.
+    near_duplicate_threshold: float | None = Field(
+        None, gt=0, le=1, validation_alias="ADRAG_NEAR_DUPLICATE_THRESHOLD"
+    )
+    diversity: bool = Field(True, validation_alias="ADRAG_DIVERSITY")
     index_alias: str = INDEX_ALIAS
     dagster_home: Path = Field(None, validation_alias="DAGSTER_HOME", validate_default=True)
     # repr=False: the URL carries the database password.

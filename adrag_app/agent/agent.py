@@ -89,6 +89,9 @@ class AgentState:
     # The rejections the current top-3 was searched with: a generation searches again and
     # must get the same top-3, so it carries these, not the rejections made since.
     excluded: list[str] = field(default_factory=list)
+    # "More like this": the image id the current top-3 is like (searched by its vector, not
+    # by the description); "" for a search by description. A generation searches the same way.
+    like: str = ""
     # Names the conversation in traces (MLflow's session); kept across "start over".
     conversation_id: str = ""
     # What was said, ``{"role": "user" | "assistant", "content": str}``, the last few turns:
@@ -115,6 +118,8 @@ class AgentState:
             ids = getattr(state, name)
             if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
                 raise ValueError(f"{name} must be a list of image ids")
+        if not isinstance(state.like, str):
+            raise ValueError("like must be an image id")
         if not isinstance(state.conversation_id, str):
             raise ValueError("conversation_id must be a string")
         if not isinstance(state.history, list) or not all(
@@ -283,6 +288,8 @@ class Agent:
             self._no(state, turn)
         elif kind == intents.BACK:
             self._back(state, turn)
+        elif kind == intents.MORE:
+            self._more_like(state, turn)
 
     def _yes(self, state: AgentState, turn: _Turn) -> None:
         if state.phase == PROPOSED:
@@ -330,6 +337,16 @@ class Agent:
         back_to = str((state.current() or {}).get("image_id") or "")
         state.rejected = [i for i in state.rejected if i != back_to]
         self._show(state, turn)
+
+    def _more_like(self, state: AgentState, turn: _Turn) -> None:
+        """The top-3 photos most like the one on screen (itself and rejections excluded);
+        the description stays, for the ad's words."""
+        shown = state.current()
+        image_id = str((shown or {}).get("image_id") or "")
+        if state.phase not in (SHOWING, DONE) or not image_id:
+            turn.say("There is no photo on screen to find more like. " + self._help(state))
+            return
+        self._search(state, turn, like=image_id)
 
     # -- steps ---------------------------------------------------------------------------
 
@@ -386,7 +403,9 @@ class Agent:
 
     def _context(self, state: AgentState) -> ToolContext:
         filters = dict((state.proposal or {}).get("filters") or {})
-        return ToolContext(state.segment, filters, state.brand, self.user, tuple(state.excluded))
+        return ToolContext(
+            state.segment, filters, state.brand, self.user, tuple(state.excluded), state.like
+        )
 
     def _call_tool(
         self, arguments: dict[str, Any], context: ToolContext, turn: _Turn
@@ -407,11 +426,12 @@ class Agent:
             span.set_outputs(output)
         return output
 
-    def _search(self, state: AgentState, turn: _Turn) -> None:
+    def _search(self, state: AgentState, turn: _Turn, *, like: str = "") -> None:
         proposal = Proposal.from_dict(state.proposal or {})
         state.candidates, state.shown, state.rejections = [], 0, 0
         state.phase = PROPOSED
         state.excluded = list(state.rejected)
+        state.like = like
         arguments = {"description": proposal.description, "generate": False}
         try:
             output = self._call_tool(arguments, self._context(state), turn)
@@ -477,8 +497,9 @@ class Agent:
         turn.candidate = shown
         description = (state.proposal or {}).get("description", "")
         which = "the best match" if shown["number"] == 1 else "the next best"
+        wanted = "like the photo you picked" if state.like else f"for *{description}*"
         turn.say(
-            f"Photo **{shown['number']} of {shown['of']}** for *{description}* ({which}). "
+            f"Photo **{shown['number']} of {shown['of']}** {wanted} ({which}). "
             "Make the ad with this photo? Say *yes* to make it, or *no* for the next one."
         )
 

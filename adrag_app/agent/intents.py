@@ -46,9 +46,11 @@ DESCRIPTION = "description"  # a photo description ("show me a pug", "a cat on a
 TEXT = "text"  # free text with no context to read it in: the agent decides
 UNCLEAR = "unclear"  # reads as an answer but not which one: ask, never search
 EMPTY = "empty"
+MORE = "more"  # "more like this": photos like the one on screen
 
 # The phase names of adrag_app.agent.agent, repeated to avoid a circular import.
 _AWAITING_SEGMENT = "awaiting_segment"
+_PHOTO_PHASES = ("showing_candidate", "done")  # a photo (or the ad's photo) is on screen
 
 YES_THRESHOLD = 1.0  # a summed polarity at or above it is a yes, at or below minus it a no
 _VADER_WEIGHT = 2.0
@@ -106,6 +108,7 @@ class _Language:
     breeds: frozenset[str]  # distinctive single words of breed names: "samoyed", "beagle"
     species: frozenset[str]
     prefixes: tuple[str, ...]  # normalised, longest first
+    more_like: tuple[str, ...]  # normalised phrases asking for photos like the one shown
     common: frozenset[str]  # everyday words never "corrected" into a cue by the typo matcher
 
 
@@ -142,6 +145,7 @@ def language() -> _Language:
         breeds=frozenset(breeds),
         species=frozenset(DOG_WORDS | CAT_WORDS),
         prefixes=tuple(prefixes),
+        more_like=tuple(normalise(p) for p in data["more_like"]),
         common=frozenset(data["common_words"]),
     )
 
@@ -368,6 +372,8 @@ def parse(message: str, phase: str | None = None) -> Intent:
         return Intent(RESTART, polarity=score)
     question = _question(raw, words)
     subject = _subject(raw)
+    if phase in _PHOTO_PHASES and not subject and _is_more_like(raw):
+        return Intent(MORE, polarity=score)  # before yes/no: "like" is a yes word
 
     if phase == _AWAITING_SEGMENT:
         if question == "wh" and not subject:
@@ -401,6 +407,11 @@ def parse(message: str, phase: str | None = None) -> Intent:
     if kind == UNCLEAR and phase is None:
         return Intent(TEXT, raw, score)
     return Intent(kind, raw if kind == UNCLEAR else "", score)
+
+
+def _is_more_like(message: str) -> bool:
+    text = f" {normalise(message)} "
+    return any(f" {p} " in text for p in language().more_like)
 
 
 def _is_unsure(words: list[str]) -> bool:

@@ -94,6 +94,12 @@ class LlmAgent(Agent):
     # -- a turn ------------------------------------------------------------------------------
 
     def _dispatch(self, state: AgentState, intent: intents.Intent, turn: _Turn) -> None:
+        if intent.kind == intents.MORE:
+            # "More like this" (the app's button) names no description for a model to choose:
+            # the state machine searches by the photo on screen.
+            super()._dispatch(state, intent, turn)
+            self._remember(state, turn)
+            return
         try:
             message = self._ask(state, turn.message)
         except Exception as e:  # the model is an optional helper: the turn goes on without it

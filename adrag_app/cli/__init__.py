@@ -182,7 +182,26 @@ def _run_problems(instance: dg.DagsterInstance, run_id: str) -> tuple[list[str],
 
 
 @main.command()
-@click.argument("query", type=QUERY)
+@click.argument("query", type=QUERY, required=False)
+@click.option(
+    "--image",
+    "image",
+    metavar="PATH",
+    help="Search by photo: the indexed photos most like this photo file.",
+)
+@click.option(
+    "--like",
+    "like",
+    metavar="IMAGE_ID",
+    help="More like this: the photos most like an indexed photo (itself excluded).",
+)
+@click.option(
+    "--label",
+    "labels",
+    metavar="KEY=VALUE",
+    multiple=True,
+    help="Only photos with this label value, e.g. species=dog (repeatable).",
+)
 @click.option(
     "-k",
     "--top-k",
@@ -194,20 +213,50 @@ def _run_problems(instance: dg.DagsterInstance, run_id: str) -> tuple[list[str],
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 @click.pass_context
-def search(ctx: click.Context, query: str, k: int, as_json: bool) -> None:
-    """Top-K photos for a text QUERY, from the live index."""
+def search(
+    ctx: click.Context,
+    query: str | None,
+    image: str | None,
+    like: str | None,
+    labels: tuple[str, ...],
+    k: int,
+    as_json: bool,
+) -> None:
+    """Top-K photos for a text QUERY, a photo file (--image) or an indexed photo (--like),
+    from the live index."""
+    if sum(x is not None for x in (query, image, like)) != 1:
+        raise click.UsageError("give exactly one of QUERY, --image PATH or --like IMAGE_ID")
     from adrag_assets.embeddings.encoder import EncoderError
     from adrag_assets.index.milvus import MilvusError, MilvusIndex
     from adrag_assets.index.search import IndexNotReady, live_encoder
     from adrag_assets.index.search import search as run_search
+    from adrag_assets.index.similar import (
+        BadPhoto,
+        PhotoNotIndexed,
+        read_photo,
+        similar_to_image,
+        similar_to_photo,
+    )
 
     s: Settings = ctx.obj["settings"]
+    expr = _label_filter(labels)
+    photo = b""
+    if image is not None:
+        try:
+            photo = read_photo(image)  # before loading anything: a bad file fails at once
+        except BadPhoto as e:
+            fail(f"--image {e}", 2)
     quiet_milvus_logs(ctx.obj["verbose"])
     index = MilvusIndex(s.milvus_uri, s.milvus_token, s.index_alias)
     try:
-        hits = run_search(index, query, k, precision=s.precision)
+        if like is not None:
+            hits = similar_to_image(index, like.strip(), k, expr, s)
+        elif image is not None:
+            hits = similar_to_photo(index, photo, k, expr, s.precision, s)
+        else:
+            hits = run_search(index, query, k, filter=expr, precision=s.precision)
         _, encoder = live_encoder(index, s.precision)
-    except (IndexNotReady, EncoderError) as e:
+    except (IndexNotReady, EncoderError, PhotoNotIndexed) as e:
         fail(str(e))
     except MilvusError as e:
         fail(_milvus_failure(e))
@@ -225,6 +274,25 @@ def search(ctx: click.Context, query: str, k: int, as_json: bool) -> None:
     click.echo(f"encoder: {encoder.label}", err=True)
     for rank, h in enumerate(hits, 1):
         click.echo(f"{rank}. {h.score:.4f}  {h.path}  {h.image_id[:12]}")
+
+
+def _label_filter(labels: tuple[str, ...]) -> str:
+    """``--label KEY=VALUE`` options as the Milvus filter the service builds (exact matches,
+    quoted and escaped); a usage error for a malformed one."""
+    if not labels:
+        return ""
+    from adrag_app.service.ad_service import milvus_filter
+
+    pairs = {}
+    for item in labels:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--label")
+        pairs[key.strip()] = value.strip()
+    try:
+        return milvus_filter(pairs)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--label") from None
 
 
 @main.command()

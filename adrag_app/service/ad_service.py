@@ -36,6 +36,7 @@ from adrag_assets.ads.writeback import report_ad
 from adrag_assets.images.decode import ACCEPTED_FORMATS
 from adrag_assets.index.milvus import PROP_ENCODER_ID, MilvusIndex
 from adrag_assets.index.search import search
+from adrag_assets.index.similar import similar_to_image
 from adrag_assets.redact import redact, redact_text
 from adrag_assets.settings import Settings, load_settings
 from adrag_assets.volume import ADS, BRAND, open_volume
@@ -203,12 +204,19 @@ def _search(
     k: int,
     filters: Mapping[str, str] | None,
     exclude: Sequence[str] = (),
+    like: str = "",
 ) -> tuple[list[Candidate], str]:
-    """Ranked candidates and the id of the encoder whose collection answered."""
+    """Ranked candidates and the id of the encoder whose collection answered; with ``like``
+    (an image id), the photos most like that photo rather than the description's."""
     expr = milvus_filter(filters, exclude)
+    if like:
+        check_exclude([like])  # an image id, or ValueError
     for _ in range(3):
         live = index.live_collection()
-        hits = search(index, description, k, filter=expr, precision=settings.precision)
+        if like:
+            hits = similar_to_image(index, like, k, expr, settings)
+        else:
+            hits = search(index, description, k, filter=expr, precision=settings.precision)
         # The alias may move to a new encoder's collection mid-call; retry so the recorded
         # encoder id is the one that produced these hits.
         if index.live_collection() == live:
@@ -229,6 +237,7 @@ def _retrieve_traced(
     settings: Settings,
     index: MilvusIndex | None,
     exclude: Sequence[str] = (),
+    like: str = "",
 ) -> tuple[list[Candidate], str]:
     with tracing.span(
         "retrieve",
@@ -238,13 +247,15 @@ def _retrieve_traced(
             "k": k,
             "filters": dict(filters or {}),
             "exclude": list(exclude or ()),
+            # Only for "more like this": a search by description traces as before.
+            **({"like": like} if like else {}),
         },
     ) as span:
         text = _check_description(description)
         if not 1 <= k <= 100:
             raise ValueError(f"k must be between 1 and 100, got {k}")
         with _opened(settings, index) as idx:
-            candidates, encoder_id = _search(idx, settings, text, k, filters, exclude)
+            candidates, encoder_id = _search(idx, settings, text, k, filters, exclude, like)
         span.set_attributes({"encoder_id": encoder_id, "hits": len(candidates)})
         span.set_documents(
             [
@@ -272,15 +283,17 @@ def retrieve(
     settings: Settings | None = None,
     index: MilvusIndex | None = None,
     exclude: Sequence[str] = (),
+    like: str = "",
 ) -> list[Candidate]:
     """The top-``k`` photos for ``description`` from the live index, best first.
 
     ``filters`` are exact label matches (``{"species": "dog"}``); ``exclude`` image ids that
     must not come back (photos the marketer rejected). ``index`` lets a long-lived caller (the
-    app) reuse one Milvus connection; by default one is opened for the call.
+    app) reuse one Milvus connection; by default one is opened for the call. ``like``: an
+    image id; the photos most like it instead ("more like this"; itself never among them).
     """
     settings = settings or load_settings()
-    return _retrieve_traced(description, k, filters, settings, index, exclude)[0]
+    return _retrieve_traced(description, k, filters, settings, index, exclude, like)[0]
 
 
 # -- generation ------------------------------------------------------------------------------
@@ -346,6 +359,7 @@ def generate_ad(
     user: str = "",
     filters: dict[str, str] | None = None,
     exclude: Sequence[str] = (),
+    like: str = "",
     headline: str | None = None,
     settings: Settings | None = None,
     generator: Generator | None = None,
@@ -355,8 +369,8 @@ def generate_ad(
     """Compose an ad from photo ``seed_index`` of ``retrieve(description, 3, filters,
     exclude=exclude)`` and a brand image, write it to the volume and record it in Dagster.
 
-    ``exclude`` must be the one the photos were shown with: the top-3 is searched again, and
-    ``seed_index`` points into it.
+    ``exclude`` (and ``like``, see :func:`retrieve`) must be the ones the photos were shown
+    with: the top-3 is searched again, and ``seed_index`` points into it.
 
     ``brand``: a path inside ``<volume>/brand/`` (relative to the volume, or absolute); by
     default the first brand image by name. ``generator``: by default ``make_generator()``
@@ -383,6 +397,7 @@ def generate_ad(
             "brand": str(brand) if brand is not None else None,
             "filters": dict(filters or {}),
             "exclude": list(exclude or ()),
+            **({"like": like} if like else {}),
         },
         attributes={"user": user},
     ) as root:
@@ -393,7 +408,9 @@ def generate_ad(
         scene = _check_description(description)
         # Before the search: a wrong brand path should not cost an encoder load and a query.
         brand_rel = resolve_brand(settings, brand)
-        candidates, encoder_id = _retrieve_traced(scene, TOP_K, filters, settings, index, exclude)
+        candidates, encoder_id = _retrieve_traced(
+            scene, TOP_K, filters, settings, index, exclude, like
+        )
         if seed_index >= len(candidates):
             raise AdServiceError(
                 f"only {len(candidates)} photo(s) match {scene!r}"

@@ -70,8 +70,10 @@ class ToolContext:
     """Bound by the agent, not chosen by a model.
 
     ``exclude``: image ids that must not be among the top-3 (rejected in this conversation).
-    A generation must carry the ``exclude`` its photos were searched with, since the service
-    searches again and ``seed_index`` points into that top-3.
+    ``like``: an image id: the top-3 are the photos most like it ("more like this"), not the
+    description's best matches. A generation must carry the ``exclude`` and ``like`` its photos
+    were searched with, since the service searches again and ``seed_index`` points into that
+    top-3.
     """
 
     segment: str = ""
@@ -79,6 +81,7 @@ class ToolContext:
     brand: str | None = None
     user: str = ""
     exclude: tuple[str, ...] = ()
+    like: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -161,6 +164,7 @@ class ServiceTool:
                 settings=self.settings,
                 index=self.index,
                 exclude=exclude,
+                like=context.like,
             )
             return {
                 "mode": "retrieve",
@@ -183,6 +187,7 @@ class ServiceTool:
             user=context.user,
             filters=filters,
             exclude=exclude,
+            like=context.like,
             settings=self.settings,
             generator=self.generator,
             instance=self.instance,

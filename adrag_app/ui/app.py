@@ -177,6 +177,7 @@ def show_actions(message: dict[str, Any], key: str) -> None:
         actions = [("Use this photo", "yes", "primary"), ("Next", "no", "secondary")]
         if message["candidate"].get("number", 1) > 1:
             actions.append(("Back", "back", "secondary"))
+        actions.append(("More like this", "more like this", "secondary"))
     elif phase == PROPOSED and not message.get("candidate"):
         actions = [("Search", "yes", "primary"), ("Another idea", "no", "secondary")]
     else:

@@ -403,7 +403,42 @@ class MilvusIndex:
         rows = self.client.get(self.load(name), ids=list(ids), output_fields=["vector"])
         return {r["image_id"]: r["vector"] for r in rows}
 
+    def iter_vectors(self, name: str, batch_size: int = 1024) -> Iterator[list[dict]]:
+        """Every row's ``image_id``, ``path`` and ``vector``, in batches (a query iterator)."""
+        it = self.client.query_iterator(
+            self.load(name),
+            batch_size=batch_size,
+            filter="",
+            output_fields=["image_id", "path", "vector"],
+        )
+        try:
+            while batch := it.next():
+                yield batch
+        except MilvusException as e:
+            raise _translate(e, self.shown_uri) from e
+        finally:
+            it.close()
+
     # -- search --------------------------------------------------------------------------
+
+    def search_within(
+        self, name: str, vectors: list[list[float]], radius: float, limit: int
+    ) -> list[list[tuple[str, float]]]:
+        """Range search: per query vector, up to ``limit`` ``(image_id, cosine)`` with cosine
+        above ``radius``, best first (the query's own row included)."""
+        res = self.client.search(
+            self.load(name),
+            data=vectors,
+            anns_field="vector",
+            limit=limit,
+            # COSINE range search keeps radius < score <= range_filter; a unit vector's
+            # cosine with itself can round to a hair above 1.
+            search_params={
+                "metric_type": "COSINE",
+                "params": {"ef": max(64, limit), "radius": radius, "range_filter": 1.0001},
+            },
+        )
+        return [[(h.get("image_id") or h["id"], float(h["distance"])) for h in q] for q in res]
 
     def search_dense(self, name: str, vector: list[float], k: int, filter: str = "") -> list[Hit]:
         res = self.client.search(

@@ -8,6 +8,7 @@ new encoder's collection is still being filled.
 from __future__ import annotations
 
 from adrag_assets.embeddings.encoder import ClipEncoder, load_encoder
+from adrag_assets.index.diversity import collection_threshold, diverse_top_k
 from adrag_assets.index.milvus import PROP_ENCODER_SPEC, Hit, MilvusIndex
 from adrag_assets.settings import Settings, load_settings
 
@@ -45,8 +46,14 @@ def search(
         raise ValueError("the query is empty: describe the photo you are looking for")
     s = settings or load_settings()
     name, encoder = live_encoder(index, precision)
-    return search_collection(
-        index, name, encoder, query, k, filter, s.search_mode, s.hybrid_ranker, s.hybrid_weights
+    return diverse_top_k(
+        index,
+        name,
+        k,
+        collection_threshold(index, name, s) if s.diversity else None,
+        lambda n: search_collection(
+            index, name, encoder, query, n, filter, s.search_mode, s.hybrid_ranker, s.hybrid_weights
+        ),
     )
 
 

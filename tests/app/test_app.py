@@ -19,8 +19,10 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from adrag_app.service.ad_service import milvus_filter
 from adrag_app.ui import support as app_support
 from adrag_assets.embeddings.encoder import RANDOM_WARNING
+from adrag_assets.index.milvus import MilvusIndex
 from tests.support.app_home import IndexedHome, forget_mlflow, indexed_home, using_env
 from tests.support.data import REPO
 
@@ -90,10 +92,10 @@ def test_a_whole_conversation_from_segment_to_ad(home: IndexedHome) -> None:
 
     first = click(at, "Search")
     assert captions(first)[0].startswith("Photo 1 of 3")
-    assert labels(at) == ["Use this photo", "Next"]
+    assert labels(at) == ["Use this photo", "Next", "More like this"]
     second = click(at, "Next")
     assert captions(second)[0].startswith("Photo 2 of 3")
-    assert labels(at) == ["Use this photo", "Next", "Back"]
+    assert labels(at) == ["Use this photo", "Next", "Back", "More like this"]
     assert captions(click(at, "Back"))[0].startswith("Photo 1 of 3")
     second = say(at, "hmm, not this one")  # typing works as well as the buttons
     assert captions(second)[0].startswith("Photo 2 of 3")
@@ -123,6 +125,31 @@ def test_a_whole_conversation_from_segment_to_ad(home: IndexedHome) -> None:
     # The page re-renders the whole conversation from the session on every rerun.
     at.run()
     assert len(at.chat_message) == 13 and "Your ad" in captions(at.chat_message[-1])
+
+
+def test_more_like_this_shows_photos_like_the_one_on_screen(home: IndexedHome) -> None:
+    at = start()
+    say(at, "show me a samoyed")
+    rejected = at.session_state["agent_state"]["candidates"][0]["image_id"]
+    click(at, "Next")  # photo 1 is rejected: it must not come back
+    picked = at.session_state["agent_state"]["candidates"][1]["image_id"]
+
+    reply = click(at, "More like this")
+    assert captions(reply)[0].startswith("Photo 1 of 3")
+    assert "like the photo you picked" in reply.markdown[0].value
+    state = at.session_state["agent_state"]
+    shown = [c["image_id"] for c in state["candidates"]]
+    assert state["like"] == picked and len(shown) == 3
+    assert picked not in shown and rejected not in shown
+    # Ranked by the picked photo's own vector, as the index ranks it, within the filters of
+    # the description (a samoyed) and the conversation's exclusions.
+    s = home.settings()
+    index = MilvusIndex(s.milvus_uri, s.milvus_token, s.index_alias)
+    name = index.live_collection()
+    expr = milvus_filter(state["proposal"]["filters"], [picked, rejected])
+    nearest = index.search_dense(name, index.vectors(name, [picked])[picked], 3, expr)
+    assert shown == [h.image_id for h in nearest]
+    index.close()
 
 
 def test_the_sidebar_shows_the_setup(home: IndexedHome) -> None:
