@@ -12,6 +12,7 @@ import dagster as dg
 from pydantic import Field
 
 from adrag_assets.defs.resources import GROUP, POOL, TablesResource, VolumeResource
+from adrag_assets.images.decode import MAX_PHOTO_BYTES
 from adrag_assets.images.sync import full_scan_needed, rows_where_in, sync_images
 from adrag_assets.images.thumbnails import thumbnail_markdown
 from adrag_assets.settings import load_settings
@@ -85,9 +86,13 @@ def images(
 ):
     t = tables.get()
     stats = sync_images(volume.get(), t, log=context.log, paths=config.paths or None)
-    # Only the newest few rows' bytes are read for thumbnails, never the whole table.
-    newest = f"SELECT path, bytes FROM images ORDER BY ingested_at DESC, path LIMIT {THUMBNAILS}"
-    added = t.query("images", newest).read_all() if stats.added else None
+    # Thumbnails of the newest few rows, their bytes read from the volume: a query of the
+    # table's bytes column would read every photo's to sort them.
+    newest = f"SELECT path FROM images ORDER BY ingested_at DESC, path LIMIT {THUMBNAILS}"
+    added = None
+    if stats.added:
+        shown = t.query("images", newest).read_all().column("path").to_pylist()
+        added = [(p, b) for p in shown if (b := photo_bytes(volume.get(), p)) is not None]
     meta = {
         "scope": stats.scope,
         "changed_paths": stats.paths,
@@ -105,17 +110,7 @@ def images(
         "label_warnings": dg.MetadataValue.json(shown_warnings(stats.label_warnings)),
     }
     if added is not None:
-        meta["sample"] = dg.MetadataValue.md(
-            thumbnail_markdown(
-                list(
-                    zip(
-                        added.column("path").to_pylist(),
-                        added.column("bytes").to_pylist(),
-                        strict=True,
-                    )
-                )
-            )
-        )
+        meta["sample"] = dg.MetadataValue.md(thumbnail_markdown(added))
     context.log.info(
         "images: %d added, %d updated, %d deleted, %d unchanged, %d rejected in total",
         stats.added,
@@ -137,6 +132,13 @@ def images(
         yield change_set_coverage(volume.get(), t, config.paths or [])
     else:
         yield coverage(volume.get(), t)
+
+
+def photo_bytes(volume: Volume, path: str) -> bytes | None:
+    try:
+        return volume.read_bytes(path, max_bytes=MAX_PHOTO_BYTES)
+    except (OSError, ValueError):  # gone or changed since the run: no thumbnail
+        return None
 
 
 def shown_warnings(warnings: list[str]) -> list[str]:

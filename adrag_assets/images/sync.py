@@ -1,6 +1,9 @@
 """Bring the volume's ``raw/`` folder into the ``images`` Delta table, incrementally.
 
 Only new or changed files (by size and mtime) are read; each is hashed and fully decoded.
+Given a change set (the paths the upload sensor saw change), only those paths are stat'ed
+and only the rows they and their images touch are read; without one, all of ``raw/`` is
+scanned, with the same outcome.
 A file that is not a usable photo (unreadable, too large, not a regular file, a symlink out
 of the volume, corrupt, ...) goes to ``rejected_images`` with the reason and the run goes
 on: whatever goes wrong with one file stays that file's row. Problems with labels (a bad
@@ -21,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import PurePosixPath
 
 import pyarrow as pa
+from deltalake import write_deltalake
 from tqdm.auto import tqdm
 
 from adrag_assets.images import decode as dec
@@ -431,12 +435,19 @@ def _read_files(
                 }
             )
         del decoded
-        # Images first: a crash before the manifest is written only means a re-read.
-        res = tables.upsert(
-            "images", pa.Table.from_pylist(image_rows, IMAGES), ["image_id"], "false"
-        )
+        # Images first: a crash before the manifest is written only means a re-read (which
+        # finds the row). An append, not a merge: a merge reads the whole table, photos and
+        # all, to look for the keys; ``in_table`` has told which are new.
+        if image_rows:
+            tables.open("images")  # created on first use
+            write_deltalake(
+                tables.uri("images"),
+                pa.Table.from_pylist(image_rows, IMAGES),
+                mode="append",
+                storage_options=tables.storage_options,
+            )
+        stats.added += len(image_rows)
         del image_rows
-        stats.added += int(res.get("num_target_rows_inserted", 0))
         tables.upsert("volume_files", pa.Table.from_pylist(file_rows, VOLUME_FILES), ["path"])
         tables.upsert("rejected_images", pa.Table.from_pylist(reject_rows, REJECTED), ["path"])
         tables.delete_keys("volume_files", "path", [r["path"] for r in reject_rows])
