@@ -219,6 +219,10 @@ class Settings(_Section):
     milvus_token: str = Field("", repr=False, validation_alias="ADRAG_MILVUS_TOKEN")
     keep_old_collections: bool = Field(False, validation_alias="ADRAG_KEEP_OLD_COLLECTIONS")
     sensor_interval: int = Field(15, gt=0, validation_alias="ADRAG_SENSOR_INTERVAL")
+    # An upload whose mtime is this old (and whose size is not 0) is taken as finished in the
+    # tick that first sees it; a younger one waits one more tick. 0 suits object stores, where
+    # an object appears only once its upload completed.
+    settle_seconds: float = Field(2.0, ge=0, validation_alias="ADRAG_SETTLE_SECONDS")
     search_mode: SearchMode = Field("hybrid", validation_alias="ADRAG_SEARCH_MODE")
     hybrid_ranker: Ranker = Field("weighted", validation_alias="ADRAG_HYBRID_RANKER")
     hybrid_weights: Weights = Field((0.5, 0.5), validation_alias="ADRAG_HYBRID_WEIGHTS")

@@ -6,11 +6,14 @@ the upload sensor that starts ``ingest_job`` when files change.
 
 import hashlib
 import json
+import time
 
 import dagster as dg
+from pydantic import Field
 
 from adrag_assets.defs.resources import GROUP, POOL, TablesResource, VolumeResource
-from adrag_assets.images.sync import sync_images
+from adrag_assets.images.decode import MAX_PHOTO_BYTES
+from adrag_assets.images.sync import full_scan_needed, rows_where_in, sync_images
 from adrag_assets.images.thumbnails import thumbnail_markdown
 from adrag_assets.settings import load_settings
 from adrag_assets.tables import Tables
@@ -20,6 +23,19 @@ from adrag_assets.volume import files as vol
 THUMBNAILS = 6  # newest photos shown in a materialization's metadata
 SHOWN = 10  # examples listed in a failing check's metadata
 WARNINGS_SHOWN = 100  # label warnings listed in the metadata (all of them are in the log)
+
+
+class ImagesConfig(dg.Config):
+    """What one ``images`` run looks at. The upload sensor fills ``paths``; a run without
+    config (``adrag ingest``, a materialization from the UI) scans the whole volume."""
+
+    paths: list[str] | None = Field(
+        None,
+        description="Photo paths under raw/ added, changed or deleted since the tables were "
+        "synced (the upload sensor's change set): only these are looked at. Empty/None: a "
+        "full scan, which also reconciles anything a change set missed.",
+    )
+
 
 raw_photos = dg.AssetSpec(
     "raw_photos",
@@ -55,18 +71,31 @@ raw_photos = dg.AssetSpec(
         dg.AssetCheckSpec(
             "every_file_accounted_for",
             asset="images",
-            description="Every file under raw/ is an image, a rejected file or a sidecar "
-            "(FIFOs, sockets, devices and symlinks are listed too, and count as rejected).",
+            description="Every file the run looked at is an image, a rejected file or a "
+            "sidecar (FIFOs, sockets, devices and symlinks count as rejected): on a change-set "
+            "run its paths (each in volume_files or rejected_images, or gone from the volume "
+            "and both), on a full scan every file under raw/. `volume_audit` checks all.",
         )
     ],
 )
-def images(context: dg.AssetExecutionContext, volume: VolumeResource, tables: TablesResource):
+def images(
+    context: dg.AssetExecutionContext,
+    config: ImagesConfig,
+    volume: VolumeResource,
+    tables: TablesResource,
+):
     t = tables.get()
-    stats = sync_images(volume.get(), t, log=context.log)
-    # Only the newest few rows' bytes are read for thumbnails, never the whole table.
-    newest = f"SELECT path, bytes FROM images ORDER BY ingested_at DESC, path LIMIT {THUMBNAILS}"
-    added = t.query("images", newest).read_all() if stats.added else None
+    stats = sync_images(volume.get(), t, log=context.log, paths=config.paths or None)
+    # Thumbnails of the newest few rows, their bytes read from the volume: a query of the
+    # table's bytes column would read every photo's to sort them.
+    newest = f"SELECT path FROM images ORDER BY ingested_at DESC, path LIMIT {THUMBNAILS}"
+    added = None
+    if stats.added:
+        shown = t.query("images", newest).read_all().column("path").to_pylist()
+        added = [(p, b) for p in shown if (b := photo_bytes(volume.get(), p)) is not None]
     meta = {
+        "scope": stats.scope,
+        "changed_paths": stats.paths,
         "files": stats.files,
         "files_read": stats.files_read,
         "added": stats.added,
@@ -81,17 +110,7 @@ def images(context: dg.AssetExecutionContext, volume: VolumeResource, tables: Ta
         "label_warnings": dg.MetadataValue.json(shown_warnings(stats.label_warnings)),
     }
     if added is not None:
-        meta["sample"] = dg.MetadataValue.md(
-            thumbnail_markdown(
-                list(
-                    zip(
-                        added.column("path").to_pylist(),
-                        added.column("bytes").to_pylist(),
-                        strict=True,
-                    )
-                )
-            )
-        )
+        meta["sample"] = dg.MetadataValue.md(thumbnail_markdown(added))
     context.log.info(
         "images: %d added, %d updated, %d deleted, %d unchanged, %d rejected in total",
         stats.added,
@@ -109,7 +128,17 @@ def images(context: dg.AssetExecutionContext, volume: VolumeResource, tables: Ta
             "rejected": dg.MetadataValue.md(rejected_markdown(t)),
         },
     )
-    yield coverage(volume.get(), t)
+    if stats.scope == "changes":
+        yield change_set_coverage(volume.get(), t, config.paths or [])
+    else:
+        yield coverage(volume.get(), t)
+
+
+def photo_bytes(volume: Volume, path: str) -> bytes | None:
+    try:
+        return volume.read_bytes(path, max_bytes=MAX_PHOTO_BYTES)
+    except (OSError, ValueError):  # gone or changed since the run: no thumbnail
+        return None
 
 
 def shown_warnings(warnings: list[str]) -> list[str]:
@@ -131,30 +160,79 @@ def rejected_markdown(tables: Tables) -> str:
     return "\n".join(lines)
 
 
-def coverage(volume: Volume, tables: Tables) -> dg.AssetCheckResult:
+def coverage(
+    volume: Volume, tables: Tables, check_name: str = "every_file_accounted_for"
+) -> dg.AssetCheckResult:
+    """Every photo file under raw/ is in volume_files or rejected_images, and neither table
+    lists a file the volume no longer has."""
     photos, sidecars = vol.scan(volume)
+    on_disk = {p.path for p in photos}
     known = set(tables.read("volume_files", ["path"]).column("path").to_pylist())
     known |= set(tables.read("rejected_images", ["path"]).column("path").to_pylist())
-    missing = sorted(p.path for p in photos if p.path not in known)
+    missing = sorted(on_disk - known)
+    stale = sorted(known - on_disk)
     return dg.AssetCheckResult(
         asset_key="images",
-        check_name="every_file_accounted_for",
-        passed=not missing,
+        check_name=check_name,
+        passed=not missing and not stale,
         metadata={
             "photo_files": len(photos),
             "sidecars": len(sidecars),
             "unaccounted": len(missing),
-            "examples": dg.MetadataValue.json(missing[:SHOWN]),
+            "stale_rows": len(stale),
+            "examples": dg.MetadataValue.json((missing + stale)[:SHOWN]),
         },
     )
+
+
+def change_set_coverage(volume: Volume, tables: Tables, paths: list[str]) -> dg.AssetCheckResult:
+    """The run's own paths: each on the volume is in volume_files or rejected_images, and
+    each gone from the volume is in neither."""
+    paths = sorted({volume.relative(p) for p in paths})
+    known = {
+        r["path"]
+        for name in ("volume_files", "rejected_images")
+        for r in rows_where_in(tables, name, ["path"], "path", paths)
+    }
+    present = {p for p in paths if vol.stat_listed(volume, p) is not None}
+    missing = sorted(present - known)
+    stale = sorted(known - present)
+    return dg.AssetCheckResult(
+        asset_key="images",
+        check_name="every_file_accounted_for",
+        passed=not missing and not stale,
+        metadata={
+            "scope": "changes",
+            "changed_paths": len(paths),
+            "on_volume": len(present),
+            "unaccounted": len(missing),
+            "stale_rows": len(stale),
+            "examples": dg.MetadataValue.json((missing + stale)[:SHOWN]),
+        },
+    )
+
+
+@dg.asset_check(
+    asset="images",
+    name="volume_audit",
+    blocking=False,
+    description="The whole volume against the tables: every photo file under raw/ is in "
+    "volume_files or rejected_images and no row names a file that is gone. Upload runs check "
+    "only their own paths; this is the full look, for a scheduled audit job.",
+)
+def volume_audit(volume: VolumeResource, tables: TablesResource) -> dg.AssetCheckResult:
+    return coverage(volume.get(), tables.get(), check_name="volume_audit")
 
 
 # -- the upload sensor -----------------------------------------------------------------------
 # The pipeline's own tables are the record of what was ingested (``volume_files`` and
 # ``rejected_images`` hold each file's size and mtime), so the sensor compares the volume with
-# them, not with a copy of its own. Its cursor only remembers the pending changes it saw on the
-# previous tick: a change is acted on once it looks the same twice in a row, so a file still
-# being written waits, and a burst of uploads becomes one run.
+# them, not with a copy of its own. A change is acted on in the tick that first sees it when
+# the file looks finished (size not 0, mtime at least ADRAG_SETTLE_SECONDS old); a younger one
+# waits one tick and goes once it looks the same twice, so a file still being written waits.
+# Its cursor remembers the pending changes of the previous look. The run gets the change set
+# in its config, so it reads only those paths; a sidecar change (labels of any photo may
+# change) or a set too large for the run record makes it a full scan.
 
 JOB_NAME = "ingest_job"
 SIDECARS = "<sidecars>"  # the key under which a change of any sidecar is tracked
@@ -166,9 +244,10 @@ IN_FLIGHT = [
 ]
 
 
-def pending_changes(volume: Volume, tables: Tables) -> tuple[dict[str, str], str]:
+def pending_changes(volume: Volume, tables: Tables) -> tuple[dict[str, str], str, int]:
     """({path: "size:mtime_ns"} of photo files the tables don't have as they are, "" = gone;
-    one digest of every sidecar's name, size and mtime, since labels live in them)."""
+    one digest of every sidecar's name, size and mtime, since labels live in them; the newest
+    sidecar's mtime_ns)."""
     photos, sidecars = vol.scan(volume)
     known = {
         r["path"]: f"{r['size']}:{r['mtime_ns']}"
@@ -181,21 +260,55 @@ def pending_changes(volume: Volume, tables: Tables) -> tuple[dict[str, str], str
     digest = hashlib.sha256()
     for st in sidecars:
         digest.update(f"{st.path}:{st.size}:{st.mtime_ns}\n".encode())
-    return changes, digest.hexdigest()[:16]
+    newest = max((st.mtime_ns for st in sidecars), default=0)
+    return changes, digest.hexdigest()[:16], newest
+
+
+def finished(now: str, before: str | None, size: int, mtime_ns: int, settle_ns: int) -> bool:
+    """Whether a change looks complete: gone (""), the same as on the previous look, or, seen
+    for the first time, not empty and untouched for the settle time. Seen before as something
+    else: still being written."""
+    if now == "" or now == before:
+        return True
+    if before is not None:
+        return False
+    return size > 0 and time.time_ns() - mtime_ns >= settle_ns
+
+
+def ingest_request(ready: dict[str, str]) -> dg.RunRequest:
+    """The run for these finished changes: their paths in the ``images`` config, or none
+    (a full scan) when a sidecar changed or the set is too large to pass."""
+    paths = sorted(p for p in ready if p != SIDECARS)
+    why = "a sidecar or labels.csv changed" if SIDECARS in ready else full_scan_needed(paths)
+    config = {} if why else {"ops": {"images": {"config": {"paths": paths}}}}
+    key = hashlib.sha256(json.dumps(ready, sort_keys=True).encode()).hexdigest()
+    present = sum(1 for p, s in ready.items() if s and p != SIDECARS)
+    return dg.RunRequest(
+        # Same changes, same run_key: a repeated tick before the run shows up adds no run.
+        run_key=key[:32],
+        run_config=config,
+        tags={
+            "adrag/changes": str(len(ready)),
+            "adrag/present_files": str(present),
+            "adrag/scope": "full" if why else "changes",
+        },
+    )
 
 
 @dg.sensor(
     job_name=JOB_NAME,
     minimum_interval_seconds=load_settings().sensor_interval,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Starts ingest_job when photos under raw/ are added, changed or deleted "
-    "(once they stop changing between two looks). Interval: ADRAG_SENSOR_INTERVAL seconds.",
+    description="Starts ingest_job for the photos under raw/ that were added, changed or "
+    "deleted, passing their paths to the run (a sidecar change: a full scan). A file is taken "
+    "once it looks finished (ADRAG_SETTLE_SECONDS old, or unchanged between two looks). "
+    "Interval: ADRAG_SENSOR_INTERVAL seconds.",
 )
 def raw_photos_sensor(
     context: dg.SensorEvaluationContext, volume: VolumeResource, tables: TablesResource
 ):
     previous = json.loads(context.cursor) if context.cursor else {}
-    changes, sidecars = pending_changes(volume.get(), tables.get())
+    changes, sidecars, sidecars_mtime = pending_changes(volume.get(), tables.get())
     synced = previous.get("synced_sidecars")
     if synced is None and not changes:
         synced = sidecars  # first look at a volume whose photos are all ingested already
@@ -205,15 +318,29 @@ def raw_photos_sensor(
         context.update_cursor(json.dumps({"synced_sidecars": synced}))
         return dg.SkipReason("no new, changed or deleted files under raw/")
 
-    # Act on a change only once it looks the same as on the previous tick.
     looked = previous.get("look", {})
-    settling = sorted(p for p, s in changes.items() if looked.get(p) != s)
+    settle_ns = int(load_settings().settle_seconds * 1e9)
+
+    def size_and_mtime(path: str, sig: str) -> tuple[int, int]:
+        if path == SIDECARS:  # a digest: a sidecar may be empty; its newest mtime settles
+            return 1, sidecars_mtime
+        size, mtime_ns = sig.split(":") if sig else (0, 0)
+        return int(size), int(mtime_ns)
+
+    ready = {
+        p: s
+        for p, s in changes.items()
+        if finished(s, looked.get(p), *size_and_mtime(p, s), settle_ns)
+    }
     cursor = {"synced_sidecars": synced, "look": changes}
-    if settling:
+    if SIDECARS in ready and len(ready) < len(changes):
+        ready = {}  # a full scan would read the files still being written: they go together
+    if not ready:
         context.update_cursor(json.dumps(cursor))
+        first = sorted(changes, key=lambda p: p == SIDECARS)[0]
         return dg.SkipReason(
-            f"{len(settling)} change(s) new since the last look or still being written "
-            f"(e.g. {settling[0]}); waiting one tick for them to settle"
+            f"{len(changes)} change(s) still being written or younger than the settle time "
+            f"(e.g. {first}); waiting one tick for them to settle"
         )
 
     in_flight = context.instance.get_runs(
@@ -226,12 +353,15 @@ def raw_photos_sensor(
             f"then the next tick picks up these {len(changes)} change(s)"
         )
 
-    key = hashlib.sha256(json.dumps(changes, sort_keys=True).encode()).hexdigest()
-    present = sum(1 for p, s in changes.items() if s and p != SIDECARS)
-    # Same changes, same run_key: a repeated tick before the run shows up adds no run.
-    context.update_cursor(json.dumps({**cursor, "synced_sidecars": sidecars}))
-    context.log.info("requesting ingest for %d changed file(s)", len(changes))
-    return dg.RunRequest(
-        run_key=key[:32],
-        tags={"adrag/changes": str(len(changes)), "adrag/present_files": str(present)},
+    request = ingest_request(ready)
+    if SIDECARS in ready:
+        cursor["synced_sidecars"] = sidecars
+    context.update_cursor(json.dumps(cursor))
+    waiting = len(changes) - len(ready)
+    context.log.info(
+        "requesting ingest (%s) for %d changed file(s)%s",
+        request.tags["adrag/scope"],
+        len(ready),
+        f"; {waiting} still settling" if waiting else "",
     )
+    return request

@@ -1,6 +1,9 @@
 """Bring the volume's ``raw/`` folder into the ``images`` Delta table, incrementally.
 
 Only new or changed files (by size and mtime) are read; each is hashed and fully decoded.
+Given a change set (the paths the upload sensor saw change), only those paths are stat'ed
+and only the rows they and their images touch are read; without one, all of ``raw/`` is
+scanned, with the same outcome.
 A file that is not a usable photo (unreadable, too large, not a regular file, a symlink out
 of the volume, corrupt, ...) goes to ``rejected_images`` with the reason and the run goes
 on: whatever goes wrong with one file stays that file's row. Problems with labels (a bad
@@ -12,13 +15,16 @@ state the next run completes with nothing duplicated.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from pathlib import PurePosixPath
 
 import pyarrow as pa
+from deltalake import write_deltalake
 from tqdm.auto import tqdm
 
 from adrag_assets.images import decode as dec
@@ -28,11 +34,16 @@ from adrag_assets.volume import files as vol
 
 CHUNK = 64  # files per Delta commit: bounds memory (bytes) and the cost of a crash
 CHUNK_BYTES = 256 << 20  # ... and bytes per commit, so a run of large photos fits too
+IN_CHUNK = 500  # keys per filtered query (an IN list): keeps each query's SQL small
+# The most paths a change set holds; more, and a full scan is as cheap. The upload sensor
+# puts the set in the run's config, which the run record (and the UI) keeps: 1,000 paths are
+# about 60 KB there.
+MAX_CHANGE_SET = 1000
 
 
 @dataclass
 class IngestStats:
-    files: int = 0  # photo files under raw/ (sidecars not counted)
+    files: int = 0  # photo files under raw/ (sidecars not counted); known ones on a change set
     files_read: int = 0  # files that were new or changed and so were read
     added: int = 0  # image rows inserted (new content)
     updated: int = 0  # image rows whose path or labels changed
@@ -42,6 +53,8 @@ class IngestStats:
     newly_rejected: int = 0
     images: int = 0  # rows in the images table, now
     version: int = 0  # images table version after the run
+    scope: str = "full"  # "full": the whole volume was scanned; "changes": a change set
+    paths: int = 0  # paths in the change set (0 on a full scan)
     label_warnings: list[str] = field(default_factory=list)  # each names its sidecar or csv
 
     def as_dict(self) -> dict:
@@ -92,119 +105,93 @@ def _storable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+def _quoted(values: Iterable[str]) -> str:
+    return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
+
+
+def rows_where_in(
+    tables: Tables, name: str, columns: list[str], key: str, values: Iterable[str]
+) -> list[dict]:
+    """The rows of ``name`` whose ``key`` is one of ``values``, read by filtered queries (a
+    bounded IN list each) instead of the whole table."""
+    values = sorted(set(values))
+    out: list[dict] = []
+    for i in range(0, len(values), IN_CHUNK):
+        where = f"{key} IN ({_quoted(values[i : i + IN_CHUNK])})"
+        out += tables.read(name, columns, where).to_pylist()
+    return out
+
+
+def full_scan_needed(paths: Sequence[str]) -> str | None:
+    """Why a change set cannot be synced on its own (so a full scan is), or None."""
+    if len(paths) > MAX_CHANGE_SET:
+        return f"{len(paths):,} changed paths, over the {MAX_CHANGE_SET:,} a change set holds"
+    side = next((p for p in paths if vol.looks_like_sidecar(p)), None)
+    if side is not None:  # it may label other photos, or be a photo's sidecar now
+        return f"{side} may be a sidecar or labels.csv"
+    return None
+
+
 def sync_images(
     volume: Volume,
     tables: Tables,
     log: logging.Logger | None = None,
     on_rejected: Callable[[str], None] | None = None,
+    paths: Sequence[str] | None = None,
 ) -> IngestStats:
+    """Sync ``raw/`` into the tables. ``paths`` is a change set (photo paths added, changed or
+    deleted, as the upload sensor saw them): only those are looked at, and only the rows
+    they touch are read. None (or a set :func:`full_scan_needed` refuses) scans everything:
+    the reconciler, with the same outcome a change set would have had."""
     log = log or logging.getLogger(__name__)
-    photos, sidecars = vol.scan(volume)
-    stats = IngestStats(files=len(photos))
-    on_disk = {p.path: p for p in photos}
+    if paths is not None:
+        paths = sorted({volume.relative(p) for p in paths})
+        why = full_scan_needed(paths)
+        if why is None:
+            return _sync_changes(volume, tables, paths, log, on_rejected)
+        log.info("images: full scan instead of the change set: %s", why)
+    return _sync_all(volume, tables, log, on_rejected)
 
-    manifest = {r["path"]: r for r in tables.read("volume_files", VOLUME_FILES.names).to_pylist()}
-    rejected = {r["path"]: r for r in tables.read("rejected_images", REJECTED.names).to_pylist()}
+
+def _sync_all(
+    volume: Volume,
+    tables: Tables,
+    log: logging.Logger,
+    on_rejected: Callable[[str], None] | None,
+) -> IngestStats:
+    photos, sidecars = vol.scan(volume)
+    stats = IngestStats(files=len(photos), scope="full")
+    on_disk = {p.path for p in photos}
+    manifest = {
+        r["path"]: (r["size"], r["mtime_ns"], r["image_id"])
+        for r in tables.read("volume_files", VOLUME_FILES.names).to_pylist()
+    }
+    rejected = {
+        r["path"]: (r["size"], r["mtime_ns"])
+        for r in tables.read("rejected_images", ["path", "size", "mtime_ns"]).to_pylist()
+    }
+    # (path, digest of labels) per image: the labels themselves may be kilobytes each.
     before = {
-        r["image_id"]: (r["path"], r["labels"])
+        r["image_id"]: (r["path"], _digest(r["labels"]))
         for r in tables.read("images", ["image_id", "path", "labels"]).to_pylist()
     }
     known_ids = set(before)
 
-    def unchanged(st: FileStat, rec: dict | None) -> bool:
-        return rec is not None and (rec["size"], rec["mtime_ns"]) == (st.size, st.mtime_ns)
-
-    def needs_look(st: FileStat) -> bool:
-        if st.problem:  # never read; rejected again only if it changed or was accepted before
-            return st.path in manifest or not unchanged(st, rejected.get(st.path))
-        return not unchanged(st, manifest.get(st.path)) and not unchanged(st, rejected.get(st.path))
-
-    to_read = [st for st in photos if needs_look(st)]
-    stats.files_read = len(to_read)
+    to_read = [st for st in photos if _needs_look(st, manifest.get(st.path), rejected.get(st.path))]
     log.info(
         "volume: %d photo files, %d sidecars; %d new or changed to read",
         len(photos),
         len(sidecars),
         len(to_read),
     )
-
-    now = datetime.now(UTC)
-    bar = tqdm(total=len(to_read), desc="images", unit="file", disable=None)
-    done = 0
-    for chunk in _chunks(to_read):
-        image_rows, file_rows, reject_rows, accepted = [], [], [], []
-        for st in chunk:
-            path = st.path
-            try:
-                got = read_photo(volume, st)
-            except dec.RejectedImage as e:
-                reason = str(e)
-            except Exception as e:  # one bad file never stops the others
-                reason = f"{path}: cannot ingest ({type(e).__name__}: {e})"
-            else:
-                reason = None
-            if reason is not None:
-                reason = _storable(reason)
-                reject_rows.append(
-                    {
-                        "path": path,
-                        "size": st.size,
-                        "mtime_ns": st.mtime_ns,
-                        "reason": reason,
-                        "rejected_at": now,
-                    }
-                )
-                if on_rejected:
-                    on_rejected(reason)
-                log.warning("rejected %s", reason)
-                continue
-            if got is None:  # vanished since the scan: the next run sees the deletion
-                continue
-            data, d = got
-            accepted.append(path)
-            file_rows.append(
-                {"path": path, "size": st.size, "mtime_ns": st.mtime_ns, "image_id": d.image_id}
-            )
-            if d.image_id not in known_ids:
-                known_ids.add(d.image_id)
-                image_rows.append(
-                    {
-                        "image_id": d.image_id,
-                        "path": path,
-                        "format": d.format,
-                        "width": d.width,
-                        "height": d.height,
-                        "size": st.size,
-                        "mtime": datetime.fromtimestamp(st.mtime_ns / 1e9, UTC),
-                        "labels": "{}",  # set below, for every image, from the sidecars
-                        "bytes": data,
-                        "ingested_at": now,
-                    }
-                )
-        # Images first: a crash before the manifest is written only means a re-read.
-        res = tables.upsert(
-            "images", pa.Table.from_pylist(image_rows, IMAGES), ["image_id"], "false"
-        )
-        stats.added += int(res.get("num_target_rows_inserted", 0))
-        tables.upsert("volume_files", pa.Table.from_pylist(file_rows, VOLUME_FILES), ["path"])
-        tables.upsert("rejected_images", pa.Table.from_pylist(reject_rows, REJECTED), ["path"])
-        tables.delete_keys("volume_files", "path", [r["path"] for r in reject_rows])
-        tables.delete_keys("rejected_images", "path", [p for p in accepted if p in rejected])
-        stats.newly_rejected += len(reject_rows)
-        for r in file_rows:
-            manifest[r["path"]] = r
-        for r in reject_rows:
-            manifest.pop(r["path"], None)
-        bar.update(len(chunk))
-        done += len(chunk)
-        log.info(
-            "images: read %d/%d files, %d new images, %d rejected so far",
-            done,
-            len(to_read),
-            stats.added,
-            stats.newly_rejected,
-        )
-    bar.close()
+    read = _read_files(volume, tables, to_read, rejected, known_ids.intersection, stats, log)
+    for path, image_id in read.accepted.items():
+        manifest[path] = (0, 0, image_id)
+    for path in read.rejected:
+        manifest.pop(path, None)
+    if on_rejected:
+        for reason in read.reasons:
+            on_rejected(reason)
 
     # Files gone from the volume leave the manifest and the rejected list.
     gone = [p for p in manifest if p not in on_disk]
@@ -216,15 +203,287 @@ def sync_images(
     # Every image keeps the first path (by name) that has its content, and that path's labels.
     paths_by_id: dict[str, str] = {}
     for path in sorted(manifest):
-        paths_by_id.setdefault(manifest[path]["image_id"], path)
-    stats.deleted = tables.delete_keys("images", "image_id", known_ids - set(paths_by_id))
+        paths_by_id.setdefault(manifest[path][2], path)
+    del manifest
+    ids = known_ids | set(read.accepted.values())
+    stats.deleted = tables.delete_keys("images", "image_id", ids - set(paths_by_id))
     labels, stats.label_warnings = vol.read_labels(volume, sorted(paths_by_id.values()), sidecars)
+    want = {i: (p, labels_json(labels.pop(p))) for i, p in paths_by_id.items()}
+    _write_paths_and_labels(tables, want, before, stats, log)
+    return stats
+
+
+def _sync_changes(
+    volume: Volume,
+    tables: Tables,
+    paths: list[str],
+    log: logging.Logger,
+    on_rejected: Callable[[str], None] | None,
+) -> IngestStats:
+    stats = IngestStats(scope="changes", paths=len(paths))
+    now = {p: vol.stat_listed(volume, p) for p in paths}
+    manifest = {
+        r["path"]: (r["size"], r["mtime_ns"], r["image_id"])
+        for r in rows_where_in(tables, "volume_files", VOLUME_FILES.names, "path", paths)
+    }
+    rejected = {
+        r["path"]: (r["size"], r["mtime_ns"])
+        for r in rows_where_in(
+            tables, "rejected_images", ["path", "size", "mtime_ns"], "path", paths
+        )
+    }
+    present = [st for st in now.values() if st is not None]
+    to_read = [
+        st for st in present if _needs_look(st, manifest.get(st.path), rejected.get(st.path))
+    ]
+    log.info(
+        "change set: %d path(s), %d on the volume; %d new or changed to read",
+        len(paths),
+        len(present),
+        len(to_read),
+    )
+
+    def in_table(ids: set[str]) -> set[str]:
+        rows = rows_where_in(tables, "images", ["image_id"], "image_id", ids)
+        return {r["image_id"] for r in rows}
+
+    read = _read_files(volume, tables, to_read, rejected, in_table, stats, log)
+    if on_rejected:
+        for reason in read.reasons:
+            on_rejected(reason)
+    gone = [p for p, st in now.items() if st is None]
+    tables.delete_keys("volume_files", "path", [p for p in gone if p in manifest])
+    tables.delete_keys("rejected_images", "path", [p for p in gone if p in rejected])
+
+    # The images these paths had or have now; each keeps its first path by name.
+    affected = {m[2] for m in manifest.values()} | set(read.accepted.values())
+    paths_by_id: dict[str, str] = {}
+    for r in rows_where_in(tables, "volume_files", ["path", "image_id"], "image_id", affected):
+        if r["path"] < paths_by_id.get(r["image_id"], "\uffff"):
+            paths_by_id[r["image_id"]] = r["path"]
+    stats.deleted = tables.delete_keys("images", "image_id", affected - set(paths_by_id))
+    # A photo come or gone can move a shared-stem sidecar or a csv row to another image.
+    others = _label_neighbours(volume, tables, paths) - affected
+    for r in rows_where_in(tables, "volume_files", ["path", "image_id"], "image_id", others):
+        if r["path"] < paths_by_id.get(r["image_id"], "\uffff"):
+            paths_by_id[r["image_id"]] = r["path"]
+    before = {
+        r["image_id"]: (r["path"], _digest(r["labels"]))
+        for r in rows_where_in(
+            tables, "images", ["image_id", "path", "labels"], "image_id", affected | others
+        )
+    }
+    want, stats.label_warnings = _labels_of_changes(volume, tables, paths_by_id)
+    _write_paths_and_labels(tables, want, before, stats, log)
+    stats.files = tables.count("volume_files") + tables.count("rejected_images")
+    return stats
+
+
+def _labels_of_changes(
+    volume: Volume, tables: Tables, paths_by_id: dict[str, str]
+) -> tuple[dict[str, tuple[str, str]], list[str]]:
+    """{image_id: (path, labels JSON)} for a change set's images, read from only the sidecars
+    and labels.csv files that can label their paths (no sidecar changed: a change of one
+    makes a full scan), with the same outcome :func:`vol.read_labels` has over everything."""
+    chosen = set(paths_by_id.values())
+    names: set[str] = set()
+    for p in chosen:
+        sides, csvs = vol.label_sources(p)
+        names.update(sides, csvs)
+    found = [st for st in (vol.stat_listed(volume, q) for q in sorted(names)) if st is not None]
+    # Other images' paths decide who a shared-stem sidecar or a csv row by bare file name
+    # belongs to (the first path by name; an exact path over a same-named deeper photo).
+    conditions: set[str] = set()
+    for st in found:
+        folder = str(PurePosixPath(st.path).parent)
+        if st.path.endswith("/" + vol.LABELS_CSV):
+            conditions.update(
+                f"path = {_quoted([f'{folder}/{PurePosixPath(p).name}'])}"
+                for p in chosen
+                if p.startswith(folder + "/")
+            )
+        else:
+            conditions.add(_stem_condition(folder, PurePosixPath(st.path).stem))
+    others = {
+        r["path"] for r in _images_where(tables, conditions) if r["image_id"] not in paths_by_id
+    }
+    labels, warnings = vol.read_labels(volume, sorted(chosen | others), found)
+    warnings = [w for w in warnings if not any(w.startswith(o + ":") for o in others)]
+    return {i: (p, labels_json(labels[p])) for i, p in paths_by_id.items()}, warnings
+
+
+def _images_where(tables: Tables, conditions: set[str]) -> list[dict]:
+    """(image_id, path) of the images whose path meets any of ``conditions`` (SQL)."""
+    ordered, out = sorted(conditions), []
+    for i in range(0, len(ordered), IN_CHUNK // 4):
+        where = " OR ".join(f"({c})" for c in ordered[i : i + IN_CHUNK // 4])
+        out += tables.read("images", ["image_id", "path"], where).to_pylist()
+    return out
+
+
+def _stem_condition(folder: str, stem: str) -> str:
+    base = f"{folder}/{stem}"
+    return f"path = {_quoted([base])} OR starts_with(path, {_quoted([base + '.'])})"
+
+
+def _label_neighbours(volume: Volume, tables: Tables, paths: list[str]) -> set[str]:
+    """Image ids whose labels may change because ``paths`` came or went: those sharing a
+    folder and stem with one of them when a stem sidecar is there (it labels the first such
+    path by name), and those deeper under a labels.csv's folder with a path's file name
+    (a csv row by bare file name labels the exact path first)."""
+    conditions: set[str] = set()
+    for p in paths:
+        pp = PurePosixPath(p)
+        folder = str(pp.parent)
+        stems = [f"{folder}/{pp.stem}{x}" for x in (".json", ".txt", ".JSON", ".TXT")]
+        if any(vol.stat_listed(volume, q) for q in stems):
+            conditions.add(_stem_condition(folder, pp.stem))
+        if vol.stat_listed(volume, f"{folder}/{vol.LABELS_CSV}"):
+            conditions.add(
+                f"starts_with(path, {_quoted([folder + '/'])}) AND "
+                f"ends_with(path, {_quoted(['/' + pp.name])})"
+            )
+    return {r["image_id"] for r in _images_where(tables, conditions)} if conditions else set()
+
+
+def _digest(labels: str) -> bytes:
+    return hashlib.blake2b(labels.encode(), digest_size=16).digest()
+
+
+def _needs_look(st: FileStat, accepted: tuple | None, rejected: tuple | None) -> bool:
+    """Whether a listed file must be read: new, changed since it was accepted or rejected
+    (by size and mtime), or a problem entry that was accepted before."""
+    same = (st.size, st.mtime_ns)
+    if st.problem:  # never read; rejected again only if it changed or was accepted before
+        return accepted is not None or rejected != same
+    return (accepted is None or accepted[:2] != same) and rejected != same
+
+
+@dataclass
+class _Read:
+    accepted: dict[str, str] = field(default_factory=dict)  # path -> image_id
+    rejected: list[str] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+
+
+def _read_files(
+    volume: Volume,
+    tables: Tables,
+    to_read: list[FileStat],
+    rejected_before: dict,
+    in_table: Callable[[set[str]], set[str]],
+    stats: IngestStats,
+    log: logging.Logger,
+) -> _Read:
+    """Read, hash and decode ``to_read`` in bounded chunks, writing each chunk's image rows,
+    then its manifest and rejected rows. ``in_table`` says which image ids the table has."""
+    out = _Read()
+    stats.files_read = len(to_read)
+    now = datetime.now(UTC)
+    inserted: set[str] = set()
+    bar = tqdm(total=len(to_read), desc="images", unit="file", disable=None)
+    done = 0
+    for chunk in _chunks(to_read):
+        decoded, file_rows, reject_rows = [], [], []
+        for st in chunk:
+            try:
+                got = read_photo(volume, st)
+            except dec.RejectedImage as e:
+                reason = str(e)
+            except Exception as e:  # one bad file never stops the others
+                reason = f"{st.path}: cannot ingest ({type(e).__name__}: {e})"
+            else:
+                reason = None
+            if reason is not None:
+                reason = _storable(reason)
+                reject_rows.append(
+                    {
+                        "path": st.path,
+                        "size": st.size,
+                        "mtime_ns": st.mtime_ns,
+                        "reason": reason,
+                        "rejected_at": now,
+                    }
+                )
+                out.reasons.append(reason)
+                log.warning("rejected %s", reason)
+                continue
+            if got is not None:  # None: vanished since the listing; the next run sees it gone
+                decoded.append((st, *got))
+        have = in_table({d.image_id for _, _, d in decoded} - inserted)
+        image_rows = []
+        for st, data, d in decoded:
+            out.accepted[st.path] = d.image_id
+            file_rows.append(
+                {"path": st.path, "size": st.size, "mtime_ns": st.mtime_ns, "image_id": d.image_id}
+            )
+            if d.image_id in inserted or d.image_id in have:
+                continue
+            inserted.add(d.image_id)
+            image_rows.append(
+                {
+                    "image_id": d.image_id,
+                    "path": st.path,
+                    "format": d.format,
+                    "width": d.width,
+                    "height": d.height,
+                    "size": st.size,
+                    "mtime": datetime.fromtimestamp(st.mtime_ns / 1e9, UTC),
+                    "labels": "{}",  # set afterwards, for every image, from the sidecars
+                    "bytes": data,
+                    "ingested_at": now,
+                }
+            )
+        del decoded
+        # Images first: a crash before the manifest is written only means a re-read (which
+        # finds the row). An append, not a merge: a merge reads the whole table, photos and
+        # all, to look for the keys; ``in_table`` has told which are new.
+        if image_rows:
+            tables.open("images")  # created on first use
+            write_deltalake(
+                tables.uri("images"),
+                pa.Table.from_pylist(image_rows, IMAGES),
+                mode="append",
+                storage_options=tables.storage_options,
+            )
+        stats.added += len(image_rows)
+        del image_rows
+        tables.upsert("volume_files", pa.Table.from_pylist(file_rows, VOLUME_FILES), ["path"])
+        tables.upsert("rejected_images", pa.Table.from_pylist(reject_rows, REJECTED), ["path"])
+        tables.delete_keys("volume_files", "path", [r["path"] for r in reject_rows])
+        tables.delete_keys(
+            "rejected_images",
+            "path",
+            [r["path"] for r in file_rows if r["path"] in rejected_before],
+        )
+        out.rejected += [r["path"] for r in reject_rows]
+        stats.newly_rejected += len(reject_rows)
+        bar.update(len(chunk))
+        done += len(chunk)
+        log.info(
+            "images: read %d/%d files, %d new images, %d rejected so far",
+            done,
+            len(to_read),
+            stats.added,
+            stats.newly_rejected,
+        )
+    bar.close()
+    return out
+
+
+def _write_paths_and_labels(
+    tables: Tables,
+    want: dict[str, tuple[str, str]],
+    before: dict[str, tuple[str, bytes]],
+    stats: IngestStats,
+    log: logging.Logger,
+) -> None:
+    """Set each image's path and labels where they differ from the table's."""
     for w in stats.label_warnings:
         log.warning("labels: %s", w)
-    want = {i: (p, labels_json(labels[p])) for i, p in paths_by_id.items()}
     # Only rows whose path or labels differ are sent to the merge (new rows got "{}" labels
     # when inserted), so an upload into a large table rewrites little.
-    changed = {i: v for i, v in want.items() if before.get(i) != v}
+    changed = {i: v for i, v in want.items() if before.get(i) != (v[0], _digest(v[1]))}
     tables.update_columns(
         "images",
         pa.table(
@@ -238,9 +497,8 @@ def sync_images(
         ["path", "labels"],
     )
     kept = [i for i in want if i in before]
-    stats.updated = sum(before[i] != want[i] for i in kept)
+    stats.updated = sum(i in changed for i in kept)
     stats.unchanged = len(kept) - stats.updated
     stats.images = tables.count("images")
     stats.rejected = tables.count("rejected_images")
     stats.version = tables.version("images")
-    return stats

@@ -81,20 +81,58 @@ def scan(volume: Volume) -> tuple[list[FileStat], list[FileStat]]:
     that cannot be read (see :class:`FileStat`'s ``problem``) are listed too, so they are
     rejected or warned about by name rather than missing without a trace.
     """
-    stats: dict[str, FileStat] = {}
-    for st in volume.walk(RAW):
-        size = len(st.path.encode("utf-8"))
-        if st.problem is None and size > MAX_PATH_BYTES:
-            st = replace(
-                st,
-                problem=f"path is {size:,} bytes long, over the {MAX_PATH_BYTES:,} the index "
-                "stores; shorten its folder or file names",
-            )
-        stats[st.path] = st
+    stats = {st.path: _path_checked(st) for st in volume.walk(RAW)}
     names = set(stats)
     side = set(sidecar_map(names)) | {p for p in names if p.endswith("/" + LABELS_CSV)}
     photos = [stats[p] for p in sorted(names) if p not in side]
     return photos, [stats[p] for p in sorted(side)]
+
+
+def _path_checked(st: FileStat) -> FileStat:
+    size = len(st.path.encode("utf-8"))
+    if st.problem is None and size > MAX_PATH_BYTES:
+        return replace(
+            st,
+            problem=f"path is {size:,} bytes long, over the {MAX_PATH_BYTES:,} the index "
+            "stores; shorten its folder or file names",
+        )
+    return st
+
+
+def stat_listed(volume: Volume, path: str) -> FileStat | None:
+    """One file as :func:`scan` would list it (problem included), or None when the scan
+    would not list it: the stat of a named few instead of a walk of everything."""
+    rel = volume.relative(path)
+    if not rel.startswith(RAW + "/") or any(p.startswith(".") for p in rel.split("/")):
+        return None  # the scan covers raw/ and skips hidden files and folders
+    from adrag_assets.volume.local import LocalVolume
+
+    if isinstance(volume, LocalVolume):  # a folder has links and FIFOs, which walk reports
+        st = volume.entry(rel)
+    else:
+        st = None if rel.endswith("/") else volume.stat(rel)
+    return None if st is None else _path_checked(st)
+
+
+def looks_like_sidecar(path: str) -> bool:
+    """Whether ``path`` is or may be a sidecar or labels.csv (a .json/.txt file is one when a
+    photo of its name is beside it): a change to one may change other photos' labels."""
+    return path.endswith("/" + LABELS_CSV) or PurePosixPath(path).suffix.lower() in (
+        SIDECAR_SUFFIXES
+    )
+
+
+def label_sources(photo: str) -> tuple[list[str], list[str]]:
+    """(sidecar names, labels.csv paths) that may hold labels of ``photo``, whether or not
+    they exist: its .json/.txt by full name and by stem (both suffix cases), and the
+    labels.csv of its folder and every folder above it up to raw/."""
+    pp = PurePosixPath(photo)
+    names = {pp.name, pp.stem}
+    sides = [
+        f"{pp.parent}/{n}{s}" for n in sorted(names) for s in (".json", ".txt", ".JSON", ".TXT")
+    ]
+    csvs = [f"{f}/{LABELS_CSV}" for f in pp.parents if f.parts[:1] == (RAW,)]
+    return [q for q in sides if q != photo], csvs
 
 
 def read_labels(

@@ -58,6 +58,15 @@ class LocalVolume:
                 if entry is not None:
                     yield entry
 
+    def entry(self, path: str) -> FileStat | None:
+        """``path`` as :meth:`walk` would list it, or None when the walk would not (gone, or a
+        plain folder): lets a caller look at a few named files without walking them all."""
+        full = self.root / self.relative(path)
+        with contextlib.suppress(FileNotFoundError):
+            if stat.S_ISDIR(full.lstat().st_mode):
+                return None
+        return self._entry(full)
+
     def _entry(self, full: Path) -> FileStat | None:
         """One listed entry, with the reason it is not read when it is not a plain file."""
         rel = full.relative_to(self.root).as_posix()

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import shutil
+import time
 import uuid
 
 import dagster as dg
+import pytest
 from dagster._core.storage.dagster_run import DagsterRun
 
-from adrag_assets.defs.photos import JOB_NAME, raw_photos_sensor
+from adrag_assets.defs.photos import JOB_NAME, images, raw_photos_sensor
 from adrag_assets.defs.resources import resources_from_settings
+from adrag_assets.tables import Tables
 from tests.support.data import pets_images
 from tests.support.helpers import run_pipeline
 
@@ -39,7 +44,31 @@ def some_photos(n: int):
     return sorted(pets_images().glob("*.jpg"))[:n]
 
 
-def test_new_files_wait_one_tick_then_run_once(settings, instance):
+@pytest.fixture
+def slow_settle(monkeypatch):
+    """Every file counts as young: changes settle only by looking the same twice."""
+    monkeypatch.setenv("ADRAG_SETTLE_SECONDS", "3600")
+
+
+def upload(src, target, age_s: float = 600):
+    """A finished upload: the file, with an mtime ``age_s`` seconds ago."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(src, target)
+    then = time.time() - age_s
+    os.utime(target, (then, then))
+
+
+def test_finished_uploads_run_in_the_first_tick(settings, instance):
+    t = Ticker(settings, instance)
+    for p in some_photos(5):  # a burst of uploads, all finished
+        upload(p, settings.raw_dir / p.name)
+    req = t.tick()
+    assert isinstance(req, dg.RunRequest)
+    assert req.tags["adrag/present_files"] == "5"
+    assert req.tags["adrag/scope"] == "full"  # a first look: the volume is new to the tables
+
+
+def test_new_files_wait_one_tick_then_run_once(settings, instance, slow_settle):
     t = Ticker(settings, instance)
     for p in some_photos(5):  # a burst of uploads
         shutil.copy(p, settings.raw_dir / p.name)
@@ -61,20 +90,20 @@ def test_in_sync_volume_is_skipped_and_changes_are_seen(pets, instance):
     skip = t.tick()
     assert isinstance(skip, dg.SkipReason) and "no new" in skip.skip_message
 
-    # Deleted file: seen, settled, requested.
+    # Deleted file: a delete is complete when seen, so requested at once, as a change set.
     victim = sorted((pets.raw_dir / "pets").glob("*.jpg"))[0]
     victim.unlink()
-    assert isinstance(t.tick(), dg.SkipReason)
     req = t.tick()
     assert isinstance(req, dg.RunRequest)
     assert (req.tags["adrag/changes"], req.tags["adrag/present_files"]) == ("1", "0")
+    assert req.run_config == {"ops": {"images": {"config": {"paths": [f"raw/pets/{victim.name}"]}}}}
 
     # After the run, the same volume is in sync again.
     run_pipeline(pets, instance)
     assert "no new" in t.tick().skip_message
 
 
-def test_half_written_file_waits_until_it_stops_changing(settings, instance):
+def test_half_written_file_waits_until_it_stops_changing(settings, instance, slow_settle):
     t = Ticker(settings, instance)
     src = some_photos(1)[0].read_bytes()
     target = settings.raw_dir / "upload.jpg"
@@ -87,7 +116,16 @@ def test_half_written_file_waits_until_it_stops_changing(settings, instance):
     assert isinstance(t.tick(), dg.RunRequest)
 
 
-def test_cursor_survives_a_restart(settings, instance):
+def test_empty_file_waits_for_a_second_look_however_old(settings, instance):
+    t = Ticker(settings, instance)
+    (settings.raw_dir / "empty.jpg").touch()
+    then = time.time() - 600
+    os.utime(settings.raw_dir / "empty.jpg", (then, then))
+    assert isinstance(t.tick(), dg.SkipReason)  # an upload may not have written a byte yet
+    assert isinstance(t.tick(), dg.RunRequest)
+
+
+def test_cursor_survives_a_restart(settings, instance, slow_settle):
     t = Ticker(settings, instance)
     shutil.copy(some_photos(1)[0], settings.raw_dir / "a.jpg")
     t.tick()
@@ -96,17 +134,19 @@ def test_cursor_survives_a_restart(settings, instance):
     assert isinstance(restarted.tick(), dg.RunRequest)
 
 
-def test_sidecar_change_alone_requests_a_run(pets, instance):
+def test_sidecar_change_alone_requests_a_full_scan(pets, instance, slow_settle):
     run_pipeline(pets, instance)
     t = Ticker(pets, instance)
     assert isinstance(t.tick(), dg.SkipReason)
     with (pets.raw_dir / "labels.csv").open("a") as f:
         f.write("extra.jpg,beagle,dog\n")
     assert isinstance(t.tick(), dg.SkipReason)
-    assert isinstance(t.tick(), dg.RunRequest)
+    req = t.tick()
+    assert isinstance(req, dg.RunRequest)
+    assert req.tags["adrag/scope"] == "full" and not req.run_config  # no paths: all of raw/
 
 
-def test_tick_while_a_run_is_in_flight_skips_and_says_so(settings, instance):
+def test_tick_while_a_run_is_in_flight_skips_and_says_so(settings, instance, slow_settle):
     run = DagsterRun(
         job_name=JOB_NAME, run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.STARTED
     )
@@ -119,3 +159,52 @@ def test_tick_while_a_run_is_in_flight_skips_and_says_so(settings, instance):
     assert "in flight" in skip.skip_message and run.run_id in skip.skip_message
     instance.report_run_canceled(run)
     assert isinstance(t.tick(), dg.RunRequest)
+
+
+def test_the_run_gets_the_change_set_and_reads_only_those_paths(settings, instance):
+    photos = some_photos(5)
+    for p in photos[:2]:
+        upload(p, settings.raw_dir / p.name)
+    resources = {
+        k: v for k, v in resources_from_settings(settings).items() if k in ("volume", "tables")
+    }
+
+    def run(req: dg.RunRequest) -> dict:
+        result = dg.materialize(
+            [images], resources=resources, instance=instance, run_config=req.run_config
+        )
+        assert result.success
+        checks = result.get_asset_check_evaluations()
+        assert [(c.check_name, c.passed) for c in checks] == [("every_file_accounted_for", True)]
+        return {
+            k: v.value
+            for k, v in result.asset_materializations_for_node("images")[0].metadata.items()
+        }
+
+    t = Ticker(settings, instance)
+    run(t.tick())  # the first look: a full scan
+    assert "no new" in t.tick().skip_message
+
+    upload(photos[2], settings.raw_dir / "new" / "a.jpg")
+    req = t.tick()
+    assert req.tags["adrag/scope"] == "changes"
+    assert req.run_config["ops"]["images"]["config"]["paths"] == ["raw/new/a.jpg"]
+    # After the tick, before its run: one more upload and a changed photo.
+    upload(photos[3], settings.raw_dir / "new" / "b.jpg")
+    upload(photos[4], settings.raw_dir / photos[0].name, age_s=300)
+    meta = run(req)
+    assert (meta["scope"], meta["files_read"], meta["added"]) == ("changes", 1, 1)
+    files = Tables(settings.tables_dir).read("volume_files", ["path", "image_id"]).to_pylist()
+    assert sorted(r["path"] for r in files) == sorted(
+        ["raw/new/a.jpg", f"raw/{photos[0].name}", f"raw/{photos[1].name}"]
+    )
+    old_id = next(r["image_id"] for r in files if r["path"] == f"raw/{photos[0].name}")
+    assert old_id == hashlib.sha256(photos[0].read_bytes()).hexdigest()  # not re-read
+
+    nxt = t.tick()  # the next tick asks for exactly what that run did not look at
+    assert nxt.run_config["ops"]["images"]["config"]["paths"] == sorted(
+        ["raw/new/b.jpg", f"raw/{photos[0].name}"]
+    )
+    meta = run(nxt)
+    assert (meta["files_read"], meta["added"], meta["deleted"]) == (2, 2, 1)
+    assert "no new" in t.tick().skip_message
