@@ -22,6 +22,10 @@ $(STAMP): pyproject.toml
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } 		|| echo "note: chromium not installed (needs root); browser tests will be skipped"
 	@# The Dagster-on-PostgreSQL test starts Debian's postgresql in a temp dir (as root, as the postgres user).
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; } 		|| echo "note: postgresql not installed (needs root); the PostgreSQL test will be skipped"
+	@# The az:// volume test runs Azurite, Microsoft's Azure Blob emulator, from npm (~1 min, 360 MB).
+	@[ -x $(VENV)/azurite/node_modules/.bin/azurite-blob ] || { command -v npm >/dev/null && \
+		npm install --silent --no-audit --no-fund --prefix $(VENV)/azurite azurite@3.37.0; } \
+		|| echo "note: Azurite not installed (needs npm); the az:// test will be skipped"
 	touch $@
 
 # A fresh ADRAG_HOME, photos under raw/ (ADRAG_DEMO_IMAGES, else a drawn set), ingest, search.
