@@ -3,12 +3,13 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+AZURITE := $(VENV)/azurite/node_modules/.bin/azurite-blob
 # dg looks for the project's venv; naming it keeps dg from warning that none is active.
 DG     := VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg
 
 .PHONY: setup demo test bench lint format dev up clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(AZURITE)
 
 # torch/torchvision are pinned to the builds that lie on this machine's disk; a plain
 # `torch` would pull a multi-GB download. They go first so nothing else picks another.
@@ -23,6 +24,13 @@ $(STAMP): pyproject.toml
 	@# The Dagster-on-PostgreSQL test starts Debian's postgresql in a temp dir (as root, as the postgres user).
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; } 		|| echo "note: postgresql not installed (needs root); the PostgreSQL test will be skipped"
 	touch $@
+
+# The az:// volume test runs Azurite, Microsoft's Azure Blob emulator, from npm (~1 min,
+# 360 MB); a target of its own, so a venv made before it gets it too.
+$(AZURITE): | $(STAMP)
+	@command -v npm >/dev/null \
+		&& npm install --silent --no-audit --no-fund --prefix $(VENV)/azurite azurite@3.37.0 \
+		|| echo "note: Azurite not installed (needs npm); the az:// test will be skipped"
 
 # A fresh ADRAG_HOME, photos under raw/ (ADRAG_DEMO_IMAGES, else a drawn set), ingest, search.
 demo: setup

@@ -5,6 +5,11 @@
 * ``dg dev`` (Dagster's webserver + daemon) on adrag's code location;
 * the marketers' Streamlit app (``adrag_app/ui/app.py``).
 
+All of them get one DAGSTER_HOME, whose dagster.yaml ``adrag up`` writes (and opens once)
+before starting them; with ``ADRAG_DAGSTER_PG_URL`` set it names PostgreSQL, so the webserver,
+the daemon, the runs it launches and any `adrag ingest` from another shell with the same
+variables record in one instance. The URL reaches them through the environment only.
+
 Each child runs in its own process group, so stopping the stack stops their children too.
 If `adrag up` itself dies, even by SIGKILL, its orphan guard (``orphan_guard.py``) stops those
 groups, and on Linux each child also gets SIGTERM from the kernel (``PR_SET_PDEATHSIG``).
@@ -30,7 +35,8 @@ import click
 
 from adrag_app.cli import orphan_guard
 from adrag_assets.index.milvus import is_local_file_uri
-from adrag_assets.instance import ensure_dagster_home
+from adrag_assets.instance import dagster_instance
+from adrag_assets.redact import redact_text
 from adrag_assets.settings import Settings, child_environment
 
 BIN = Path(sys.executable).parent
@@ -178,6 +184,59 @@ def http_ok(url: str) -> bool:
         return False
 
 
+def postgres_place(url: str) -> str:
+    """``HOST:PORT/DATABASE`` of a PostgreSQL URL: where runs go, shown without credentials."""
+    parsed = urlparse(url)
+    return f"{parsed.hostname}:{parsed.port or 5432}{parsed.path}"
+
+
+def open_instance(settings: Settings) -> Path:
+    """Write DAGSTER_HOME's dagster.yaml and open the instance once, before any service starts.
+
+    The one opening creates the run storage's schema (SQLite files or PostgreSQL tables), so
+    the webserver and the daemon, starting together, never race to create it; and a
+    PostgreSQL that cannot be reached stops `adrag up` with one line instead of two crashed
+    services. Every child gets this DAGSTER_HOME, and ADRAG_DAGSTER_PG_URL only through its
+    environment: Dagster passes the instance to its children on their command lines as the
+    yaml's ``env: ADRAG_DAGSTER_PG_URL``, never the URL itself.
+    """
+    url = settings.dagster_pg_url
+    where = (
+        f"PostgreSQL at {postgres_place(url)} (ADRAG_DAGSTER_PG_URL)"
+        if url
+        else f"the Dagster instance in {settings.dagster_home}"
+    )
+    try:
+        if url:
+            # One attempt first: Dagster's own connection retries take ~10 s to give up.
+            check_postgres(url)
+        with dagster_instance(settings.dagster_home, postgres=bool(url)):
+            pass
+    except Exception as e:  # whatever the driver raises: psycopg2, SQLAlchemy, sqlite3
+        raise StackError(f"cannot open {where}: {reason(e, url)}") from None
+    return settings.dagster_home
+
+
+def check_postgres(url: str) -> None:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url, connect_args={"connect_timeout": 10})
+    try:
+        with engine.connect():
+            pass
+    finally:
+        engine.dispose()
+
+
+def reason(error: BaseException, secret: str) -> str:
+    """The first line of the innermost cause (the driver's own words), without secrets."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    error = getattr(error, "orig", None) or error  # SQLAlchemy wraps the driver's error
+    lines = str(error).strip().splitlines() or [type(error).__name__]
+    return redact_text(lines[0], [secret])[:300]
+
+
 def workspace_file(settings: Settings) -> Path:
     """A workspace.yaml in DAGSTER_HOME naming the code location "adrag", from anywhere."""
     path = settings.dagster_home / "workspace.yaml"
@@ -194,9 +253,7 @@ def run_stack(
     require_free(dagster_port, "the Dagster UI")
     require_free(app_port, "the app")
     uri, start_milvus_on = milvus_plan(settings, milvus_port)
-    dagster_home = ensure_dagster_home(
-        settings.dagster_home, postgres=bool(settings.dagster_pg_url)
-    )
+    dagster_home = open_instance(settings)
     env = child_environment(
         {
             "ADRAG_MILVUS_URI": uri,
@@ -234,7 +291,8 @@ def run_stack(
                 env,
                 logs / "milvus.log",
             )
-            wait_until(lambda: port_open(start_milvus_on), "Milvus", 60, stack)
+        # Dagster and the app need Milvus only once a run or a search comes: they start
+        # while it opens its port, and the stack is reported up once both answer.
         stack.start(
             "dg dev",
             [
@@ -270,6 +328,8 @@ def run_stack(
             env,
             logs / "app.log",
         )
+        if start_milvus_on:
+            wait_until(lambda: port_open(start_milvus_on), "Milvus", 60, stack)
         dagster_url = f"http://127.0.0.1:{dagster_port}"
         wait_until(lambda: http_ok(f"{dagster_url}/server_info"), "the Dagster UI", 180, stack)
         click.secho("\nadrag is up:", bold=True)
@@ -277,7 +337,15 @@ def run_stack(
         click.echo(f"  app          http://127.0.0.1:{app_port}")
         click.echo(f"  Milvus       {uri}")
         click.echo(f"  volume       {settings.volume}  (drop photos into raw/)")
+        if settings.dagster_pg_url:
+            runs = f"PostgreSQL at {postgres_place(settings.dagster_pg_url)}"
+        else:
+            runs = f"SQLite in {dagster_home}"
+        click.echo(f"  Dagster runs {runs}")
         click.echo(f"  other shells: export ADRAG_HOME={settings.home} ADRAG_MILVUS_URI={uri}")
+        if settings.dagster_pg_url:
+            # The value is not printed: it holds the database password.
+            click.echo("               and the same ADRAG_DAGSTER_PG_URL")
         click.echo("Ctrl-C stops everything.")
         while not (gone := stack.exited()):
             time.sleep(1)

@@ -6,10 +6,14 @@ import os
 import re
 
 import dagster as dg
+import pytest
 
+from adrag_app.cli.stack import StackError, open_instance
+from adrag_assets.settings import load_settings
 from tests.support.data import TEST_ENCODER, pets_images
 from tests.support.helpers import adrag
-from tests.support.postgres import postgres_server
+from tests.support.postgres import PASSWORD, postgres_server
+from tests.support.s3 import free_port
 
 
 def test_ingest_run_lands_in_postgres(tmp_path, monkeypatch):
@@ -49,3 +53,20 @@ def test_ingest_run_lands_in_postgres(tmp_path, monkeypatch):
             mats = instance.fetch_materializations(dg.AssetKey("image_index"), limit=5).records
             assert mats and mats[0].run_id == run_id
     assert os.environ.get("ADRAG_DAGSTER_PG_URL") == url  # monkeypatch undoes it after
+
+
+def test_adrag_up_stops_at_once_on_an_unreachable_postgres(tmp_path, monkeypatch):
+    """`adrag up` opens the instance before starting any service: a PostgreSQL that does not
+    answer is one error naming where it is, without the password."""
+    port = free_port()  # nothing listens there
+    url = f"postgresql+psycopg2://adrag:{PASSWORD}@127.0.0.1:{port}/adrag"
+    env = {"ADRAG_HOME": str(tmp_path / "home"), "ADRAG_DAGSTER_PG_URL": url}
+    for name, value in env.items():  # Dagster reads the URL from the environment itself
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home" / "dagster"))
+    with pytest.raises(StackError) as e:
+        open_instance(load_settings(env))
+    message = str(e.value)
+    assert f"PostgreSQL at 127.0.0.1:{port}/adrag (ADRAG_DAGSTER_PG_URL)" in message, message
+    assert "Connection refused" in message, message  # the driver's reason, not a config error
+    assert PASSWORD not in message

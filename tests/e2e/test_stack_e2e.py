@@ -4,6 +4,9 @@ A photo dropped into raw/ becomes searchable with nobody running anything; delet
 removes it; switching the encoder re-embeds into a new collection while search keeps
 answering; killing `adrag up` with SIGKILL takes all its services with it. Waits poll for a
 condition with a deadline, and every process is stopped, pass or fail.
+
+The upload/delete/switch test runs the stack on a real PostgreSQL (ADRAG_DAGSTER_PG_URL), as
+a deployment past one machine would; the browser and kill tests keep the default SQLite one.
 """
 
 from __future__ import annotations
@@ -11,13 +14,19 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
+import dagster as dg
 import psutil
 import pytest
 
+from adrag_app.cli.stack import postgres_place
 from tests.support.data import REPO, pets_images
+from tests.support.postgres import PASSWORD, database_text, postgres_server
 from tests.support.stack import CHROMIUM, CHROMIUM_ARGS, Stack, wait_for
 
 ARTIFACTS = REPO / "test-artifacts"
@@ -39,8 +48,7 @@ STACK_SERVICES = (
 )
 
 
-@pytest.fixture
-def stack(tmp_path):
+def new_stack(tmp_path: Path, **extra: str) -> Stack:
     home = tmp_path / "home"
     (home / "volume" / "raw").mkdir(parents=True)
     env = {
@@ -49,31 +57,63 @@ def stack(tmp_path):
         "ADRAG_PRECISION": "fp32",
         "ADRAG_SENSOR_INTERVAL": "3",
         "DAGSTER_HOME": str(home / "dagster"),
+        **extra,
     }
-    for key in ("ADRAG_VOLUME",):
+    for key in ("ADRAG_VOLUME", "ADRAG_DAGSTER_PG_URL"):
         os.environ.pop(key, None)
-    s = Stack(env, home)
+    return Stack(env, home)
+
+
+@pytest.fixture
+def stack(tmp_path):
+    s = new_stack(tmp_path)
     yield s
     s.stop()
 
 
-def test_upload_delete_and_encoder_switch(stack):
+@pytest.fixture
+def pg_stack(tmp_path):
+    """A stack whose Dagster instance (runs, event logs, ticks) is in a real PostgreSQL."""
+    with postgres_server() as url:
+        s = new_stack(tmp_path, ADRAG_DAGSTER_PG_URL=url)
+        try:
+            yield s
+        finally:
+            s.stop()
+
+
+def test_upload_delete_and_encoder_switch(pg_stack, monkeypatch):
+    stack = pg_stack
     raw = stack.home / "volume" / "raw"
     photos = sorted(pets_images().glob("*.jpg"))
     for p in photos[:6]:
         shutil.copy(p, raw / p.name)
     stack.start()
-    wait_for(lambda: stack.status().get("index_rows") == 6, 240, "the first 6 photos", stack)
+    # What every process of the stack runs with, looked at on each poll: run workers come
+    # and go, so a single look after the fact would miss them.
+    argvs: set[str] = set()
+    watch = watching(stack, argvs)
+    wait_for(watch(lambda: stack.status().get("index_rows") == 6), 240, "6 photos", stack)
 
     # A photo the index has never seen, dropped into raw/, becomes searchable by itself.
     new = photos[100]
     shutil.copy(new, raw / new.name)
-    wait_for(lambda: f"raw/{new.name}" in (stack.search_paths() or []), 240, "upload", stack)
+    found = watch(lambda: f"raw/{new.name}" in (stack.search_paths() or []))
+    wait_for(found, 240, "upload", stack)
     # Deleting it removes it from the index on the next run.
     (raw / new.name).unlink()
-    wait_for(lambda: f"raw/{new.name}" not in (stack.search_paths() or []), 240, "delete", stack)
+    gone = watch(lambda: f"raw/{new.name}" not in (stack.search_paths() or []))
+    wait_for(gone, 240, "delete", stack)
     before = stack.status()
     assert before["live_encoder_id"] == "random:adrag-tiny@1"
+
+    # Another shell: `adrag ingest` with the same environment records its run in the same
+    # PostgreSQL instance as the daemon's sensor-launched runs, and the webserver shows both.
+    out = stack.adrag("ingest")
+    assert out.returncode == 0, out.stderr[-3000:]
+    cli_run = re.search(r"run (\S+) succeeded", out.stdout).group(1)
+    monkeypatch.setenv("ADRAG_DAGSTER_PG_URL", stack.env["ADRAG_DAGSTER_PG_URL"])
+    assert_one_postgres_instance(stack, cli_run, argvs)
 
     # Switch the encoder: restart the stack with another model. The automation re-embeds
     # into a new collection; search answers throughout and ends on the new collection.
@@ -93,6 +133,90 @@ def test_upload_delete_and_encoder_switch(stack):
     assert after["index_rows"] == 6 and after["embeddings"] == 6
     assert after["live_collection"] != before["live_collection"]
     assert len(answers) >= 1
+
+
+def watching(stack: Stack, argvs: set[str]) -> Callable[[Callable[[], bool]], Callable[[], bool]]:
+    """Wrap a wait's check so each poll also records the command lines of the stack's tree."""
+
+    def wrap(check: Callable[[], bool]) -> Callable[[], bool]:
+        def checked() -> bool:
+            for p in stack.processes():
+                with contextlib.suppress(psutil.Error):
+                    argvs.add(" ".join(p.cmdline()))
+            return check()
+
+        return checked
+
+    return wrap
+
+
+def graphql(stack: Stack, query: str) -> dict:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{stack.dagster_port}/graphql",
+        data=json.dumps({"query": query}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as r:
+        body = json.loads(r.read())
+    assert "errors" not in body, body
+    return body["data"]
+
+
+def assert_one_postgres_instance(stack: Stack, cli_run: str, argvs: set[str]) -> None:
+    url = stack.env["ADRAG_DAGSTER_PG_URL"]
+    assert PASSWORD in url  # what the searches below look for
+    dagster_home = stack.home / "dagster"
+    yaml = (dagster_home / "dagster.yaml").read_text()
+    assert "env: ADRAG_DAGSTER_PG_URL" in yaml and PASSWORD not in yaml
+
+    # Each Dagster process (webserver, daemon, code servers) runs on that DAGSTER_HOME and
+    # gets the URL through its environment only.
+    services: dict[str, dict[str, str]] = {}
+    for p in stack.processes():
+        with contextlib.suppress(psutil.Error):
+            cmd = " ".join(p.cmdline())
+            argvs.add(cmd)
+            if "dagster" in cmd and "dg dev" not in cmd:
+                services[cmd] = p.environ()
+    assert any("dagster_webserver" in c for c in services), services.keys()
+    assert any("dagster._daemon" in c for c in services), services.keys()
+    for cmd, env in services.items():
+        assert env.get("DAGSTER_HOME") == str(dagster_home), cmd
+        assert env.get("ADRAG_DAGSTER_PG_URL") == url, cmd
+    # Dagster hands its children the instance on their command lines: the yaml's `env:`
+    # reference to the URL goes there, never the URL (so never the password, in `ps`).
+    refs = [c for c in argvs if "--instance-ref" in c]
+    assert refs and all("ADRAG_DAGSTER_PG_URL" in c for c in refs), refs
+    assert not [c for c in argvs if PASSWORD in c]
+
+    # The runs are in PostgreSQL, all of them: the sensor's, and the CLI's from another shell.
+    assert not (dagster_home / "history" / "runs.db").exists()
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        runs = instance.get_runs()
+    by_sensor = [r for r in runs if r.tags.get("dagster/sensor_name") == "raw_photos_sensor"]
+    succeeded = [r for r in by_sensor if r.status == dg.DagsterRunStatus.SUCCESS]
+    assert len(succeeded) >= 3, [(r.run_id, r.status) for r in by_sensor]  # add, upload, delete
+    cli = next(r for r in runs if r.run_id == cli_run)
+    assert cli.status == dg.DagsterRunStatus.SUCCESS and cli.tags["adrag/source"] == "cli"
+
+    # The webserver reads the same storage: it lists every one of those runs.
+    shown = graphql(
+        stack, "{ runsOrError(limit: 1000) { ... on Runs { results { runId status } } } }"
+    )["runsOrError"]["results"]
+    assert {r.run_id for r in runs} <= {r["runId"] for r in shown}
+    # ...and its instance page names PostgreSQL, by the variable, not by the URL.
+    info = graphql(stack, "{ instance { info } }")["instance"]["info"]
+    assert "PostgresRunStorage" in info and PASSWORD not in info, info
+
+    # Nowhere in the stack's logs nor in the database (runs, event logs, ticks) is the
+    # password; the logs do name the database, and the dump does hold the CLI's run.
+    logs = "\n".join(p.read_text(errors="replace") for p in stack.log_files())
+    assert f"PostgreSQL at {postgres_place(url)}" in logs
+    assert PASSWORD not in logs
+    dump = database_text(url)
+    assert cli_run in dump and "raw_photos_sensor" in dump
+    assert PASSWORD not in dump
 
 
 def test_data_team_sees_the_lineage_in_a_real_browser(stack):

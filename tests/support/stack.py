@@ -1,4 +1,9 @@
-"""Starting and stopping `adrag up` for end-to-end tests, with bounded waits."""
+"""Starting and stopping `adrag up` for end-to-end tests, with bounded waits.
+
+`adrag up` runs as a real process tree; the tests watch it with `adrag status` and `adrag
+search` run in this process (click's CliRunner): the same commands, without the ~5 s of
+imports each subprocess pays, so polling is cheap and does not take CPU from the stack's runs.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import psutil
+from click.testing import CliRunner
+
+from adrag_app.cli import main as adrag_main
 from adrag_app.cli.stack import free_port
 
 BIN = Path(sys.executable).parent
@@ -53,7 +62,9 @@ class Stack:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        wait_for(lambda: "adrag is up" in self.out.read_text(), timeout, "adrag up", self)
+        wait_for(
+            lambda: "adrag is up" in self.out.read_text(), timeout, "adrag up", self, every=0.5
+        )
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -74,22 +85,36 @@ class Stack:
             timeout=300,
         )
 
+    def adrag_here(self, *args: str) -> tuple[int, str]:
+        """``adrag ARGS`` in this process with the stack's environment: (exit code, stdout)."""
+        result = CliRunner().invoke(adrag_main, list(args), env=self.env)
+        return result.exit_code, result.stdout
+
     def status(self) -> dict:
-        out = self.adrag("status", "--json")
-        return json.loads(out.stdout) if out.returncode == 0 else {}
+        code, out = self.adrag_here("status", "--json")
+        return json.loads(out) if code == 0 else {}
 
     def search_paths(self, query: str = "a pet", k: int = 50) -> list[str] | None:
-        out = self.adrag("search", query, "-k", str(k), "--json")
-        return [h["path"] for h in json.loads(out.stdout)] if out.returncode == 0 else None
+        code, out = self.adrag_here("search", query, "-k", str(k), "--json")
+        return [h["path"] for h in json.loads(out)] if code == 0 else None
+
+    def processes(self) -> list[psutil.Process]:
+        """`adrag up` and every process under it, as they are now."""
+        if not (self.proc and self.proc.poll() is None):
+            return []
+        up = psutil.Process(self.proc.pid)
+        return [up, *up.children(recursive=True)]
+
+    def log_files(self) -> list[Path]:
+        logs = sorted((self.home / "logs").glob("*.log")) if (self.home / "logs").exists() else []
+        return [p for p in [self.out, *logs] if p.exists()]
 
     def logs(self) -> str:
-        parts = [self.out]
-        parts += sorted((self.home / "logs").glob("*.log")) if (self.home / "logs").exists() else []
-        return "\n".join(f"== {p.name} ==\n{p.read_text()[-6000:]}" for p in parts if p.exists())
+        return "\n".join(f"== {p.name} ==\n{p.read_text()[-6000:]}" for p in self.log_files())
 
 
 def wait_for(
-    check: Callable[[], bool], timeout: float, what: str, stack: Stack, every: float = 2.0
+    check: Callable[[], bool], timeout: float, what: str, stack: Stack, every: float = 0.5
 ) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
