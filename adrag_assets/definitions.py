@@ -11,4 +11,11 @@ import dagster as dg
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    return dg.load_from_defs_folder(path_within_project=Path(__file__).parent)
+    return dg.Definitions.merge(
+        dg.load_from_defs_folder(path_within_project=Path(__file__).parent),
+        # Every run in one process, as ingest_job already does: each step of a multiprocess
+        # run would import torch and load the model again (runs the automation sensor or the
+        # UI launch would pay ~7 s per step for nothing; the writers' pool already
+        # serialises what must not overlap).
+        dg.Definitions(executor=dg.in_process_executor),
+    )
