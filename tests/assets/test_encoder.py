@@ -8,13 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from adrag_assets.embeddings.encoder import (
-    ClipEncoder,
-    EncoderError,
-    EncoderSpec,
-    decode_for_model,
-    load_encoder,
-)
+from adrag_assets.embeddings.encoder import ClipEncoder, decode_for_model, load_encoder
+from adrag_assets.embeddings.spec import EncoderError, EncoderSpec
 from tests.support.data import TEST_ENCODER
 
 
