@@ -2,6 +2,10 @@
 
 Every command reads the same ``ADRAG_*`` variables (see :mod:`adrag_assets.settings`), so
 commands compose in scripts and see what Dagster runs see.
+
+Each command imports what it needs inside its body: torch and open_clip cost seconds, Dagster
+and MLflow about one each, pymilvus half of one; `adrag --help`, a usage error and `adrag
+status` pay for none of them (a test checks status and help in a fresh process).
 """
 
 from __future__ import annotations
@@ -16,12 +20,12 @@ from adrag_app.cli.chat import chat
 from adrag_app.cli.errors import Group, Text, fail, one_line, quiet_milvus_logs
 from adrag_app.cli.evaluate import evaluate
 from adrag_app.cli.generate import generate
-from adrag_assets.index.milvus import display_uri
-from adrag_assets.instance import dagster_instance
 from adrag_assets.settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
     import dagster as dg
+
+    from adrag_assets.tables import Tables
 
 
 def check_storage(s: Settings) -> None:
@@ -32,16 +36,18 @@ def check_storage(s: Settings) -> None:
 
     try:
         open_volume(s.volume_uri).check()
-        tables_resource(s).check()
+        open_tables(s).check()
     except (VolumeUnavailable, TablesUnavailable) as e:
         fail(str(e))
 
 
-def tables_resource(s: Settings):  # -> Tables; imported lazily like the other heavy modules
-    from adrag_assets.defs.resources import storage_config
+def open_tables(s: Settings) -> Tables:
+    """The tables the Dagster resource opens, without importing Dagster: its storage config
+    (``defs/resources.storage_config``) holds only provider defaults, and deltalake reads the
+    rest from the provider's variables, as it does here."""
     from adrag_assets.tables import Tables
 
-    return Tables(s.tables_uri, storage_config(s.tables_uri).str_dict())
+    return Tables(s.tables_uri)
 
 
 QUERY = Text(blank="describe the photo you are looking for")
@@ -85,8 +91,15 @@ def ingest(ctx: click.Context) -> None:
     from adrag_assets.defs.index import image_index
     from adrag_assets.defs.photos import images
     from adrag_assets.defs.resources import resources_from_settings
-    from adrag_assets.embeddings.encoder import EncoderError, load_encoder
-    from adrag_assets.index.milvus import MilvusError, MilvusIndex, MilvusUnavailable
+    from adrag_assets.embeddings.encoder import load_encoder
+    from adrag_assets.embeddings.spec import EncoderError
+    from adrag_assets.index.milvus import (
+        MilvusError,
+        MilvusIndex,
+        MilvusUnavailable,
+        display_uri,
+    )
+    from adrag_assets.instance import dagster_instance
 
     s: Settings = ctx.obj["settings"]
     verbose = ctx.obj["verbose"]
@@ -196,17 +209,15 @@ def _run_problems(instance: dg.DagsterInstance, run_id: str) -> tuple[list[str],
 @click.pass_context
 def search(ctx: click.Context, query: str, k: int, as_json: bool) -> None:
     """Top-K photos for a text QUERY, from the live index."""
-    from adrag_assets.embeddings.encoder import EncoderError
+    from adrag_assets.embeddings.spec import EncoderError
     from adrag_assets.index.milvus import MilvusError, MilvusIndex
-    from adrag_assets.index.search import IndexNotReady, live_encoder
-    from adrag_assets.index.search import search as run_search
+    from adrag_assets.index.search import IndexNotReady, search_live
 
     s: Settings = ctx.obj["settings"]
     quiet_milvus_logs(ctx.obj["verbose"])
     index = MilvusIndex(s.milvus_uri, s.milvus_token, s.index_alias)
     try:
-        hits = run_search(index, query, k, precision=s.precision)
-        _, encoder = live_encoder(index, s.precision)
+        hits, live = search_live(index, query, k, precision=s.precision, settings=s)
     except (IndexNotReady, EncoderError) as e:
         fail(str(e))
     except MilvusError as e:
@@ -222,7 +233,7 @@ def search(ctx: click.Context, query: str, k: int, as_json: bool) -> None:
             )
         )
         return
-    click.echo(f"encoder: {encoder.label}", err=True)
+    click.echo(f"encoder: {live.encoder.label}", err=True)
     for rank, h in enumerate(hits, 1):
         click.echo(f"{rank}. {h.score:.4f}  {h.path}  {h.image_id[:12]}")
 
@@ -232,12 +243,13 @@ def search(ctx: click.Context, query: str, k: int, as_json: bool) -> None:
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
     """Files, table rows, index rows, rejected files, encoder and Milvus URI."""
-    from adrag_assets.embeddings.encoder import RANDOM_WARNING, EncoderError, EncoderSpec
+    from adrag_assets.embeddings.spec import RANDOM_WARNING, EncoderError, EncoderSpec
     from adrag_assets.index.milvus import (
         PROP_ENCODER_ID,
         PROP_SYNCED_VERSION,
         MilvusError,
         MilvusIndex,
+        display_uri,
     )
     from adrag_assets.volume import files as vol
     from adrag_assets.volume import open_volume
@@ -250,7 +262,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
     except EncoderError as e:
         fail(str(e))
     check_storage(s)
-    tables = tables_resource(s)
+    tables = open_tables(s)
     photos, _ = vol.scan(open_volume(s.volume_uri))
     index = MilvusIndex(s.milvus_uri, s.milvus_token, s.index_alias)
     try:
@@ -308,8 +320,8 @@ def register_encoder_cmd(ctx: click.Context, as_json: bool) -> None:
     """Register the configured encoder in the local MLflow registry (pyfunc model)."""
     from dataclasses import asdict
 
-    from adrag_assets.embeddings.encoder import EncoderError
     from adrag_assets.embeddings.mlflow_model import register_encoder
+    from adrag_assets.embeddings.spec import EncoderError
 
     try:
         reg = register_encoder(ctx.obj["settings"])
