@@ -13,12 +13,14 @@ import pytest
 
 from adrag_assets.embeddings.encoder import load_encoder
 from adrag_assets.embeddings.sync import sync_embeddings
+from adrag_assets.images.sync import sync_images
 from adrag_assets.index.milvus import MilvusIndex
 from adrag_assets.index.search import LIVE, search_live
 from adrag_assets.index.sync import activate, sync_index
 from adrag_assets.settings import Settings
+from adrag_assets.volume import open_volume
 from tests.support.data import REPO, copy_few_pets
-from tests.support.helpers import index_for, run_pipeline, tables_for
+from tests.support.helpers import index_for, tables_for
 
 HEAVY = ("torch", "open_clip", "mlflow", "dagster")
 
@@ -101,10 +103,23 @@ class CountingIndex(MilvusIndex):
         return Counter(self.counting.calls)
 
 
+def build_and_switch(s: Settings, spec: str) -> str:
+    """Embed the photos with ``spec``, index them in its own collection and move the alias
+    there (dropping the previous one), as the pipeline does, through another client."""
+    encoder = load_encoder(spec, s.precision)
+    sync_embeddings(tables_for(s), encoder)
+    writer = index_for(s)
+    name = sync_index(tables_for(s), writer, encoder.encoder_id, spec, encoder.dim).collection
+    activate(writer, name)
+    writer.close()
+    return name
+
+
 @pytest.fixture
-def indexed(settings: Settings, instance) -> Settings:
+def indexed(settings: Settings) -> Settings:
     copy_few_pets(settings.raw_dir, ("beagle", "pug", "Persian"))
-    run_pipeline(settings, instance)
+    sync_images(open_volume(settings.volume_uri), tables_for(settings))
+    build_and_switch(settings, "random:adrag-tiny")
     return settings
 
 
@@ -122,31 +137,23 @@ def test_search_keeps_its_encoder_and_follows_an_alias_switch(indexed: Settings)
     # Warm: per search, the alias is read (list + describe) and the collection searched;
     # its properties are not read again and the encoder is the one already loaded.
     for _ in range(3):
-        assert index.calls_during(search) == Counter(
-            list_aliases=1, describe_alias=1, search=1
-        )
+        assert index.calls_during(search) == Counter(list_aliases=1, describe_alias=1, search=1)
     assert search()[1].encoder is first.encoder
 
-    # Another client builds the seed-1 collection and moves the alias (dropping the old one),
-    # as an encoder switch does, while this process keeps its searcher.
-    writer = index_for(s)
+    # An encoder switch, made by another client while this one keeps its searcher.
+    built = build_and_switch(s, "random:adrag-tiny@1")
+    assert first.name not in index.collections()
     new_encoder = load_encoder("random:adrag-tiny@1", s.precision)
-    sync_embeddings(tables_for(s), new_encoder)
-    built = sync_index(
-        tables_for(s), writer, new_encoder.encoder_id, "random:adrag-tiny@1", new_encoder.dim
-    )
-    assert activate(writer, built.collection) == [first.name]
-    writer.close()
 
     calls = index.calls_during(search)
     hits, live = search()
-    assert (live.name, live.encoder_id) == (built.collection, "random:adrag-tiny@1")
+    assert (live.name, live.encoder_id) == (built, "random:adrag-tiny@1")
     assert live.encoder is new_encoder
     assert calls["describe_collection"] == 1  # the new collection's encoder, read once
     assert index.calls_during(search)["describe_collection"] == 0
     # The query was encoded with the new collection's encoder, not the one cached before.
     vector = new_encoder.encode_texts([query])[0].tolist()
-    assert hits == index.search_dense(built.collection, vector, 3)
+    assert hits == index.search_dense(built, vector, 3)
     stale = first.encoder.encode_texts([query])[0].tolist()
-    assert hits != index.search_dense(built.collection, stale, 3)
+    assert hits != index.search_dense(built, stale, 3)
     index.close()
