@@ -42,6 +42,7 @@ test: setup
 bench: setup
 	$(BIN)/python -m bench.throughput
 	$(BIN)/python -m bench.incremental
+	$(BIN)/python -m bench.search_latency
 	@echo '== the chat app: each turn of a scripted AppTest conversation (warm after the first)'
 	$(BIN)/python -m pytest -q -s -p no:cacheprovider tests/app/test_app.py -k whole_conversation
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import fcntl
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import dagster as dg
+if TYPE_CHECKING:
+    import dagster as dg
 
 DAGSTER_YAML = """\
 # Written by adrag on first use. Without a storage section Dagster keeps runs, events and
@@ -87,6 +89,8 @@ def dagster_instance(home: Path, postgres: bool | None = None) -> dg.DagsterInst
     Opening it the first time creates its SQLite storage; two processes doing that at once
     race in the schema migration, so the first opening holds a lock file.
     """
+    import dagster as dg  # here: `adrag up` writes the home without paying for Dagster
+
     home = ensure_dagster_home(home, postgres)
     with (home / ".adrag-init.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

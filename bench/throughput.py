@@ -22,11 +22,11 @@ import torch
 
 from adrag_assets.embeddings.encoder import (
     ClipEncoder,
-    EncoderSpec,
     cpu_has_bf16,
     decode_for_model,
     resolve_precision,
 )
+from adrag_assets.embeddings.spec import EncoderSpec
 from adrag_assets.embeddings.sync import embedding_matrix, sync_embeddings
 from adrag_assets.images.sync import sync_images
 from adrag_assets.index.milvus import MilvusIndex

@@ -2,6 +2,10 @@
 
 Every command reads the same ``ADRAG_*`` variables (see :mod:`adrag_assets.settings`), so
 commands compose in scripts and see what Dagster runs see.
+
+Each command imports what it needs inside its body: torch and open_clip cost seconds, Dagster
+and MLflow about one each, pymilvus half of one; `adrag --help`, a usage error and `adrag
+status` pay for none of them (a test checks status and help in a fresh process).
 """
 
 from __future__ import annotations
@@ -16,12 +20,12 @@ from adrag_app.cli.chat import chat
 from adrag_app.cli.errors import Group, Text, fail, one_line, quiet_milvus_logs
 from adrag_app.cli.evaluate import evaluate
 from adrag_app.cli.generate import generate
-from adrag_assets.index.milvus import display_uri
-from adrag_assets.instance import dagster_instance
 from adrag_assets.settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
     import dagster as dg
+
+    from adrag_assets.tables import Tables
 
 
 def check_storage(s: Settings) -> None:
@@ -32,16 +36,18 @@ def check_storage(s: Settings) -> None:
 
     try:
         open_volume(s.volume_uri).check()
-        tables_resource(s).check()
+        open_tables(s).check()
     except (VolumeUnavailable, TablesUnavailable) as e:
         fail(str(e))
 
 
-def tables_resource(s: Settings):  # -> Tables; imported lazily like the other heavy modules
-    from adrag_assets.defs.resources import storage_config
+def open_tables(s: Settings) -> Tables:
+    """The tables the Dagster resource opens, without importing Dagster: its storage config
+    (``defs/resources.storage_config``) holds only provider defaults, and deltalake reads the
+    rest from the provider's variables, as it does here."""
     from adrag_assets.tables import Tables
 
-    return Tables(s.tables_uri, storage_config(s.tables_uri).str_dict())
+    return Tables(s.tables_uri)
 
 
 QUERY = Text(blank="describe the photo you are looking for")
@@ -85,8 +91,15 @@ def ingest(ctx: click.Context) -> None:
     from adrag_assets.defs.index import image_index
     from adrag_assets.defs.photos import images
     from adrag_assets.defs.resources import resources_from_settings
-    from adrag_assets.embeddings.encoder import EncoderError, load_encoder
-    from adrag_assets.index.milvus import MilvusError, MilvusIndex, MilvusUnavailable
+    from adrag_assets.embeddings.encoder import load_encoder
+    from adrag_assets.embeddings.spec import EncoderError
+    from adrag_assets.index.milvus import (
+        MilvusError,
+        MilvusIndex,
+        MilvusUnavailable,
+        display_uri,
+    )
+    from adrag_assets.instance import dagster_instance
 
     s: Settings = ctx.obj["settings"]
     verbose = ctx.obj["verbose"]
@@ -226,10 +239,9 @@ def search(
     from the live index."""
     if sum(x is not None for x in (query, image, like)) != 1:
         raise click.UsageError("give exactly one of QUERY, --image PATH or --like IMAGE_ID")
-    from adrag_assets.embeddings.encoder import EncoderError
+    from adrag_assets.embeddings.spec import RANDOM_PREFIX, RANDOM_WARNING, EncoderError
     from adrag_assets.index.milvus import MilvusError, MilvusIndex
-    from adrag_assets.index.search import IndexNotReady, live_encoder
-    from adrag_assets.index.search import search as run_search
+    from adrag_assets.index.search import IndexNotReady, search_live
     from adrag_assets.index.similar import (
         BadPhoto,
         PhotoNotIndexed,
@@ -250,12 +262,13 @@ def search(
     index = MilvusIndex(s.milvus_uri, s.milvus_token, s.index_alias)
     try:
         if like is not None:
+            # The photo's stored vector is the query: no encoder is loaded.
             hits = similar_to_image(index, like.strip(), k, expr, s)
         elif image is not None:
             hits = similar_to_photo(index, photo, k, expr, s.precision, s)
         else:
-            hits = run_search(index, query, k, filter=expr, precision=s.precision)
-        _, encoder = live_encoder(index, s.precision)
+            hits, _ = search_live(index, query, k, filter=expr, precision=s.precision, settings=s)
+        encoder_id = index.live_encoder_id() or ""
     except (IndexNotReady, EncoderError, PhotoNotIndexed) as e:
         fail(str(e))
     except MilvusError as e:
@@ -271,7 +284,8 @@ def search(
             )
         )
         return
-    click.echo(f"encoder: {encoder.label}", err=True)
+    random = encoder_id.startswith(RANDOM_PREFIX)
+    click.echo(f"encoder: {encoder_id}" + (f" ({RANDOM_WARNING})" if random else ""), err=True)
     for rank, h in enumerate(hits, 1):
         click.echo(f"{rank}. {h.score:.4f}  {h.path}  {h.image_id[:12]}")
 
@@ -300,12 +314,13 @@ def _label_filter(labels: tuple[str, ...]) -> str:
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
     """Files, table rows, index rows, rejected files, encoder and Milvus URI."""
-    from adrag_assets.embeddings.encoder import RANDOM_WARNING, EncoderError, EncoderSpec
+    from adrag_assets.embeddings.spec import RANDOM_WARNING, EncoderError, EncoderSpec
     from adrag_assets.index.milvus import (
         PROP_ENCODER_ID,
         PROP_SYNCED_VERSION,
         MilvusError,
         MilvusIndex,
+        display_uri,
     )
     from adrag_assets.volume import files as vol
     from adrag_assets.volume import open_volume
@@ -318,7 +333,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
     except EncoderError as e:
         fail(str(e))
     check_storage(s)
-    tables = tables_resource(s)
+    tables = open_tables(s)
     photos, _ = vol.scan(open_volume(s.volume_uri))
     index = MilvusIndex(s.milvus_uri, s.milvus_token, s.index_alias)
     try:
@@ -359,6 +374,7 @@ def maintain(ctx: click.Context, as_json: bool) -> None:
     """Compact, vacuum and checkpoint the Delta tables now (maintenance_job, in-process)."""
     from adrag_assets.defs.maintenance import maintenance_job
     from adrag_assets.defs.resources import resources_from_settings
+    from adrag_assets.instance import dagster_instance
     from adrag_assets.tables_maintenance import MB
 
     s: Settings = ctx.obj["settings"]
@@ -418,8 +434,8 @@ def register_encoder_cmd(ctx: click.Context, as_json: bool) -> None:
     """Register the configured encoder in the local MLflow registry (pyfunc model)."""
     from dataclasses import asdict
 
-    from adrag_assets.embeddings.encoder import EncoderError
     from adrag_assets.embeddings.mlflow_model import register_encoder
+    from adrag_assets.embeddings.spec import EncoderError
 
     try:
         reg = register_encoder(ctx.obj["settings"])

@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from adrag_app.agent.agent import GREETING, AgentState, Reply
-from adrag_app.agent.llm_agent import make_agent
-from adrag_app.planner.planner import make_planner
-from adrag_app.planner.segments import SegmentsFileError, load_catalog
-from adrag_app.service.tool import ServiceTool
+if TYPE_CHECKING:
+    from adrag_app.agent.agent import Reply
 
 
 def reply_json(reply: Reply) -> dict[str, Any]:
@@ -45,6 +42,14 @@ def reply_json(reply: Reply) -> dict[str, Any]:
 @click.pass_context
 def chat(ctx: click.Context, segment: str, as_json: bool) -> None:
     """Talk to the ad agent: one message per line on stdin, until end of input."""
+    # Imported here: the agent's service loads torch, Dagster and MLflow, which the other
+    # commands (and `adrag --help`) must not pay for.
+    from adrag_app.agent.agent import GREETING, AgentState
+    from adrag_app.agent.llm_agent import make_agent
+    from adrag_app.planner.planner import make_planner
+    from adrag_app.planner.segments import SegmentsFileError, load_catalog
+    from adrag_app.service.tool import ServiceTool
+
     settings = ctx.obj["settings"]
     tool = ServiceTool(settings)
     try:

@@ -120,7 +120,8 @@ def fresh_home(home: Path) -> None:
 def main(images: Path | None) -> None:
     """A fresh ADRAG_HOME, photos in its volume, one ingest, a few searches, one ad."""
     from adrag_app import cli
-    from adrag_assets.embeddings.encoder import EncoderError, load_encoder
+    from adrag_assets.embeddings.encoder import load_encoder
+    from adrag_assets.embeddings.spec import EncoderError
 
     try:
         settings = load_settings()

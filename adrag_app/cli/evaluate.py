@@ -21,7 +21,7 @@ def evaluate(ctx: click.Context, as_json: bool) -> None:
 
     from adrag_assets.defs.evaluation import retrieval_eval
     from adrag_assets.defs.resources import resources_from_settings
-    from adrag_assets.embeddings.encoder import EncoderError, EncoderSpec
+    from adrag_assets.embeddings.spec import EncoderError, EncoderSpec
     from adrag_assets.index.milvus import MilvusIndex, collection_name
     from adrag_assets.instance import dagster_instance
 

@@ -89,7 +89,7 @@ def generate(
     # Imported here: `adrag --help` must not pay for Dagster, torch and MLflow.
     from adrag_app.generators import GenerationError
     from adrag_app.service.ad_service import AdServiceError, generate_ad
-    from adrag_assets.embeddings.encoder import RANDOM_PREFIX, RANDOM_WARNING, EncoderError
+    from adrag_assets.embeddings.spec import RANDOM_PREFIX, RANDOM_WARNING, EncoderError
     from adrag_assets.index.milvus import MilvusError, MilvusUnavailable
     from adrag_assets.index.search import IndexNotReady
     from adrag_assets.settings import load_settings

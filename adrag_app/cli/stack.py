@@ -34,7 +34,6 @@ from urllib.parse import urlparse
 import click
 
 from adrag_app.cli import orphan_guard
-from adrag_assets.index.milvus import is_local_file_uri
 from adrag_assets.instance import dagster_instance
 from adrag_assets.redact import redact_text
 from adrag_assets.settings import Settings, child_environment
@@ -72,6 +71,8 @@ def free_port() -> int:
 
 def milvus_plan(settings: Settings, milvus_port: int | None) -> tuple[str, int | None]:
     """(the URI every process should use, the port to start a milvus-lite server on or None)."""
+    from adrag_assets.index.milvus import is_local_file_uri  # pymilvus: only where needed
+
     uri = settings.milvus_uri
     if is_local_file_uri(uri):
         port = milvus_port or DEFAULT_MILVUS_PORT

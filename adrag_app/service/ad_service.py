@@ -34,8 +34,8 @@ from adrag_app.generators import Generator, make_generator
 from adrag_assets import tracing
 from adrag_assets.ads.writeback import report_ad
 from adrag_assets.images.decode import ACCEPTED_FORMATS
-from adrag_assets.index.milvus import PROP_ENCODER_ID, MilvusIndex
-from adrag_assets.index.search import search
+from adrag_assets.index.milvus import MilvusIndex
+from adrag_assets.index.search import search_live
 from adrag_assets.index.similar import similar_to_image
 from adrag_assets.redact import redact, redact_text
 from adrag_assets.settings import Settings, load_settings
@@ -211,17 +211,16 @@ def _search(
     expr = milvus_filter(filters, exclude)
     if like:
         check_exclude([like])  # an image id, or ValueError
-    for _ in range(3):
-        live = index.live_collection()
-        if like:
-            hits = similar_to_image(index, like, k, expr, settings)
-        else:
-            hits = search(index, description, k, filter=expr, precision=settings.precision)
-        # The alias may move to a new encoder's collection mid-call; retry so the recorded
-        # encoder id is the one that produced these hits.
-        if index.live_collection() == live:
-            break
-    encoder_id = str(index.properties(live).get(PROP_ENCODER_ID, "")) if live else ""
+        # The stored vector is the query: no encoder runs, so the encoder id is the live one's.
+        encoder_id = index.live_encoder_id() or ""
+        hits = similar_to_image(index, like, k, expr, settings)
+    else:
+        # search_live names the collection that answered: even if the alias moves mid-call,
+        # the recorded encoder id is the one that produced these hits.
+        hits, live = search_live(
+            index, description, k, filter=expr, precision=settings.precision, settings=settings
+        )
+        encoder_id = live.encoder_id
     # Ties broken by image id: equal scores must not make the order (and seed_index) flaky.
     ordered = sorted(hits, key=lambda h: (-h.score, h.image_id))
     return [

@@ -28,7 +28,7 @@ from adrag_app.service.ad_service import list_brand_images
 from adrag_app.service.tool import ServiceTool
 from adrag_app.ui import support
 from adrag_assets import volume as layout
-from adrag_assets.embeddings.encoder import RANDOM_WARNING
+from adrag_assets.embeddings.spec import RANDOM_WARNING
 from adrag_assets.index.milvus import MilvusIndex
 from adrag_assets.settings import Settings, SettingsError, apply_secrets, load_settings
 

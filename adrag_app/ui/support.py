@@ -18,7 +18,7 @@ from PIL import Image, UnidentifiedImageError
 
 from adrag_app.agent import intents
 from adrag_app.agent.agent import SHOWING
-from adrag_assets.embeddings.encoder import RANDOM_WARNING, EncoderSpec
+from adrag_assets.embeddings.spec import RANDOM_WARNING, EncoderSpec
 from adrag_assets.settings import Settings
 from adrag_assets.volume import BRAND_UPLOADS, Volume, is_file, open_volume
 

@@ -8,7 +8,7 @@ import dagster as dg
 import numpy as np
 
 from adrag_assets.defs.resources import GROUP, POOL, EncoderResource, TablesResource
-from adrag_assets.embeddings.encoder import ENCODER_CODE_VERSION, EncoderError, EncoderSpec
+from adrag_assets.embeddings.spec import ENCODER_CODE_VERSION, EncoderError, EncoderSpec
 from adrag_assets.embeddings.sync import embedding_matrix, sync_embeddings
 from adrag_assets.settings import load_settings
 

@@ -4,11 +4,12 @@ text-to-photo precision per search mode over the labelled photos.
 (No ``from __future__ import annotations`` here: Dagster reads the context annotation.)
 """
 
+from typing import TYPE_CHECKING
+
 import dagster as dg
 
 from adrag_assets.defs.embeddings import ENCODER_VERSION
 from adrag_assets.defs.resources import GROUP, EncoderResource, MilvusResource, TablesResource
-from adrag_assets.embeddings.encoder import ClipEncoder
 from adrag_assets.embeddings.mlflow_model import MODEL_NAME, log_version_metrics
 from adrag_assets.evaluation.evaluate import EvalReport, evaluate
 from adrag_assets.evaluation.gate import GATE_METRIC, quality_gate
@@ -17,6 +18,9 @@ from adrag_assets.index.milvus import MilvusIndex, collection_name
 from adrag_assets.settings import load_settings
 from adrag_assets.tables import Tables
 from adrag_assets.tracing import redact
+
+if TYPE_CHECKING:  # the encoder module imports torch: a run loads it only when it encodes
+    from adrag_assets.embeddings.encoder import ClipEncoder
 
 
 @dg.asset(
@@ -103,7 +107,7 @@ def quality_gate_check(
     context: dg.AssetExecutionContext,
     tables: Tables,
     index: MilvusIndex,
-    encoder: ClipEncoder,
+    encoder: "ClipEncoder",
     collection: str,
 ) -> dg.AssetCheckResult:
     """The ``quality_gate`` check of ``image_index``: may ``collection`` go live?"""

@@ -6,15 +6,19 @@ Dagster UI, the daemon and the CLI agree; a run can still override any field in 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import dagster as dg
 from dagster_deltalake import AzureConfig, GcsConfig, LocalConfig, S3Config
 from pydantic import Field, PrivateAttr
 
-from adrag_assets.embeddings.encoder import ClipEncoder, load_encoder
 from adrag_assets.index.milvus import MilvusIndex
 from adrag_assets.settings import Settings, load_settings
 from adrag_assets.tables import Tables
 from adrag_assets.volume import Volume, open_volume
+
+if TYPE_CHECKING:
+    from adrag_assets.embeddings.encoder import ClipEncoder
 
 GROUP = "photo_index"  # the asset group of the photo pipeline
 POOL = "adrag_index"  # every writer of the tables/collection; limit 1 in dagster.yaml
@@ -52,6 +56,9 @@ class EncoderResource(dg.ConfigurableResource):
     device: str = "cpu"
 
     def get(self) -> ClipEncoder:
+        # Imported here: torch loads in the runs that encode, not wherever Dagster loads defs.
+        from adrag_assets.embeddings.encoder import load_encoder
+
         # Cached per process: the model loads once however many assets use it.
         return load_encoder(self.spec, self.precision, self.device)
 

@@ -1,25 +1,13 @@
-"""The CLIP encoder: which open_clip model to load, its id, and batched image/text encoding.
-
-An encoder spec is one string (``ADRAG_ENCODER``):
-
-* ``ViT-B-32:laion2b_s34b_b79k`` -- an open_clip architecture and a pretrained tag;
-* ``ViT-B-32:/models/clip.safetensors`` -- an architecture and a local checkpoint file;
-* ``random:ViT-B-32`` or ``random:adrag-tiny@7`` -- the architecture with fixed random
-  weights from a seed (default 0). It runs offline and is a *real* model, but its vectors
-  carry no meaning; :attr:`ClipEncoder.is_random` and the id itself say so everywhere.
-
-The encoder id (recorded with every embedding, and naming the Milvus collection) changes
-whenever the vectors would: another model, tag, checkpoint content or seed.
+"""The CLIP encoder: an open_clip model loaded for a spec, encoding images and texts in
+batches. What a spec names and its id are in :mod:`adrag_assets.embeddings.spec` (no torch).
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import io
 import logging
 import socket
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,83 +15,19 @@ import open_clip
 import torch
 from PIL import Image
 
+from adrag_assets.embeddings.spec import (
+    PROJECT_MODEL_CONFIGS,
+    RANDOM_WARNING,
+    EncoderError,
+    EncoderSpec,
+    file_digest,
+)
 from adrag_assets.images.decode import upright_rgb
-from adrag_assets.settings import OFFLINE_ENCODER
 
 log = logging.getLogger(__name__)
 
 # Small architectures the project registers with open_clip, for fast offline tests.
-open_clip.add_model_config(Path(__file__).parent / "model_configs")
-
-# Bump when preprocessing or normalisation changes what vectors a given model produces.
-# 2: EXIF orientation, 16-bit scaling and transparency on white (upright_rgb).
-ENCODER_CODE_VERSION = "2"
-RANDOM_PREFIX = "random:"
-RANDOM_WARNING = "random weights: offline test encoder, results are NOT semantic"
-
-
-class EncoderError(RuntimeError):
-    """The encoder spec is wrong or its weights cannot be loaded."""
-
-
-@dataclass(frozen=True)
-class EncoderSpec:
-    arch: str
-    pretrained: str | None = None  # a pretrained tag, or None
-    checkpoint: Path | None = None
-    seed: int | None = None  # set only for random weights
-
-    @property
-    def is_random(self) -> bool:
-        return self.seed is not None
-
-    @classmethod
-    def parse(cls, spec: str) -> EncoderSpec:
-        spec = spec.strip()
-        if spec.startswith(RANDOM_PREFIX):
-            arch, _, seed = spec[len(RANDOM_PREFIX) :].partition("@")
-            try:
-                return cls(arch=_known_arch(arch, spec), seed=int(seed or 0))
-            except ValueError as e:
-                raise EncoderError(f"encoder {spec!r}: seed after '@' must be an integer") from e
-        arch, sep, rest = spec.partition(":")
-        if not sep or not rest:
-            raise EncoderError(
-                f"encoder {spec!r} is not 'ARCH:PRETRAINED_TAG', 'ARCH:/path/to/checkpoint' "
-                f"or 'random:ARCH[@SEED]' (e.g. {OFFLINE_ENCODER!r})"
-            )
-        arch = _known_arch(arch, spec)
-        if "/" in rest or rest.endswith((".pt", ".pth", ".bin", ".safetensors")):
-            return cls(arch=arch, checkpoint=Path(rest).expanduser())
-        return cls(arch=arch, pretrained=rest)
-
-    @property
-    def encoder_id(self) -> str:
-        if self.is_random:
-            return f"{RANDOM_PREFIX}{self.arch}@{self.seed}"
-        if self.checkpoint is not None:
-            return f"{self.arch}:file-{_file_digest(self.checkpoint)[:16]}"
-        return f"{self.arch}:{self.pretrained}"
-
-
-def _known_arch(arch: str, spec: str) -> str:
-    if arch not in open_clip.list_models():
-        raise EncoderError(
-            f"encoder {spec!r}: unknown open_clip architecture {arch!r} "
-            f"(see open_clip.list_models(); 'adrag-tiny' is the project's small test model)"
-        )
-    return arch
-
-
-@functools.cache
-def _file_digest(path: Path) -> str:
-    if not path.is_file():
-        raise EncoderError(f"encoder checkpoint {path} does not exist or is not a file")
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+open_clip.add_model_config(PROJECT_MODEL_CONFIGS)
 
 
 def cpu_has_bf16() -> bool:
@@ -168,7 +92,7 @@ class ClipEncoder:
             )
             return model, preprocess
         if spec.checkpoint is not None:
-            _file_digest(spec.checkpoint)  # clear error when the file is missing
+            file_digest(spec.checkpoint)  # clear error when the file is missing
             try:
                 model, _, preprocess = open_clip.create_model_and_transforms(
                     spec.arch, pretrained=str(spec.checkpoint), device=self.device

@@ -18,12 +18,8 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from adrag_assets.embeddings.encoder import (
-    ClipEncoder,
-    EncoderSpec,
-    decode_for_model,
-    load_encoder,
-)
+from adrag_assets.embeddings.encoder import ClipEncoder, decode_for_model, load_encoder
+from adrag_assets.embeddings.spec import EncoderSpec
 
 
 class ClipEncoderModel(mlflow.pyfunc.PythonModel):

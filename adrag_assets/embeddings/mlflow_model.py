@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from adrag_assets.embeddings.encoder import EncoderSpec, load_encoder
+from adrag_assets.embeddings.spec import EncoderSpec
 from adrag_assets.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -111,6 +111,8 @@ def register_encoder(settings: Settings | None = None, name: str = MODEL_NAME) -
 def _log_and_register(encoder_spec: str, spec: EncoderSpec, name: str) -> str:
     import mlflow
     import pandas as pd
+
+    from adrag_assets.embeddings.encoder import load_encoder  # torch: only when registering
 
     eid = spec.encoder_id
     # The real dimension for the signature; the model's own load for the input example's

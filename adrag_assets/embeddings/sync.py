@@ -14,14 +14,18 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
-import torch
 from tqdm.auto import tqdm
 
-from adrag_assets.embeddings.encoder import ClipEncoder, decode_for_model
 from adrag_assets.tables import EMBEDDINGS, Tables
+
+if TYPE_CHECKING:
+    import torch
+
+    from adrag_assets.embeddings.encoder import ClipEncoder
 
 WRITE_EVERY = 256  # rows per Delta commit while embedding
 
@@ -65,6 +69,11 @@ def prepare(
     encoder: ClipEncoder, batch: pa.RecordBatch
 ) -> tuple[list[dict], torch.Tensor | None, list[str]]:
     """Decode and preprocess one batch: (rows kept, pixel tensor, failure messages)."""
+    # Imported here: the Dagster code location imports this module, and torch costs seconds.
+    import torch
+
+    from adrag_assets.embeddings.encoder import decode_for_model
+
     kept, pixels, failures = [], [], []
     for row in batch.to_pylist():
         try:

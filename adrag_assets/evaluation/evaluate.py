@@ -19,15 +19,15 @@ averaged over every (column, value) query.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import open_clip
 
-from adrag_assets.embeddings.encoder import ClipEncoder
 from adrag_assets.evaluation.metrics import (
     average_precision,
     class_name,
@@ -39,15 +39,24 @@ from adrag_assets.index.milvus import MilvusIndex
 from adrag_assets.index.search import IndexNotReady, search_collection
 from adrag_assets.tables import Tables
 
+if TYPE_CHECKING:
+    from adrag_assets.embeddings.encoder import ClipEncoder
+
 MODES = ("dense", "text", "hybrid")
 PRECISION_AT = (1, 3, 10)
 DEPTH = 100  # places of each ranking that mAP looks at
 TOP_K = (1, 5)  # zero-shot accuracies
 BATCH = 512  # photo vectors per step of the zero-shot pass
 QUERY_TEMPLATE = "a photo of a {}"
-# open_clip's reduced set of OpenAI's ImageNet prompts: generic (no dataset words), and
-# 7 prompts rather than 80 keep the class vectors cheap for any number of classes.
-TEMPLATES: tuple[Callable[[str], str], ...] = tuple(open_clip.SIMPLE_IMAGENET_TEMPLATES)
+
+
+@functools.cache
+def templates() -> tuple[Callable[[str], str], ...]:
+    """open_clip's reduced set of OpenAI's ImageNet prompts: generic (no dataset words), and
+    7 prompts rather than 80 keep the class vectors cheap for any number of classes."""
+    import open_clip  # here: importing it loads torch, which the code location defers
+
+    return tuple(open_clip.SIMPLE_IMAGENET_TEMPLATES)
 
 
 @dataclass
@@ -172,11 +181,13 @@ def stream_vectors(
 
 def class_vectors(encoder: ClipEncoder, values: Sequence[str]) -> np.ndarray:
     """(dim, classes) unit class vectors: open_clip's templates, averaged per class."""
+    import open_clip  # here: importing it loads torch, which the code location defers
+
     weights = open_clip.build_zero_shot_classifier(
         encoder.model,
         encoder.tokenizer,
         [class_name(v) for v in values],
-        TEMPLATES,
+        templates(),
         num_classes_per_batch=10,
         device=encoder.device,
     )

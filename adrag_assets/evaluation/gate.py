@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from adrag_assets.embeddings.encoder import ClipEncoder
 from adrag_assets.evaluation.evaluate import evaluate
 from adrag_assets.index.milvus import MilvusIndex
 from adrag_assets.index.search import live_encoder
 from adrag_assets.tables import Tables
+
+if TYPE_CHECKING:
+    from adrag_assets.embeddings.encoder import ClipEncoder
 
 GATE_METRIC = "hybrid_p_at_3"
 

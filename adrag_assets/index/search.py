@@ -7,25 +7,98 @@ new encoder's collection is still being filled.
 
 from __future__ import annotations
 
-from adrag_assets.embeddings.encoder import ClipEncoder, load_encoder
-from adrag_assets.index.diversity import collection_threshold, diverse_top_k
-from adrag_assets.index.milvus import PROP_ENCODER_SPEC, Hit, MilvusIndex
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from adrag_assets.index.diversity import diverse_top_k, threshold_for
+from adrag_assets.index.milvus import (
+    PROP_ENCODER_ID,
+    PROP_ENCODER_SPEC,
+    Hit,
+    MilvusError,
+    MilvusIndex,
+)
 from adrag_assets.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from adrag_assets.embeddings.encoder import ClipEncoder
 
 
 class IndexNotReady(RuntimeError):
     """Nothing is indexed yet."""
 
 
+@dataclass(frozen=True)
+class LiveCollection:
+    """The collection behind the alias and the encoder that built it."""
+
+    name: str
+    encoder_id: str
+    encoder: ClipEncoder
+    spec: str  # the encoder spec recorded on the collection (its near-duplicate scale)
+
+
+class LiveCollections:
+    """The live collection and its loaded encoder, per Milvus URI and alias, for every
+    search in this process (the CLI, the image-gen service and the app share :data:`LIVE`).
+
+    The alias is read again on every call: two RPCs under a millisecond together on Milvus
+    Lite, file or server (``bench/search_latency.py``), so a switch is seen by the very next
+    search, with no TTL and no stale answer. What costs is the rest: the collection's
+    properties and the encoder they name. Those never change for a collection name (the
+    name is derived from the encoder id), so they are read once per collection; after a
+    switch the previous collection's entry is dropped.
+    """
+
+    def __init__(self) -> None:
+        self._known: dict[tuple[str, str, str, str], LiveCollection] = {}
+        self._lock = threading.Lock()  # the app searches from several sessions' threads
+
+    def get(self, index: MilvusIndex, precision: str = "auto") -> LiveCollection:
+        name = index.live_collection()
+        if name is None:
+            raise IndexNotReady(
+                f"no photos are indexed yet in Milvus at {index.shown_uri}: run `adrag ingest` "
+                f"(or materialize the assets in Dagster) first"
+            )
+        key = (index.uri, index.alias, name, precision)
+        live = self._known.get(key)
+        if live is not None:
+            return live
+        # Imported here: torch loads in the processes that search, not wherever this
+        # module is imported (the Dagster code location, `adrag status`).
+        from adrag_assets.embeddings.encoder import load_encoder
+
+        with self._lock:
+            if (live := self._known.get(key)) is None:
+                props = index.properties(name)
+                encoder = load_encoder(props[PROP_ENCODER_SPEC], precision)
+                live = LiveCollection(
+                    name,
+                    props.get(PROP_ENCODER_ID) or encoder.encoder_id,
+                    encoder,
+                    props[PROP_ENCODER_SPEC],
+                )
+                # Only the live collection per alias: a replaced one's encoder can be freed.
+                self._known = {
+                    k: v for k, v in self._known.items() if k[:2] != key[:2] or k[2] == name
+                }
+                self._known[key] = live
+        return live
+
+    def clear(self) -> None:
+        with self._lock:
+            self._known = {}
+
+
+LIVE = LiveCollections()
+
+
 def live_encoder(index: MilvusIndex, precision: str = "auto") -> tuple[str, ClipEncoder]:
-    name = index.live_collection()
-    if name is None:
-        raise IndexNotReady(
-            f"no photos are indexed yet in Milvus at {index.shown_uri}: run `adrag ingest` "
-            f"(or materialize the assets in Dagster) first"
-        )
-    spec = index.properties(name)[PROP_ENCODER_SPEC]
-    return name, load_encoder(spec, precision)
+    """The live collection's name and its encoder (IndexNotReady when nothing is live)."""
+    live = LIVE.get(index, precision)
+    return live.name, live.encoder
 
 
 def search(
@@ -41,18 +114,54 @@ def search(
     BM25 over the labels keeps a breed or species in the query useful whatever the encoder,
     including the offline one whose vectors mean nothing.
     """
+    return search_live(index, query, k, filter, precision, settings)[0]
+
+
+def search_live(
+    index: MilvusIndex,
+    query: str,
+    k: int = 3,
+    filter: str = "",
+    precision: str = "auto",
+    settings: Settings | None = None,
+) -> tuple[list[Hit], LiveCollection]:
+    """:func:`search`, and the live collection (with its encoder) that answered."""
     if not query.strip():
         # An empty query would return arbitrary photos, as if they matched something.
         raise ValueError("the query is empty: describe the photo you are looking for")
     s = settings or load_settings()
-    name, encoder = live_encoder(index, precision)
+    live = LIVE.get(index, precision)
+    try:
+        hits = _search_in(index, live, query, k, filter, s)
+    except MilvusError:
+        # The alias may have moved, and its old collection been dropped, between reading
+        # the alias and searching: search the new live collection once.
+        again = LIVE.get(index, precision)
+        if again.name == live.name:
+            raise
+        live, hits = again, _search_in(index, again, query, k, filter, s)
+    return hits, live
+
+
+def _search_in(
+    index: MilvusIndex, live: LiveCollection, query: str, k: int, filter: str, s: Settings
+) -> list[Hit]:
+    # Near duplicates of a better-ranked photo give way (ADRAG_DIVERSITY; index/diversity.py).
     return diverse_top_k(
         index,
-        name,
+        live.name,
         k,
-        collection_threshold(index, name, s) if s.diversity else None,
+        threshold_for(s, live.spec) if s.diversity else None,
         lambda n: search_collection(
-            index, name, encoder, query, n, filter, s.search_mode, s.hybrid_ranker, s.hybrid_weights
+            index,
+            live.name,
+            live.encoder,
+            query,
+            n,
+            filter,
+            s.search_mode,
+            s.hybrid_ranker,
+            s.hybrid_weights,
         ),
     )
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from adrag_assets.embeddings.encoder import decode_for_model
 from adrag_assets.images.decode import MAX_PHOTO_BYTES, RejectedImage, decode
 from adrag_assets.index.diversity import collection_threshold, diverse_top_k
 from adrag_assets.index.milvus import Hit, MilvusIndex
@@ -103,6 +102,9 @@ def similar_to_photo(
     settings: Settings | None = None,
 ) -> list[Hit]:
     """As :func:`similar_to_file`, for a photo's bytes checked by :func:`read_photo`."""
+    # Imported here: torch loads only where a photo is encoded, not with the CLI.
+    from adrag_assets.embeddings.encoder import decode_for_model
+
     name, encoder = live_encoder(index, precision)
     vector = encoder.encode_images([decode_for_model(data, encoder.image_size)])[0]
     return search_by_vector(index, name, vector.tolist(), k, filter, settings)

@@ -21,7 +21,7 @@ from streamlit.testing.v1 import AppTest
 
 from adrag_app.service.ad_service import milvus_filter
 from adrag_app.ui import support as app_support
-from adrag_assets.embeddings.encoder import RANDOM_WARNING
+from adrag_assets.embeddings.spec import RANDOM_WARNING
 from adrag_assets.index.milvus import MilvusIndex
 from tests.support.app_home import IndexedHome, forget_mlflow, indexed_home, using_env
 from tests.support.data import REPO

@@ -31,7 +31,7 @@ from adrag_app.service.ad_service import (
     retrieve,
 )
 from adrag_assets import tracing
-from adrag_assets.embeddings.encoder import EncoderSpec
+from adrag_assets.embeddings.spec import EncoderSpec
 from adrag_assets.settings import DEFAULT_EXPERIMENT, Settings, load_settings
 from adrag_assets.volume import local as local_volume
 from adrag_assets.volume.paths import resolve_in_volume

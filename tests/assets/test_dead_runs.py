@@ -21,7 +21,7 @@ import pytest
 from adrag_assets.dead_runs import recover_dead_runs
 from adrag_assets.defs.resources import POOL
 from adrag_assets.defs.runs import dead_runs_sensor
-from adrag_assets.embeddings.encoder import EncoderSpec
+from adrag_assets.embeddings.spec import EncoderSpec
 from adrag_assets.instance import dagster_instance
 from tests.support.data import REPO, TEST_ENCODER, pets_images
 from tests.support.helpers import index_for, tables_for

@@ -8,13 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from adrag_assets.embeddings.encoder import (
-    ClipEncoder,
-    EncoderError,
-    EncoderSpec,
-    decode_for_model,
-    load_encoder,
-)
+from adrag_assets.embeddings.encoder import ClipEncoder, decode_for_model, load_encoder
+from adrag_assets.embeddings.spec import EncoderError, EncoderSpec, known_architectures
 from tests.support.data import TEST_ENCODER
 
 
@@ -30,6 +25,13 @@ def test_spec_parsing_and_ids(tmp_path):
     other = tmp_path / "w2.pt"
     other.write_bytes(b"weights-b")
     assert a.startswith("ViT-B-32:file-") and a != EncoderSpec.parse(f"ViT-B-32:{other}").encoder_id
+
+
+def test_the_torch_free_architecture_list_is_open_clips():
+    import open_clip  # the encoder module (imported above) registered the project's configs
+
+    assert known_architectures() == set(open_clip.list_models())
+    assert "adrag-tiny" in known_architectures()
 
 
 @pytest.mark.parametrize(

@@ -23,12 +23,7 @@ from adrag_assets.defs.embeddings import image_embeddings
 from adrag_assets.defs.index import image_index
 from adrag_assets.defs.photos import images
 from adrag_assets.defs.resources import resources_from_settings
-from adrag_assets.embeddings.encoder import (
-    ClipEncoder,
-    EncoderSpec,
-    decode_for_model,
-    load_encoder,
-)
+from adrag_assets.embeddings.encoder import ClipEncoder, decode_for_model, load_encoder
 from adrag_assets.embeddings.mlflow_model import (
     LIVE_ALIAS,
     MODEL_NAME,
@@ -36,6 +31,7 @@ from adrag_assets.embeddings.mlflow_model import (
     embed_with_model,
     register_encoder,
 )
+from adrag_assets.embeddings.spec import EncoderSpec
 from adrag_assets.index.milvus import collection_name
 from adrag_assets.settings import Settings, load_settings
 from tests.support.data import TEST_ENCODER, pets_images

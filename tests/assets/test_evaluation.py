@@ -15,7 +15,7 @@ import pytest
 from adrag_assets.defs.evaluation import retrieval_eval
 from adrag_assets.defs.resources import resources_from_settings
 from adrag_assets.embeddings.encoder import load_encoder
-from adrag_assets.evaluation.evaluate import TEMPLATES, stream_vectors
+from adrag_assets.evaluation.evaluate import stream_vectors, templates
 from adrag_assets.evaluation.metrics import (
     average_precision,
     class_name,
@@ -66,10 +66,10 @@ def test_zero_shot_agrees_with_clip_benchmark(pets, instance):
             vectors.append(batch)
         target = torch.tensor([classes.index(labels[i][column]) for i in ids])
         # clip_benchmark wants "{c}" format strings; open_clip's templates are lambdas.
-        templates = [t("{c}") for t in TEMPLATES]
+        formats = [t("{c}") for t in templates()]
         names = [class_name(c) for c in classes]
         classifier = cb.zero_shot_classifier(
-            encoder.model, encoder.tokenizer, names, templates, "cpu", amp=False
+            encoder.model, encoder.tokenizer, names, formats, "cpu", amp=False
         )
         loader = torch.utils.data.DataLoader(
             torch.utils.data.TensorDataset(torch.from_numpy(np.concatenate(vectors)), target),

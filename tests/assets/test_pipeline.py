@@ -8,7 +8,7 @@ import shutil
 
 from PIL import Image
 
-from adrag_assets.embeddings.encoder import EncoderSpec
+from adrag_assets.embeddings.spec import EncoderSpec
 from adrag_assets.embeddings.sync import embedding_matrix
 from adrag_assets.index.milvus import PROP_SYNCED_VERSION
 from adrag_assets.index.search import search
