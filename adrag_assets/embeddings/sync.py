@@ -343,10 +343,16 @@ def _full(
     )
     if not todo:
         return 0, iter(())
-    reader = tables.query(
-        "images", f"SELECT image_id, path, labels, bytes {missing}", also=["image_embeddings"]
-    )
-    return todo, _rebatch(reader, batch_size)
+    # Ids only from the join: a hash join may hold one side whole, and photos are big.
+    ids = tables.query("images", f"SELECT image_id {missing}", also=["image_embeddings"])
+
+    def photos() -> Iterator[pa.RecordBatch]:
+        for batch in ids:
+            part = batch.column("image_id").to_pylist()
+            for i in range(0, len(part), WRITE_EVERY):
+                yield from iter_image_batches(tables, part[i : i + WRITE_EVERY], WRITE_EVERY)
+
+    return todo, _rebatch(photos(), batch_size)
 
 
 def _embed(

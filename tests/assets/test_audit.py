@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from adrag_app.cli import main
-from adrag_assets.embeddings.sync import synced_images_version
+from adrag_assets.embeddings.sync import PROP_IMAGES_VERSION, synced_images_version
 from adrag_assets.settings import Settings
 from adrag_assets.tables import EMBEDDINGS
 from tests.assets.test_pipeline import ENCODER_ID, reencoded
@@ -84,3 +84,19 @@ def test_an_upload_embeds_one_photo_and_only_the_audit_reads_old_vectors(few_pet
     )
     code, checks = _audit()
     assert code == 0 and all(c["passed"] for c in checks)
+
+
+def test_a_record_the_feed_cannot_serve_falls_back_to_a_full_reconcile(few_pets, instance):
+    run_pipeline(few_pets, instance)
+    t = tables_for(few_pets)
+    # A record past the table's version (images was recreated): the feed cannot serve it.
+    t.set_properties("image_embeddings", {PROP_IMAGES_VERSION: "999"})
+    sorted((few_pets.raw_dir / "pets").glob("pug_*.jpg"))[0].unlink()
+    meta = run_pipeline(few_pets, instance)
+    emb = meta["image_embeddings"]
+    assert emb["mode"] == "full" and emb["images_read"] == 39
+    assert (emb["embedded"], emb["deleted"], emb["unchanged"]) == (0, 1, 39)
+    assert synced_images_version(t) == t.version("images")
+    # Back on the feed: nothing changed, nothing read.
+    again = run_pipeline(few_pets, instance)["image_embeddings"]
+    assert (again["mode"], again["images_read"]) == ("noop", 0)
