@@ -14,6 +14,7 @@ default" is one line of ours here instead of a settings source to customise.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -223,6 +224,8 @@ class Settings(_Section):
     # tick that first sees it; a younger one waits one more tick. 0 suits object stores, where
     # an object appears only once its upload completed.
     settle_seconds: float = Field(2.0, ge=0, validation_alias="ADRAG_SETTLE_SECONDS")
+    # The full audit (every vector, every id of the index): nightly, not on every upload.
+    audit_cron: str = Field("30 3 * * *", validation_alias="ADRAG_AUDIT_CRON")
     search_mode: SearchMode = Field("hybrid", validation_alias="ADRAG_SEARCH_MODE")
     hybrid_ranker: Ranker = Field("weighted", validation_alias="ADRAG_HYBRID_RANKER")
     hybrid_weights: Weights = Field((0.5, 0.5), validation_alias="ADRAG_HYBRID_WEIGHTS")
@@ -282,6 +285,14 @@ class Settings(_Section):
                 raise ValueError("Delta tables take s3:// or gs://; az:// is for ADRAG_VOLUME")
             return url
         return Path(value).expanduser().resolve()
+
+    @field_validator("audit_cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        fields = value.split()
+        if len(fields) != 5 or not all(re.fullmatch(r"[0-9A-Za-z*/,\-]+", f) for f in fields):
+            raise ValueError("expected a cron schedule of five fields, e.g. '30 3 * * *'")
+        return " ".join(fields)
 
     @field_validator("dagster_pg_url")
     @classmethod

@@ -1,8 +1,9 @@
 """The Delta tables adrag keeps, their schemas, and the few write patterns they need.
 
 Every write is an upsert (``merge``) or a delete by key, so any step can be re-run after a
-crash: nothing is duplicated and nothing is lost. ``image_embeddings`` keeps Delta's change
-data feed on, which is how the Milvus index syncs only what changed.
+crash: nothing is duplicated and nothing is lost. ``images`` and ``image_embeddings`` keep
+Delta's change data feed on, which is how the embeddings and the Milvus index sync only what
+changed.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ EMBEDDINGS = pa.schema(
 
 CDF = {"delta.enableChangeDataFeed": "true"}
 TABLES = {
-    "images": (IMAGES, {}),
+    "images": (IMAGES, CDF),
     "volume_files": (VOLUME_FILES, {}),
     "rejected_images": (REJECTED, {}),
     "image_embeddings": (EMBEDDINGS, CDF),
@@ -134,13 +135,51 @@ class Tables:
     def exists(self, name: str) -> bool:
         return DeltaTable.is_deltatable(self.uri(name), storage_options=self.storage_options)
 
-    def query(self, name: str, sql: str) -> pa.RecordBatchReader:
-        """Stream the result of ``sql`` over table ``name`` (referred to by that name).
+    def ensure_configuration(self, name: str) -> bool:
+        """Give an existing table the properties :data:`TABLES` wants (e.g. the change feed
+        on a table created before it was); True when that took a commit."""
+        dt = self.open(name)
+        want = TABLES[name][1]
+        have = dt.metadata().configuration
+        missing = {k: v for k, v in want.items() if have.get(k) != v}
+        if missing:
+            dt.alter.set_table_properties(missing, raise_if_not_exists=False)
+        return bool(missing)
+
+    def properties(self, name: str) -> dict[str, str]:
+        return dict(self.open(name).metadata().configuration)
+
+    def set_properties(self, name: str, properties: dict[str, str]) -> None:
+        """Set table properties in one commit (adrag's own keys start with ``adrag.``)."""
+        self.open(name).alter.set_table_properties(properties, raise_if_not_exists=False)
+
+    def count_equal(self, name: str, column: str, value: str) -> int:
+        """Rows where ``column`` = ``value``: from the files' statistics in the Delta log when
+        every file holds one value only (as adrag writes them), else a count query. Long
+        values are counted by query: the log keeps string statistics cut short."""
+        if not self.exists(name):
+            return 0
+        actions = pa.table(self.open(name).get_add_actions(flatten=True))
+        lo, hi = f"min.{column}", f"max.{column}"
+        if actions.num_rows == 0:
+            return 0
+        if len(value.encode()) < 32 and {lo, hi} <= set(actions.column_names):
+            rows = actions.select(["num_records", lo, hi]).to_pylist()
+            if all(r[lo] == r[hi] and r[lo] is not None for r in rows):
+                return sum(r["num_records"] for r in rows if r[lo] == value)
+        quoted = value.replace("'", "''")
+        return self.count(name, f"{column} = '{quoted}'")
+
+    def query(self, name: str, sql: str, also: Iterable[str] = ()) -> pa.RecordBatchReader:
+        """Stream the result of ``sql`` over table ``name`` (referred to by that name), and
+        the tables named in ``also`` (for joins).
 
         Reads go through deltalake's own engine rather than a pyarrow dataset: pyarrow's
         scanner threads can outlive a short process and abort it at exit.
         """
         qb = QueryBuilder().register(name, self.open(name))
+        for other in also:
+            qb = qb.register(other, self.open(other))
         return pa.RecordBatchReader.from_stream(qb.execute(sql))
 
     def read(self, name: str, columns: list[str], where: str | None = None) -> pa.Table:

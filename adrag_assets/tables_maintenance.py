@@ -44,6 +44,7 @@ import obstore
 import pyarrow as pa
 from obstore.store import from_url
 
+from adrag_assets.embeddings.sync import synced_images_version
 from adrag_assets.redact import redact
 from adrag_assets.tables import TABLES, Tables
 
@@ -64,7 +65,7 @@ def change_feed_consumers(index_version: Consumer) -> dict[str, dict[str, Consum
     Milvus collections (:func:`milvus_synced_version` in production)."""
     return {
         "image_embeddings": {"milvus index": index_version},
-        # "images": {"embeddings": synced_images_version},
+        "images": {"embeddings": synced_images_version},
     }
 
 

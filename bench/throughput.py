@@ -27,7 +27,7 @@ from adrag_assets.embeddings.encoder import (
     resolve_precision,
 )
 from adrag_assets.embeddings.spec import EncoderSpec
-from adrag_assets.embeddings.sync import embedding_matrix, sync_embeddings
+from adrag_assets.embeddings.sync import sync_embeddings
 from adrag_assets.images.sync import sync_images
 from adrag_assets.index.milvus import MilvusIndex
 from adrag_assets.index.sync import sync_index
@@ -102,6 +102,15 @@ def peak_rss_of_ingest(images: Path, encoder: str, work: Path) -> float:
     if proc.returncode:
         raise RuntimeError("adrag ingest failed in the RSS measurement")
     return peak / 2**20
+
+
+def embedding_matrix(tables: Tables, encoder_id: str) -> tuple[list[str], np.ndarray]:
+    """Every (image_id, vector) of one encoder as ids and an (N, dim) matrix: the bench
+    compares exact numpy search with Milvus on the sample, so it wants them all at once."""
+    t = tables.read("image_embeddings", ["image_id", "embedding"], f"encoder_id = '{encoder_id}'")
+    return t.column("image_id").to_pylist(), np.stack(
+        t.column("embedding").to_numpy(zero_copy_only=False)
+    ).astype(np.float32)
 
 
 def _add_bf16_rows(rows: list[tuple[str, str, str]], results: dict) -> None:

@@ -453,6 +453,30 @@ def register_encoder_cmd(ctx: click.Context, as_json: bool) -> None:
         click.secho("note: random weights, NOT semantic", fg="yellow")
 
 
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of the checks.")
+@click.pass_context
+def audit(ctx: click.Context, as_json: bool) -> None:
+    """Run the full audit now (every vector, every id of the index; drift is repaired)."""
+    from adrag_app.cli.audit import run_audit
+
+    s: Settings = ctx.obj["settings"]
+    quiet_milvus_logs(ctx.obj["verbose"])
+    check_storage(s)
+    run_id, ok, outcomes, failures = run_audit(s, ctx.obj["verbose"])
+    if as_json:
+        click.echo(json.dumps([o.as_dict() for o in outcomes], indent=2, default=str))
+    else:
+        for o in outcomes:
+            shown = ", ".join(f"{k}={v}" for k, v in o.metadata.items() if k != "examples")
+            mark = "passed" if o.passed else click.style("FAILED", fg="red")
+            click.echo(f"  {o.asset}.{o.check}: {mark}  {shown}")
+    if not ok:
+        fail(f"audit run {run_id} failed: {failures[0] if failures else 'see the Dagster UI'}")
+    if not all(o.passed for o in outcomes):
+        fail(f"audit run {run_id}: {sum(not o.passed for o in outcomes)} check(s) failed")
+
+
 main.add_command(generate)
 main.add_command(chat)
 main.add_command(evaluate)

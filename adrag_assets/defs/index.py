@@ -6,6 +6,7 @@ the whole photo pipeline, and the sensor that re-embeds on an encoder change.
 
 import dagster as dg
 
+from adrag_assets.defs.audit import AUDIT_CHECKS
 from adrag_assets.defs.embeddings import ENCODER_VERSION
 from adrag_assets.defs.evaluation import quality_gate_check, skipped_gate
 from adrag_assets.defs.resources import GROUP, POOL, EncoderResource, MilvusResource, TablesResource
@@ -27,15 +28,17 @@ SHOWN = 10  # examples listed in a failing check's metadata
     kinds={"milvus"},
     description="Milvus collection of the configured encoder's vectors, synced from "
     "image_embeddings' change feed; the alias names the live collection. Unreadable Milvus "
-    "data is moved aside and rebuilt, and ids that drifted are repaired in the same run.",
+    "data is moved aside and rebuilt, and row counts that drifted are repaired in the same run.",
     check_specs=[
         # Blocking: a materialization whose index still differs after repair fails the run.
         dg.AssetCheckSpec(
             "index_matches_embeddings",
             asset="image_index",
             blocking=True,
-            description="The collection holds exactly the table's ids for the encoder "
-            "(row counts and an order-independent digest of the ids), after any repair.",
+            description="The collection holds the table's ids for the encoder, after any "
+            "repair: row counts plus the ids this run wrote or deleted, or (after a rebuild, "
+            "or when those differ) an order-independent digest of every id. The audit job "
+            "compares every id on its schedule.",
         ),
         # Blocking: a new encoder worse than the live one keeps the alias and stops downstream.
         dg.AssetCheckSpec("quality_gate", asset="image_index", blocking=True),
@@ -116,11 +119,14 @@ def follow_in_registry(context: dg.AssetExecutionContext, encoder_id: str) -> st
     return f"models:/{MODEL_NAME}/{version}"
 
 
-def index_matches(comparison: IdComparison) -> dg.AssetCheckResult:
+def index_matches(
+    comparison: IdComparison, check_name: str = "index_matches_embeddings"
+) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
-        check_name="index_matches_embeddings",
+        check_name=check_name,
         passed=comparison.matches,
         metadata={
+            "scope": comparison.scope,
             "table_rows": comparison.table_rows,
             "index_rows": comparison.index_rows,
             "table_digest": comparison.table_digest,
@@ -134,9 +140,13 @@ def index_matches(comparison: IdComparison) -> dg.AssetCheckResult:
 
 ingest_job = dg.define_asset_job(
     "ingest_job",
-    selection=dg.AssetSelection.assets(
-        "images", "image_embeddings", "image_index"
-    ).required_multi_asset_neighbors(),
+    # The audit's full checks (every file, vector and id) run on their own schedule, never
+    # on an upload: an asset selection would otherwise take in every check of its assets.
+    selection=dg.AssetSelection.assets("images", "image_embeddings", "image_index")
+    .required_multi_asset_neighbors()
+    .without_checks()
+    | dg.AssetSelection.checks_for_assets("images", "image_embeddings", "image_index")
+    - dg.AssetSelection.checks(*AUDIT_CHECKS),
     description="Bring raw/ into Delta, embed what is new, sync the Milvus index.",
     # One process for the whole run: the model loads once, not once per step.
     executor_def=dg.in_process_executor,

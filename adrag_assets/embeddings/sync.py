@@ -1,18 +1,30 @@
 """Keep ``image_embeddings`` in step with ``images`` for the configured encoder.
 
-Only images without a vector for this encoder are embedded; a moved or relabelled image
-gets its path and labels updated in place, and rows of deleted images are removed. Photos
-stream from Delta in batches (never all bytes in memory): while the model encodes one batch,
-a worker thread decodes and preprocesses the next.
+Work follows the change. ``images`` keeps Delta's change data feed, and ``image_embeddings``
+records (table properties ``adrag.images_version`` and ``adrag.images_encoder``) the
+``images`` version its rows were last synced to, and for which encoder. A run reads the
+feed after that version and applies, per image, its last change: a new image is embedded, a
+moved or relabelled one gets its path and labels updated in place, and the rows of a deleted
+one are removed (any encoder). The record is written after the rows, so a run that dies in
+between is redone by the next one; redoing is idempotent (images that already have a vector
+are not embedded again).
+
+With no record for the configured encoder (first ingest, a new encoder), a record the feed
+cannot serve (vacuumed, a recreated table) or the feed just turned on, the run reconciles
+the whole table instead, by SQL joins streamed in batches: never every row in Python.
+
+Photos stream from Delta in batches (never all bytes in memory): while the model encodes one
+batch, a worker thread decodes and preprocesses the next. Each vector written is checked
+(finite, unit norm) on the way, which is what the run's asset check reports.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -28,19 +40,33 @@ if TYPE_CHECKING:
     from adrag_assets.embeddings.encoder import ClipEncoder
 
 WRITE_EVERY = 256  # rows per Delta commit while embedding
+LOOKUP = 500  # ids per IN (...) query
+SHOWN = 10  # bad vectors named in the stats
+NORM_TOLERANCE = 1e-3
+PROP_IMAGES_VERSION = "adrag.images_version"
+PROP_IMAGES_ENCODER = "adrag.images_encoder"
+_ORDER = {"delete": 0, "update_preimage": 1, "insert": 2, "update_postimage": 3}
+_LIGHT = ["image_id", "path", "labels"]
 
 
 @dataclass
 class EmbedStats:
     encoder_id: str = ""
+    mode: str = ""  # "changes" (from images' change feed), "full" (whole-table reconcile), "noop"
+    images_read: int = 0  # rows of images this run looked at (feed rows, or the whole table)
     embedded: int = 0  # new vectors computed
     updated: int = 0  # path or labels changed, vector kept
     deleted: int = 0  # rows of images that no longer exist (any encoder)
-    unchanged: int = 0
+    unchanged: int = 0  # full mode only: rows already right
     failed: int = 0  # images that could not be decoded for the model
     rows: int = 0  # rows for this encoder, now
     version: int = 0
+    images_version: int = 0  # the images version now synced
     seconds: float = 0.0
+    # The vectors this run wrote: not finite or not of unit norm (first SHOWN ids), worst error.
+    bad_vectors: list[str] = field(default_factory=list)
+    bad_count: int = 0
+    max_norm_error: float = 0.0
 
     @property
     def images_per_s(self) -> float:
@@ -50,8 +76,33 @@ class EmbedStats:
         return {**asdict(self), "images_per_s": round(self.images_per_s, 2)}
 
 
-def _quoted(ids: list[str]) -> str:
-    return ", ".join(f"'{i}'" for i in ids)  # ids are hex digests: nothing to escape
+def _quoted(ids: Iterable[str]) -> str:
+    return ", ".join("'" + i.replace("'", "''") + "'" for i in ids)
+
+
+def _eid_sql(encoder_id: str) -> str:
+    return "'" + encoder_id.replace("'", "''") + "'"
+
+
+def synced_images_version(tables: Tables) -> int | None:
+    """The ``images`` version image_embeddings was last synced to (for the encoder recorded
+    with it), or None. The change feed after it is still to be read: vacuum must keep it."""
+    if not tables.exists("image_embeddings"):
+        return None
+    v = tables.properties("image_embeddings").get(PROP_IMAGES_VERSION)
+    return int(v) if v not in (None, "") else None
+
+
+def norm_errors(vectors: np.ndarray) -> tuple[np.ndarray, float]:
+    """Which rows are not finite or not of unit norm, and the worst norm error among the rest."""
+    if len(vectors) == 0:
+        return np.zeros(0, bool), 0.0
+    vectors = np.asarray(vectors, np.float32)
+    finite = np.isfinite(vectors).all(axis=1)
+    err = np.abs(np.linalg.norm(np.where(finite[:, None], vectors, 0), axis=1) - 1.0)
+    bad = ~finite | (err > NORM_TOLERANCE)
+    worst = float(err[finite].max()) if finite.any() else float("inf")
+    return bad, worst if finite.all() else float("inf")
 
 
 def iter_image_batches(tables: Tables, ids: list[str], batch_size: int) -> Iterator[pa.RecordBatch]:
@@ -63,6 +114,23 @@ def iter_image_batches(tables: Tables, ids: list[str], batch_size: int) -> Itera
         )
         table = tables.query("images", sql).read_all()
         yield from table.to_batches()
+
+
+def _rebatch(batches: Iterable[pa.RecordBatch], size: int) -> Iterator[pa.RecordBatch]:
+    """The same rows in batches of ``size`` (the last may be smaller)."""
+    held: list[pa.RecordBatch] = []
+    n = 0
+    for batch in batches:
+        while batch.num_rows:
+            take = batch.slice(0, size - n)
+            batch = batch.slice(take.num_rows)
+            held.append(take)
+            n += take.num_rows
+            if n == size:
+                yield pa.Table.from_batches(held).combine_chunks().to_batches()[0]
+                held, n = [], 0
+    if n:
+        yield pa.Table.from_batches(held).combine_chunks().to_batches()[0]
 
 
 def prepare(
@@ -88,48 +156,223 @@ def prepare(
 def sync_embeddings(
     tables: Tables, encoder: ClipEncoder, batch_size: int = 32, log: logging.Logger | None = None
 ) -> EmbedStats:
+    """Bring the configured encoder's rows in line with ``images`` (see the module)."""
     log = log or logging.getLogger(__name__)
     eid = encoder.encoder_id
     stats = EmbedStats(encoder_id=eid)
-    images = tables.read("images", ["image_id", "path", "labels"])
-    current = {r["image_id"]: r for r in images.to_pylist()}
-    existing = tables.read("image_embeddings", ["image_id", "encoder_id", "path", "labels"])
-
-    stale = set(existing.column("image_id").to_pylist()) - set(current)
-    stats.deleted = tables.delete_keys("image_embeddings", "image_id", stale)
-    mine = {
-        r["image_id"]: r
-        for r in existing.to_pylist()
-        if r["encoder_id"] == eid and r["image_id"] in current
-    }
-    moved = [
-        {
-            "image_id": i,
-            "encoder_id": eid,
-            "path": current[i]["path"],
-            "labels": current[i]["labels"],
-        }
-        for i, r in mine.items()
-        if (r["path"], r["labels"]) != (current[i]["path"], current[i]["labels"])
-    ]
-    if moved:
-        stats.updated = tables.update_columns(
-            "image_embeddings",
-            pa.Table.from_pylist(moved),
-            ["image_id", "encoder_id"],
-            ["path", "labels"],
-        )
-    todo = sorted(set(current) - set(mine))
-    stats.unchanged = len(mine) - stats.updated
+    # The feed starts when it is turned on: whatever came before needs one full reconcile.
+    feed_new = tables.ensure_configuration("images")
+    target = tables.version("images")
+    props = tables.properties("image_embeddings")
+    synced = props.get(PROP_IMAGES_VERSION)
+    synced = int(synced) if synced and props.get(PROP_IMAGES_ENCODER) == eid else None
+    work = None
+    if feed_new or synced is None or synced > target:
+        reason = "the feed was just turned on" if feed_new else "no record for this encoder"
+        if synced is not None and synced > target:
+            reason = f"images is at v{target}, before the recorded v{synced} (rewritten?)"
+        log.info("embeddings for %s: full reconcile (%s)", eid, reason)
+    elif synced == target:
+        stats.mode, work = "noop", (0, iter(()))
+    else:
+        work = _from_feed(tables, eid, synced + 1, target, batch_size, stats, log)
+    if work is None:
+        work = _full(tables, eid, batch_size, stats, log)
+    todo, batches = work
     log.info(
-        "embeddings for %s: %d to embed, %d path/label updates, %d deleted, %d unchanged",
+        "embeddings for %s (%s, %d image rows read): %d to embed, %d path/label updates, "
+        "%d deleted",
         eid,
-        len(todo),
+        stats.mode,
+        stats.images_read,
+        todo,
         stats.updated,
         stats.deleted,
-        stats.unchanged,
+    )
+    _embed(tables, encoder, todo, batches, stats, log)
+    if (props.get(PROP_IMAGES_VERSION), props.get(PROP_IMAGES_ENCODER)) != (str(target), eid):
+        # After the rows: a run that dies before this line is redone, idempotently.
+        tables.set_properties(
+            "image_embeddings", {PROP_IMAGES_VERSION: str(target), PROP_IMAGES_ENCODER: eid}
+        )
+    stats.images_version = target
+    stats.rows = tables.count_equal("image_embeddings", "encoder_id", eid)
+    stats.version = tables.version("image_embeddings")
+    log.info(
+        "embedded %d images in %.1fs (%.1f img/s); %d rows for %s, synced to images v%d",
+        stats.embedded,
+        stats.seconds,
+        stats.images_per_s,
+        stats.rows,
+        eid,
+        target,
+    )
+    return stats
+
+
+def _from_feed(
+    tables: Tables,
+    eid: str,
+    start: int,
+    end: int,
+    batch_size: int,
+    stats: EmbedStats,
+    log: logging.Logger,
+) -> tuple[int, Iterator[pa.RecordBatch]] | None:
+    """Apply images' changes in versions ``start``..``end``: deletes and path/label updates
+    now; (how many to embed, their photos in batches). None when the feed cannot be read."""
+    images = tables.open("images")
+    try:
+        feed = pa.RecordBatchReader.from_stream(
+            images.load_cdf(
+                starting_version=start,
+                ending_version=end,
+                columns=[*_LIGHT, "_change_type", "_commit_version"],
+            )
+        ).read_all()
+    except Exception as e:  # vacuumed or otherwise unreadable: reconcile the whole table
+        log.warning("images' change feed v%d..v%d unreadable (%s); full reconcile", start, end, e)
+        return None
+    stats.mode = "changes"
+    stats.images_read = feed.num_rows
+    last: dict[str, dict] = {}
+    rows = feed.to_pylist()
+    for r in sorted(rows, key=lambda r: (r["_commit_version"], _ORDER[r["_change_type"]])):
+        if r["_change_type"] != "update_preimage":
+            last[r["image_id"]] = r
+    gone = [i for i, r in last.items() if r["_change_type"] == "delete"]
+    alive = {i: r for i, r in last.items() if r["_change_type"] != "delete"}
+    stats.deleted = tables.delete_keys("image_embeddings", "image_id", gone)
+    ids = sorted(alive)
+    have: set[str] = set()
+    moved = []
+    for i in range(0, len(ids), LOOKUP):
+        sql = (
+            "SELECT image_id, path, labels FROM image_embeddings "
+            f"WHERE encoder_id = {_eid_sql(eid)} AND image_id IN ({_quoted(ids[i : i + LOOKUP])})"
+        )
+        for r in tables.query("image_embeddings", sql).read_all().to_pylist():
+            have.add(r["image_id"])
+            now = alive[r["image_id"]]
+            if (r["path"], r["labels"]) != (now["path"], now["labels"]):
+                moved.append(
+                    {"image_id": r["image_id"], "path": now["path"], "labels": now["labels"]}
+                )
+    stats.updated = _update_paths(tables, eid, moved)
+    todo = [i for i in ids if i not in have]
+    return len(todo), _rebatch(
+        _feed_photos(tables, start, end, todo, alive, batch_size), batch_size
     )
 
+
+def _feed_photos(
+    tables: Tables, start: int, end: int, todo: list[str], alive: dict[str, dict], batch_size: int
+) -> Iterator[pa.RecordBatch]:
+    """(image_id, path, labels, bytes) of ``todo``, read from the feed's own files only."""
+    want = set(todo)
+    if not want:
+        return
+    reader = pa.RecordBatchReader.from_stream(
+        tables.open("images").load_cdf(
+            starting_version=start, ending_version=end, columns=["image_id", "bytes"]
+        )
+    )
+    plain = pa.schema([("image_id", pa.string()), ("bytes", pa.binary())])
+    for batch in reader:
+        batch = batch.select(plain.names).cast(plain)  # the feed hands out view types
+        ids = batch.column("image_id").to_pylist()
+        keep = []
+        for k, i in enumerate(ids):
+            if i in want:  # an image's bytes are its id's: any of its rows will do
+                want.discard(i)
+                keep.append(k)
+        if keep:
+            part = batch.take(pa.array(keep))
+            kept = part.column("image_id").to_pylist()
+            yield pa.record_batch(
+                {
+                    "image_id": part.column("image_id"),
+                    "path": [alive[i]["path"] for i in kept],
+                    "labels": [alive[i]["labels"] for i in kept],
+                    "bytes": part.column("bytes"),
+                }
+            )
+        if not want:
+            return
+    yield from iter_image_batches(tables, sorted(want), batch_size)  # not in the feed: unusual
+
+
+def _update_paths(tables: Tables, eid: str, moved: list[dict]) -> int:
+    if not moved:
+        return 0
+    rows = pa.Table.from_pylist([{**m, "encoder_id": eid} for m in moved])
+    return tables.update_columns(
+        "image_embeddings", rows, ["image_id", "encoder_id"], ["path", "labels"]
+    )
+
+
+def _full(
+    tables: Tables, eid: str, batch_size: int, stats: EmbedStats, log: logging.Logger
+) -> tuple[int, Iterator[pa.RecordBatch]]:
+    """Reconcile with the whole images table, by joins in Delta's engine: only the rows that
+    need work come back to Python, and the photos to embed stream in batches."""
+    stats.mode = "full"
+    tables.open("images")  # both exist from here on, even if empty
+    tables.open("image_embeddings")
+    both = ["images"]
+    stats.images_read = tables.count("images")
+    stale_sql = (
+        "SELECT DISTINCT image_id FROM image_embeddings "
+        "WHERE image_id NOT IN (SELECT image_id FROM images)"
+    )
+    stale = [
+        i
+        for b in tables.query("image_embeddings", stale_sql, also=both)
+        for i in b.column("image_id").to_pylist()
+    ]
+    stats.deleted = tables.delete_keys("image_embeddings", "image_id", stale)
+    moved_sql = (
+        "SELECT i.image_id AS image_id, i.path AS path, i.labels AS labels "
+        "FROM images i JOIN image_embeddings e ON i.image_id = e.image_id "
+        f"WHERE e.encoder_id = {_eid_sql(eid)} "
+        "AND ((i.path IS DISTINCT FROM e.path) OR (i.labels IS DISTINCT FROM e.labels))"
+    )
+    moved = tables.query("image_embeddings", moved_sql, also=both).read_all().to_pylist()
+    stats.updated = _update_paths(tables, eid, moved)
+    stats.unchanged = tables.count_equal("image_embeddings", "encoder_id", eid) - stats.updated
+    missing = (
+        f"FROM images WHERE image_id NOT IN "
+        f"(SELECT image_id FROM image_embeddings WHERE encoder_id = {_eid_sql(eid)})"
+    )
+    todo = int(
+        tables.query("images", f"SELECT COUNT(*) AS n {missing}", also=["image_embeddings"])
+        .read_all()
+        .column("n")[0]
+        .as_py()
+    )
+    if not todo:
+        return 0, iter(())
+    # Ids only from the join: a hash join may hold one side whole, and photos are big.
+    ids = tables.query("images", f"SELECT image_id {missing}", also=["image_embeddings"])
+
+    def photos() -> Iterator[pa.RecordBatch]:
+        for batch in ids:
+            part = batch.column("image_id").to_pylist()
+            for i in range(0, len(part), WRITE_EVERY):
+                yield from iter_image_batches(tables, part[i : i + WRITE_EVERY], WRITE_EVERY)
+
+    return todo, _rebatch(photos(), batch_size)
+
+
+def _embed(
+    tables: Tables,
+    encoder: ClipEncoder,
+    todo: int,
+    batches: Iterator[pa.RecordBatch],
+    stats: EmbedStats,
+    log: logging.Logger,
+) -> None:
+    eid = encoder.encoder_id
     started = time.perf_counter()
     pending: list[dict] = []
 
@@ -142,8 +385,7 @@ def sync_embeddings(
             )
             pending.clear()
 
-    bar = tqdm(total=len(todo), desc="embeddings", unit="img", disable=None)
-    batches = iter_image_batches(tables, todo, batch_size)
+    bar = tqdm(total=todo, desc="embeddings", unit="img", disable=None)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="adrag-decode") as pool:
         future = pool.submit(_next_prepared, encoder, batches)
         while (prepared := future.result()) is not None:
@@ -154,6 +396,7 @@ def sync_embeddings(
             stats.failed += len(failures)
             if pixels is not None:
                 vectors = encoder.encode_pixels(pixels)
+                _check_vectors(vectors, [r["image_id"] for r in rows], stats)
                 now = datetime.now(UTC)
                 for row, vec in zip(rows, vectors, strict=True):
                     pending.append({**row, "encoder_id": eid, "embedding": vec, "embedded_at": now})
@@ -161,19 +404,19 @@ def sync_embeddings(
             bar.update(len(rows) + len(failures))
             if len(pending) >= WRITE_EVERY:
                 flush()
-                log.info("embedded %d/%d images", stats.embedded, len(todo))
+                log.info("embedded %d/%d images", stats.embedded, todo)
         flush()
     bar.close()
     stats.seconds = time.perf_counter() - started
-    stats.rows = tables.count("image_embeddings", f"encoder_id = '{eid}'")
-    stats.version = tables.version("image_embeddings")
-    log.info(
-        "embedded %d images in %.1fs (%.1f img/s)",
-        stats.embedded,
-        stats.seconds,
-        stats.images_per_s,
-    )
-    return stats
+
+
+def _check_vectors(vectors: np.ndarray, ids: list[str], stats: EmbedStats) -> None:
+    bad, worst = norm_errors(np.asarray(vectors))
+    stats.max_norm_error = max(stats.max_norm_error, worst)
+    for k in np.flatnonzero(bad):
+        stats.bad_count += 1
+        if len(stats.bad_vectors) < SHOWN:
+            stats.bad_vectors.append(ids[k])
 
 
 def _next_prepared(encoder: ClipEncoder, batches: Iterator[pa.RecordBatch]):
@@ -181,11 +424,44 @@ def _next_prepared(encoder: ClipEncoder, batches: Iterator[pa.RecordBatch]):
     return None if batch is None else prepare(encoder, batch)
 
 
-def embedding_matrix(tables: Tables, encoder_id: str) -> tuple[list[str], np.ndarray]:
-    """All (image_id, vector) rows for one encoder, as ids and an (N, dim) float32 matrix."""
-    t = tables.read("image_embeddings", ["image_id", "embedding"], f"encoder_id = '{encoder_id}'")
-    if t.num_rows == 0:
-        return [], np.zeros((0, 0), np.float32)
-    return t.column("image_id").to_pylist(), np.stack(
-        t.column("embedding").to_numpy(zero_copy_only=False)
-    ).astype(np.float32)
+@dataclass
+class VectorAudit:
+    vectors: int = 0
+    bad_count: int = 0
+    bad_vectors: list[str] = field(default_factory=list)  # the first SHOWN
+    max_norm_error: float = 0.0
+
+
+def audit_vectors(
+    tables: Tables, encoder_id: str, log: logging.Logger | None = None
+) -> VectorAudit:
+    """Every vector of ``encoder_id``: finite and of unit norm? Streamed batch by batch."""
+    log = log or logging.getLogger(__name__)
+    audit = VectorAudit()
+    if not tables.exists("image_embeddings"):
+        return audit
+    sql = (
+        "SELECT image_id, embedding FROM image_embeddings "
+        f"WHERE encoder_id = {_eid_sql(encoder_id)}"
+    )
+    for batch in tables.query("image_embeddings", sql):
+        ids = batch.column("image_id").to_pylist()
+        column = batch.column("embedding")
+        try:
+            vectors = np.stack(column.to_numpy(zero_copy_only=False)).astype(np.float32)
+        except ValueError:  # vectors of different lengths: judge each on its own
+            vectors = None
+        if vectors is not None:
+            bad, worst = norm_errors(vectors)
+        else:
+            rows = [norm_errors(np.asarray([v], np.float32)) for v in column.to_pylist()]
+            bad = np.array([b[0] for b, _ in rows])
+            worst = max(w for _, w in rows)
+        audit.max_norm_error = max(audit.max_norm_error, worst)
+        for k in np.flatnonzero(bad):
+            audit.bad_count += 1
+            if len(audit.bad_vectors) < SHOWN:
+                audit.bad_vectors.append(ids[k])
+        audit.vectors += len(ids)
+        log.info("audit: %d vectors of %s read, %d bad", audit.vectors, encoder_id, audit.bad_count)
+    return audit

@@ -8,6 +8,10 @@ with its own count and digest; when the totals differ, only the ids of the bucke
 differ are gathered (from the table, then matched against the index's stream) to name the
 missing ids and the ghosts. One deleted row plus one stray row keeps the count, but never
 the digest.
+
+That full comparison streams every id, so it belongs to the audit job and to runs that
+rebuild. A run that applied changes checks :func:`quick_check` instead: row counts (from
+Delta's log and Milvus) and membership of the ids it wrote or deleted.
 """
 
 from __future__ import annotations
@@ -65,10 +69,11 @@ class IdComparison:
     index_digest: str
     missing: list[str] = field(default_factory=list)  # in the table, not in the index
     ghosts: list[str] = field(default_factory=list)  # in the index, not in the table
+    scope: str = "every id"  # or "this run's ids" (quick_check: counts and those ids only)
 
     @property
     def matches(self) -> bool:
-        return not self.missing and not self.ghosts
+        return not self.missing and not self.ghosts and self.table_rows == self.index_rows
 
 
 def table_ids(tables: Tables, encoder_id: str) -> Iterator[list[str]]:
@@ -108,4 +113,32 @@ def compare_ids(
                 result.ghosts.append(i)
     result.missing = sorted(pending)
     result.ghosts.sort()
+    return result
+
+
+def quick_check(
+    tables: Tables,
+    index: MilvusIndex,
+    collection: str,
+    encoder_id: str,
+    upserted: list[str],
+    deleted: list[str],
+    chunk: int = 1000,
+) -> IdComparison:
+    """Row counts of both sides, and whether the ids a run upserted are in the collection and
+    those it deleted are not: work in proportion to the run, not to the table."""
+    result = IdComparison(
+        tables.count_equal("image_embeddings", "encoder_id", encoder_id),
+        index.count(collection),
+        "",
+        "",
+        scope="this run's ids",
+    )
+    asked = [*upserted, *deleted]
+    present: set[str] = set()
+    for i in range(0, len(asked), chunk):
+        rows = index.client.get(collection, ids=asked[i : i + chunk], output_fields=["image_id"])
+        present.update(r["image_id"] for r in rows)
+    result.missing = sorted(set(upserted) - present)
+    result.ghosts = sorted(set(deleted) & present)
     return result

@@ -7,10 +7,12 @@ table that was rewritten, or a change feed that is gone (vacuumed), it rebuilds 
 table instead: the table is the truth and the index is derived.
 
 The index heals itself. Milvus data that cannot be read is put out of the way first (see
-:mod:`adrag_assets.index.health`) and rebuilt. After every sync the collection's ids are
-compared with the table's (:mod:`adrag_assets.index.compare`); ids missing from the index
-are upserted from the table and ghosts (ids the table does not have) deleted, then the
-comparison runs again: its result is what the asset check reports.
+:mod:`adrag_assets.index.health`) and rebuilt. After a sync from the feed (or none), a quick
+check compares row counts and looks up the ids the run touched; after a rebuild, or when the
+quick check fails, every id is compared (:mod:`adrag_assets.index.compare`): ids missing from
+the index are upserted from the table and ghosts (ids the table does not have) deleted, then
+the comparison runs again. The last check is what the asset check reports. Drift that keeps
+the row count (one row lost, one stray) is the audit job's to find (:func:`audit_index`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from datetime import UTC, datetime
 
 import pyarrow as pa
 
-from adrag_assets.index.compare import IdComparison, compare_ids
+from adrag_assets.index.compare import IdComparison, compare_ids, quick_check
 from adrag_assets.index.health import make_readable
 from adrag_assets.index.milvus import (
     PROP_SYNCED_AT,
@@ -83,31 +85,32 @@ def sync_index(
     stats = IndexStats(collection=name, healed=healed)
     version = tables.version("image_embeddings")
     synced = index.synced_version(name)
+    touched: tuple[list[str], list[str]] | None = None  # ids upserted, ids deleted
     if synced == version:
-        stats.mode = "noop"
-    elif (
-        synced is not None
-        and synced < version
-        and _apply_changes(tables, index, name, encoder_id, synced + 1, stats, log)
-    ):
+        stats.mode, touched = "noop", ([], [])
+    elif synced is not None and synced < version:
+        touched = _apply_changes(tables, index, name, encoder_id, synced + 1, stats, log)
         stats.mode = "incremental"
-    else:
+    if touched is None:
         stats.mode = "rebuild"
         _rebuild(tables, index, name, encoder_id, stats, log)
-    comparison = compare_ids(tables, index, name, encoder_id)
+        comparison = compare_ids(tables, index, name, encoder_id)
+    else:
+        comparison = quick_check(tables, index, name, encoder_id, *touched)
+        if not comparison.matches:
+            log.warning(
+                "index %s: %d rows for %d in image_embeddings, %d of this run's ids wrong; "
+                "comparing every id",
+                name,
+                comparison.index_rows,
+                comparison.table_rows,
+                len(comparison.missing) + len(comparison.ghosts),
+            )
+            comparison = compare_ids(tables, index, name, encoder_id)
     if not comparison.matches:
-        # Rows lost or added behind our back (a restored file, manual edits, a crash): the
-        # table is the truth, so put back what is missing and drop the ghosts.
-        log.warning(
-            "index %s differs from image_embeddings: %d missing, %d ghosts; repairing",
-            name,
-            len(comparison.missing),
-            len(comparison.ghosts),
-        )
-        _repair(tables, index, name, encoder_id, comparison, stats)
+        comparison = repair(tables, index, name, encoder_id, comparison, stats, log)
         if stats.mode in ("noop", "incremental"):
             stats.mode = "repair"
-        comparison = compare_ids(tables, index, name, encoder_id)
     stats.comparison = comparison
     if comparison.matches:
         index.set_properties(
@@ -127,6 +130,48 @@ def sync_index(
         version,
     )
     return stats
+
+
+def repair(
+    tables: Tables,
+    index: MilvusIndex,
+    name: str,
+    encoder_id: str,
+    comparison: IdComparison,
+    stats: IndexStats,
+    log: logging.Logger,
+) -> IdComparison:
+    """Put back what is missing and drop the ghosts, then compare every id again."""
+    # Rows lost or added behind our back (a restored file, manual edits, a crash): the
+    # table is the truth.
+    log.warning(
+        "index %s differs from image_embeddings: %d missing, %d ghosts; repairing",
+        name,
+        len(comparison.missing),
+        len(comparison.ghosts),
+    )
+    _repair(tables, index, name, encoder_id, comparison, stats)
+    return compare_ids(tables, index, name, encoder_id)
+
+
+def audit_index(
+    tables: Tables, index: MilvusIndex, encoder_id: str, log: logging.Logger | None = None
+) -> tuple[IdComparison, IndexStats]:
+    """Compare every id of ``encoder_id``'s collection with the table's and repair what
+    drifted: (the comparison before repair, stats whose comparison is the one after)."""
+    log = log or logging.getLogger(__name__)
+    name = collection_name(encoder_id)
+    stats = IndexStats(collection=name, mode="audit")
+    if not index.client.has_collection(name):
+        return IdComparison(
+            tables.count_equal("image_embeddings", "encoder_id", encoder_id), 0, "", ""
+        ), stats
+    before = compare_ids(tables, index, name, encoder_id)
+    stats.comparison = before
+    if not before.matches:
+        stats.comparison = repair(tables, index, name, encoder_id, before, stats, log)
+    stats.rows = stats.comparison.index_rows
+    return before, stats
 
 
 def activate(index: MilvusIndex, name: str, keep_old: bool = False) -> list[str]:
@@ -153,15 +198,19 @@ def _apply_changes(
     start: int,
     stats: IndexStats,
     log: logging.Logger,
-) -> bool:
-    """Apply the change feed from version ``start``; False when it cannot be read."""
+) -> tuple[list[str], list[str]] | None:
+    """Apply the change feed from version ``start``: (ids upserted, ids deleted), or None
+    when it cannot be read."""
+    quoted = encoder_id.replace("'", "''")
     try:
         feed = pa.RecordBatchReader.from_stream(
-            tables.open("image_embeddings").load_cdf(starting_version=start)
+            tables.open("image_embeddings").load_cdf(
+                starting_version=start, predicate=f"encoder_id = '{quoted}'"
+            )
         ).read_all()
     except Exception as e:  # vacuumed or otherwise unreadable: rebuild instead
         log.warning("change feed from v%d unreadable (%s); rebuilding the index", start, e)
-        return False
+        return None
     rows = [r for r in feed.to_pylist() if r["encoder_id"] == encoder_id]
     # The last change per image wins; within a commit a postimage follows its preimage.
     order = {"delete": 0, "update_preimage": 1, "insert": 2, "update_postimage": 3}
@@ -174,7 +223,7 @@ def _apply_changes(
     for i in range(0, len(upserts), BATCH):
         stats.upserted += index.upsert(name, upserts[i : i + BATCH])
     stats.deleted += index.delete(name, deletes)
-    return True
+    return [r["image_id"] for r in upserts], deletes
 
 
 def _rows(tables: Tables, encoder_id: str, ids: list[str] | None = None) -> Iterator[list[dict]]:

@@ -6,10 +6,10 @@ import io
 import json
 import shutil
 
+import pyarrow as pa
 from PIL import Image
 
 from adrag_assets.embeddings.spec import EncoderSpec
-from adrag_assets.embeddings.sync import embedding_matrix
 from adrag_assets.index.milvus import PROP_SYNCED_VERSION
 from adrag_assets.index.search import search
 from tests.support.data import TEST_ENCODER
@@ -52,7 +52,8 @@ def test_ingest_all_pets(pets, instance):
 
     # The index holds exactly the table's vectors, and search answers with real files.
     index = index_for(pets)
-    ids, matrix = embedding_matrix(t, ENCODER_ID)
+    table = t.read("image_embeddings", ["image_id", "embedding"], f"encoder_id = '{ENCODER_ID}'")
+    ids, matrix = table.column("image_id").to_pylist(), table.column("embedding").to_pylist()
     assert index.ids(index.live_collection()) == set(ids)
     stored = index.vectors(index.live_collection(), ids[:3])
     for i, vec in zip(ids[:3], matrix[:3], strict=True):
@@ -151,9 +152,11 @@ def test_rerun_after_partial_writes_leaves_the_same_rows(pets, instance):
     t.delete_keys("volume_files", "path", ["raw/pets/beagle_10.jpg", "raw/pets/beagle_107.jpg"])
     # Crash after embedding but before the index sync recorded its version:
     index.set_properties(name, **{PROP_SYNCED_VERSION: "1"})
-    # ... and an index that lost rows:
+    # ... and an index that lost rows the replayed feed does not bring back:
     ids = sorted(index.ids(name))
-    index.delete(name, ids[:5])
+    feed = t.open("image_embeddings").load_cdf(starting_version=2, columns=["image_id"])
+    replayed = set(pa.RecordBatchReader.from_stream(feed).read_all()["image_id"].to_pylist())
+    index.delete(name, [i for i in ids if i not in replayed][:5])
     index.close()
     meta = run_pipeline(pets, instance)
     assert meta["image_index"]["mode"] == "repair"
