@@ -7,7 +7,7 @@ AZURITE := $(VENV)/azurite/node_modules/.bin/azurite-blob
 # dg looks for the project's venv; naming it keeps dg from warning that none is active.
 DG     := VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg
 
-.PHONY: setup demo test bench lint format dev up clean
+.PHONY: setup demo test bench bench-scale lint format dev up clean
 
 setup: $(STAMP) $(AZURITE)
 
@@ -36,8 +36,10 @@ $(AZURITE): | $(STAMP)
 demo: setup
 	ADRAG_HOME=$${ADRAG_HOME:-$(CURDIR)/.adrag-demo} $(BIN)/python -m adrag_app.cli.demo
 
+# One worker per CPU, a test file per worker (files share module fixtures). A single file
+# or test: `.venv/bin/python -m pytest tests/assets/test_sensor.py`.
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist loadfile
 
 bench: setup
 	$(BIN)/python -m bench.throughput
@@ -45,6 +47,11 @@ bench: setup
 	$(BIN)/python -m bench.search_latency
 	@echo '== the chat app: each turn of a scripted AppTest conversation (warm after the first)'
 	$(BIN)/python -m pytest -q -s -p no:cacheprovider tests/app/test_app.py -k whole_conversation
+
+# Libraries of N = 300, 5,000 and 20,000 photos (BENCH_SCALE_ARGS="--large" adds 100,000):
+# first ingest, one upload, maintenance, search; ~25 min on 2 cores (not part of `make test`).
+bench-scale: setup
+	$(BIN)/python -m bench.scale $(BENCH_SCALE_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .
