@@ -39,7 +39,10 @@ from bench.throughput import DEFAULT_IMAGES
 
 BIN = Path(sys.executable).parent
 STAGES = ("images", "image_embeddings", "image_index")
-NEW_PHOTO = "raw/bench_new/new_upload.jpg"
+NEW_PHOTO = "raw/bench_new/new_upload_{k}.jpg"
+# The upload sensor's cursor between ticks, as the daemon keeps it: without it a first look
+# cannot tell whether the sidecars changed, and plays safe with a full scan.
+CURSOR_FILE = "bench_sensor_cursor.json"
 
 
 # -- the libraries ---------------------------------------------------------------------------
@@ -106,7 +109,7 @@ def stage_seconds(dagster_home: Path, run_id: str | None = None) -> dict[str, fl
     return {s.step_key: (s.end_time or 0) - (s.start_time or 0) for s in stats if s.start_time}
 
 
-def one_upload_child() -> None:
+def one_upload_child(prime: bool = False) -> None:
     """In the child: evaluate the upload sensor until it asks for a run, then execute that run
     request as ingest_job, in-process (what the daemon's run worker does, minus the spawn)."""
     import dagster as dg
@@ -120,7 +123,9 @@ def one_upload_child() -> None:
     s = load_settings()
     instance = dagster_instance(s.dagster_home, postgres=False)
     resources = {k: v for k, v in resources_from_settings(s).items() if k in ("volume", "tables")}
-    cursor, request = None, None
+    saved = s.home / CURSOR_FILE
+    cursor = saved.read_text() if saved.exists() else None
+    request = None
     for _ in range(3):  # a change may wait a tick to settle
         ctx = dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources)
         result = raw_photos_sensor(ctx)
@@ -128,6 +133,9 @@ def one_upload_child() -> None:
         if isinstance(result, dg.RunRequest):
             request = result
             break
+    saved.write_text(cursor or "")
+    if prime:  # the daemon's first look after the ingest: nothing to do
+        return
     if request is None:
         raise SystemExit(f"the sensor asked for no run: {result}")
     job = load_defs().get_job_def("ingest_job")
@@ -209,10 +217,29 @@ def photo_bytes(tables_root: Path) -> int:
 # -- the driver ------------------------------------------------------------------------------
 
 
+def upload_one(library: Path, images: Path, env: dict[str, str], k: int, row: dict, key: str):
+    """One new photo (its mtime in the past, so it counts as a finished upload), ingested the
+    way the daemon does it; its stage seconds and peak RSS go into ``row`` under ``key``."""
+    new = library / NEW_PHOTO.format(k=k)
+    new.parent.mkdir(exist_ok=True)
+    photos = sorted((images / "images").glob("*.jpg"))
+    new.write_bytes(variant(photos[7 + k], 99_991 + k))
+    past = time.time() - 120
+    os.utime(new, (past, past))
+    _, rss, out = run_child([sys.executable, "-m", "bench.scale", "_upload"], env)
+    done = json.loads(out.strip().splitlines()[-1])
+    row[f"{key}_scope"] = done["tags"].get("adrag/scope", "?")
+    row[f"{key}_rss_mb"] = rss
+    steps = stage_seconds(Path(env["DAGSTER_HOME"]), done["run_id"])
+    for st in STAGES:
+        row[f"{key}_{st}_s"] = steps.get(st, float("nan"))
+
+
 def measure(n: int, images: Path, work: Path, encoder: str, queries: int) -> dict:
     library = build_library(n, images, work / "libs" / str(n))
     home = work / "homes" / str(n)
     shutil.rmtree(home, ignore_errors=True)
+    shutil.rmtree(library / Path(NEW_PHOTO).parent, ignore_errors=True)
     home.mkdir(parents=True)
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("ADRAG_", "DAGSTER_"))},
@@ -223,48 +250,38 @@ def measure(n: int, images: Path, work: Path, encoder: str, queries: int) -> dic
         "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
     }
     row: dict = {"N": n}
-    (library / NEW_PHOTO).unlink(missing_ok=True)
-
-    secs, rss, _ = run_child([str(BIN / "adrag"), "ingest"], env)
-    steps = stage_seconds(home / "dagster")
-    row["ingest_s"] = secs
-    row["ingest_photos_per_s"] = n / secs
-    row["ingest_rss_mb"] = rss
-    for st in STAGES:
-        row[f"ingest_{st}_s"] = steps.get(st, float("nan"))
-
-    # One new photo; its mtime set in the past so it counts as a finished upload.
-    new = library / NEW_PHOTO
-    new.parent.mkdir(exist_ok=True)
-    photos = sorted((images / "images").glob("*.jpg"))
-    new.write_bytes(variant(photos[7], 99_991))
-    past = time.time() - 120
-    os.utime(new, (past, past))
     try:
-        secs, rss, out = run_child([sys.executable, "-m", "bench.scale", "_upload"], env)
-    finally:
-        new.unlink(missing_ok=True)
-        shutil.rmtree(new.parent, ignore_errors=True)
-    run_id = json.loads(out.strip().splitlines()[-1])["run_id"]
-    steps = stage_seconds(home / "dagster", run_id)
-    row["upload_rss_mb"] = rss
-    for st in STAGES:
-        row[f"upload_{st}_s"] = steps.get(st, float("nan"))
+        # The ingest alone (its own maintenance held back, to see the tables before it).
+        held = {**env, "ADRAG_MAINTENANCE_AFTER_COMMITS": str(10**9)}
+        secs, rss, _ = run_child([str(BIN / "adrag"), "ingest"], held)
+        steps = stage_seconds(home / "dagster")
+        row["ingest_s"] = secs
+        row["ingest_photos_per_s"] = n / secs
+        row["ingest_rss_mb"] = rss
+        for st in STAGES:
+            row[f"ingest_{st}_s"] = steps.get(st, float("nan"))
 
-    tables_root = home / "tables"
-    row["photo_mb"] = photo_bytes(tables_root) / 1e6
-    before = table_sizes(tables_root)
-    try:
-        run_child([str(BIN / "adrag"), "maintain"], env)
+        # The daemon's first tick after the ingest (nothing to do), then an upload into the
+        # tables as the ingest left them: one commit of small files per chunk of photos.
+        run_child([sys.executable, "-m", "bench.scale", "_upload", "--prime"], env)
+        upload_one(library, images, env, 0, row, "raw_upload")
+
+        tables_root = home / "tables"
+        row["photo_mb"] = photo_bytes(tables_root) / 1e6
+        before = table_sizes(tables_root)
+        row["maintain_s"], _, _ = run_child([str(BIN / "adrag"), "maintain"], env)
         after = table_sizes(tables_root)
-    except RuntimeError as e:  # a build without `adrag maintain`
-        print(f"  (maintenance not run: {str(e).splitlines()[0]})")
-        after = before
-    for t in before:
-        row[f"{t}_files_before"], b = before[t]
-        row[f"{t}_mb_before"] = b / 1e6
-        row[f"{t}_files_after"], a = after.get(t, (0, 0))
-        row[f"{t}_mb_after"] = a / 1e6
+        for t in before:
+            row[f"{t}_files_before"], b = before[t]
+            row[f"{t}_mb_before"] = b / 1e6
+            row[f"{t}_files_after"], a = after.get(t, (0, 0))
+            row[f"{t}_mb_after"] = a / 1e6
+
+        # An upload into maintained tables: what `adrag ingest` and the daemon leave after a
+        # large ingest (both run maintenance then), so the library's steady state.
+        upload_one(library, images, env, 1, row, "upload")
+    finally:
+        shutil.rmtree(library / Path(NEW_PHOTO).parent, ignore_errors=True)
 
     _, _, out = run_child([sys.executable, "-m", "bench.scale", "_search", str(queries)], env)
     row.update(json.loads(out.strip().splitlines()[-1]))
@@ -282,11 +299,17 @@ def report(rows: list[dict]) -> None:
     for st in STAGES:
         line(f"  {st} s", f"ingest_{st}_s", "{:>10.1f}")
     line("  peak RSS MB", "ingest_rss_mb", "{:>10.0f}")
-    print("one new photo (sensor's run request, in-process run)")
-    for st in STAGES:
-        line(f"  {st} s", f"upload_{st}_s")
-    line("  peak RSS MB", "upload_rss_mb", "{:>10.0f}")
+    for key, label in (
+        ("upload", "one new photo, maintained tables (steady state)"),
+        ("raw_upload", "one new photo, right after the ingest (before maintenance)"),
+    ):
+        scopes = "/".join(str(r.get(f"{key}_scope")) for r in rows)
+        print(f"{label}; scope {scopes}")
+        for st in STAGES:
+            line(f"  {st} s", f"{key}_{st}_s")
+        line("  peak RSS MB", f"{key}_rss_mb", "{:>10.0f}")
     print("tables (data files / MB on disk, before -> after maintenance)")
+    line("  adrag maintain seconds", "maintain_s", "{:>10.1f}")
     line("  photos held by images, MB", "photo_mb", "{:>10.1f}")
     for t in ("images", "volume_files", "rejected_images", "image_embeddings"):
         line(f"  {t} files before", f"{t}_files_before", "{:>10.0f}")
@@ -341,8 +364,9 @@ def main(ctx: click.Context, sizes: str, large: bool, encoder: str, queries: int
 
 
 @main.command("_upload", hidden=True)
-def _upload() -> None:
-    one_upload_child()
+@click.option("--prime", is_flag=True, help="Only look once and keep the cursor.")
+def _upload(prime: bool) -> None:
+    one_upload_child(prime)
 
 
 @main.command("_search", hidden=True)

@@ -173,6 +173,47 @@ def ingest(ctx: click.Context) -> None:
         why = failures[0] if failures else "see the Dagster UI"
         fail(f"ingest run {result.run_id} failed: {why} (details: `adrag -v ingest`)")
     click.echo(f"run {result.run_id} succeeded")
+    _maintain_if_due(s, instance, verbose)
+
+
+def _maintain_if_due(s: Settings, instance: dg.DagsterInstance, verbose: bool) -> None:
+    """After a large ingest, the Delta maintenance the daemon's sensor starts after a large
+    ingest_job: every chunk was a commit of small files, and the next upload would pay for
+    reading them all (bench/scale.py shows it)."""
+    from adrag_assets.defs.maintenance import commits_since_maintenance
+
+    threshold = s.maintenance.after_commits
+    commits = commits_since_maintenance(instance, open_tables(s))
+    due = {name: n for name, n in commits.items() if n >= threshold}
+    if not due:
+        return
+    click.echo(
+        f"maintenance: {max(due.values())} commits since the last one (after {threshold}); "
+        "compacting and vacuuming the tables"
+    )
+    result = _run_maintenance(s, instance, verbose)
+    if not result.success:
+        # The ingest itself succeeded: say so, and how to retry the maintenance alone.
+        click.secho(
+            f"warning: maintenance run {result.run_id} failed; the ingest stands "
+            "(run `adrag maintain` again, or leave it to the nightly schedule)",
+            fg="yellow",
+            err=True,
+        )
+
+
+def _run_maintenance(s: Settings, instance: dg.DagsterInstance, verbose: bool):
+    from adrag_assets.defs.maintenance import maintenance_job
+    from adrag_assets.defs.resources import resources_from_settings
+
+    level = "INFO" if verbose else "CRITICAL"
+    return maintenance_job.execute_in_process(
+        resources=resources_from_settings(s),
+        instance=instance,
+        run_config={"loggers": {"console": {"config": {"log_level": level}}}},
+        raise_on_error=False,
+        tags={"adrag/source": "cli"},
+    )
 
 
 def _run_problems(instance: dg.DagsterInstance, run_id: str) -> tuple[list[str], list[str]]:
@@ -372,8 +413,6 @@ def status(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def maintain(ctx: click.Context, as_json: bool) -> None:
     """Compact, vacuum and checkpoint the Delta tables now (maintenance_job, in-process)."""
-    from adrag_assets.defs.maintenance import maintenance_job
-    from adrag_assets.defs.resources import resources_from_settings
     from adrag_assets.instance import dagster_instance
     from adrag_assets.tables_maintenance import MB
 
@@ -381,14 +420,7 @@ def maintain(ctx: click.Context, as_json: bool) -> None:
     quiet_milvus_logs(ctx.obj["verbose"])
     check_storage(s)
     instance = dagster_instance(s.dagster_home, postgres=bool(s.dagster_pg_url))
-    level = "INFO" if ctx.obj["verbose"] else "CRITICAL"
-    result = maintenance_job.execute_in_process(
-        resources=resources_from_settings(s),
-        instance=instance,
-        run_config={"loggers": {"console": {"config": {"log_level": level}}}},
-        raise_on_error=False,
-        tags={"adrag/source": "cli"},
-    )
+    result = _run_maintenance(s, instance, ctx.obj["verbose"])
     if not result.success:
         _, failures = _run_problems(instance, result.run_id)
         why = failures[0] if failures else "see the Dagster UI"

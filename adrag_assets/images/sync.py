@@ -184,7 +184,20 @@ def _sync_all(
         len(sidecars),
         len(to_read),
     )
-    read = _read_files(volume, tables, to_read, rejected, known_ids.intersection, stats, log)
+    # Labels of every photo up front (text files only), for the rows about to be written;
+    # the final pass below recomputes them for each image's chosen path and fixes the rare
+    # row whose path a same-content file took over.
+    upfront, _ = vol.read_labels(volume, [st.path for st in to_read], sidecars)
+    read = _read_files(
+        volume,
+        tables,
+        to_read,
+        rejected,
+        known_ids.intersection,
+        stats,
+        log,
+        lambda path: labels_json(upfront.get(path, {})),
+    )
     for path, image_id in read.accepted.items():
         manifest[path] = (0, 0, image_id)
     for path in read.rejected:
@@ -209,7 +222,7 @@ def _sync_all(
     stats.deleted = tables.delete_keys("images", "image_id", ids - set(paths_by_id))
     labels, stats.label_warnings = vol.read_labels(volume, sorted(paths_by_id.values()), sidecars)
     want = {i: (p, labels_json(labels.pop(p))) for i, p in paths_by_id.items()}
-    _write_paths_and_labels(tables, want, before, stats, log)
+    _write_paths_and_labels(tables, want, before, read.written, stats, log)
     return stats
 
 
@@ -247,7 +260,18 @@ def _sync_changes(
         rows = rows_where_in(tables, "images", ["image_id"], "image_id", ids)
         return {r["image_id"] for r in rows}
 
-    read = _read_files(volume, tables, to_read, rejected, in_table, stats, log)
+    # The labels the new rows are written with: those of their own paths (see _sync_all).
+    upfront, _ = _labels_of_changes(volume, tables, {st.path: st.path for st in to_read})
+    read = _read_files(
+        volume,
+        tables,
+        to_read,
+        rejected,
+        in_table,
+        stats,
+        log,
+        lambda path: upfront[path][1] if path in upfront else "{}",
+    )
     if on_rejected:
         for reason in read.reasons:
             on_rejected(reason)
@@ -274,7 +298,7 @@ def _sync_changes(
         )
     }
     want, stats.label_warnings = _labels_of_changes(volume, tables, paths_by_id)
-    _write_paths_and_labels(tables, want, before, stats, log)
+    _write_paths_and_labels(tables, want, before, read.written, stats, log)
     stats.files = tables.count("volume_files") + tables.count("rejected_images")
     return stats
 
@@ -364,6 +388,8 @@ class _Read:
     accepted: dict[str, str] = field(default_factory=dict)  # path -> image_id
     rejected: list[str] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
+    # image_id -> (path, labels digest) of the rows this run inserted
+    written: dict[str, tuple[str, bytes]] = field(default_factory=dict)
 
 
 def _read_files(
@@ -374,9 +400,12 @@ def _read_files(
     in_table: Callable[[set[str]], set[str]],
     stats: IngestStats,
     log: logging.Logger,
+    labels_of: Callable[[str], str],
 ) -> _Read:
     """Read, hash and decode ``to_read`` in bounded chunks, writing each chunk's image rows,
-    then its manifest and rejected rows. ``in_table`` says which image ids the table has."""
+    then its manifest and rejected rows. ``in_table`` says which image ids the table has;
+    ``labels_of`` gives a path's labels (JSON), so a new row is written with them rather
+    than patched afterwards by a merge, which reads every photo of the table."""
     out = _Read()
     stats.files_read = len(to_read)
     now = datetime.now(UTC)
@@ -420,6 +449,8 @@ def _read_files(
             if d.image_id in inserted or d.image_id in have:
                 continue
             inserted.add(d.image_id)
+            labels = labels_of(st.path)
+            out.written[d.image_id] = (st.path, _digest(labels))
             image_rows.append(
                 {
                     "image_id": d.image_id,
@@ -429,7 +460,7 @@ def _read_files(
                     "height": d.height,
                     "size": st.size,
                     "mtime": datetime.fromtimestamp(st.mtime_ns / 1e9, UTC),
-                    "labels": "{}",  # set afterwards, for every image, from the sidecars
+                    "labels": labels,
                     "bytes": data,
                     "ingested_at": now,
                 }
@@ -475,15 +506,19 @@ def _write_paths_and_labels(
     tables: Tables,
     want: dict[str, tuple[str, str]],
     before: dict[str, tuple[str, bytes]],
+    written: dict[str, tuple[str, bytes]],
     stats: IngestStats,
     log: logging.Logger,
 ) -> None:
-    """Set each image's path and labels where they differ from the table's."""
+    """Set each image's path and labels where they differ from the table's (``before``,
+    and ``written`` for the rows this run inserted)."""
     for w in stats.label_warnings:
         log.warning("labels: %s", w)
-    # Only rows whose path or labels differ are sent to the merge (new rows got "{}" labels
-    # when inserted), so an upload into a large table rewrites little.
-    changed = {i: v for i, v in want.items() if before.get(i) != (v[0], _digest(v[1]))}
+    # Only rows whose path or labels differ are sent to the merge: a merge reads every file
+    # of the table, photo bytes included, so an upload should not need one.
+    changed = {
+        i: v for i, v in want.items() if (before.get(i) or written.get(i)) != (v[0], _digest(v[1]))
+    }
     tables.update_columns(
         "images",
         pa.table(
