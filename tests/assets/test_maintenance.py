@@ -198,6 +198,20 @@ def test_the_sensor_asks_for_maintenance_once_enough_commits_piled_up(
     assert text.startswith("rejected_images") and "files 1->1" in text
 
 
+def test_adrag_ingest_maintains_the_tables_after_a_large_ingest(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    n = copy_few_pets(settings.raw_dir)
+    # "Large" made small: every ingest leaves at least one commit per table it writes.
+    monkeypatch.setenv("ADRAG_MAINTENANCE_AFTER_COMMITS", "1")
+    out = CliRunner().invoke(main, ["ingest"], catch_exceptions=False)
+    assert out.exit_code == 0, out.output
+    assert "maintenance:" in out.output
+    images_after = figures(tables_for(settings), "images")
+    assert images_after.stored_files == images_after.live_files == 1
+    assert len(tables_for(settings).read("images", ["image_id"])) == n
+
+
 def test_maintenance_on_s3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from tests.support.s3 import moto_s3
 
