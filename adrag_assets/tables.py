@@ -8,12 +8,13 @@ changed.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from pathlib import Path
 
 import pyarrow as pa
 from deltalake import DeltaTable, QueryBuilder, write_deltalake
-from deltalake.exceptions import TableNotFoundError
+from deltalake.exceptions import DeltaError, TableNotFoundError
 
 TS = pa.timestamp("us", tz="UTC")
 
@@ -73,6 +74,11 @@ class TablesUnavailable(OSError):
     """The tables' store cannot be used (missing bucket, credentials refused): one line."""
 
 
+class TableUnreadable(TablesUnavailable):
+    """One table exists but cannot be opened (a damaged log entry): one line naming the table
+    and how to recover."""
+
+
 class Tables:
     """The tables under one root (a folder or an ``s3://`` / ``gs://`` URL), created empty on
     first use. ``storage_options`` are deltalake's, e.g. from a dagster-deltalake storage
@@ -93,6 +99,9 @@ class Tables:
         """Raise :class:`TablesUnavailable` (one line naming the store) unless the tables'
         root can be read: a wrong bucket or key should say so before any work starts."""
         if "://" not in self.root:
+            for name in TABLES:  # a damaged log should stop a command before it starts
+                if self.exists(name):
+                    self.open(name)
             return
         try:
             # is_deltatable alone answers False for a missing bucket; opening says why.
@@ -118,6 +127,8 @@ class Tables:
         return f"{self.root}/{name}"
 
     def open(self, name: str) -> DeltaTable:
+        """The table, created empty when it does not exist; :class:`TableUnreadable` when it
+        exists and cannot be opened."""
         try:
             return DeltaTable(self.uri(name), storage_options=self.storage_options)
         except TableNotFoundError:
@@ -131,6 +142,40 @@ class Tables:
                 storage_options=self.storage_options,
             )
             return DeltaTable(self.uri(name), storage_options=self.storage_options)
+        except DeltaError as e:
+            raise TableUnreadable(self.unreadable(name, e)) from e
+
+    def unreadable(self, name: str, error: Exception) -> str:
+        """One line: which table, why (deltalake appends a Rust backtrace: cut) and how to
+        recover. Restoring the log from a backup keeps everything; so does a rebuild from the
+        volume, which every table is derived from. Moving only the bad entry aside is not
+        advised: ``images`` would lose that commit's rows while ``volume_files`` still lists
+        their files as read, so they would not come back."""
+        why = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        bad = self._bad_log_entries(name)
+        culprit = f"; not valid JSON: {', '.join(bad[:3])}" if bad else ""
+        return (
+            f"the Delta table {name!r} at {self.uri(name)} cannot be opened ({why}{culprit}). "
+            f"Restore its _delta_log from a backup, or rebuild every table from the volume: "
+            f"move {self.root} aside (or point ADRAG_TABLES elsewhere) and run `adrag ingest` "
+            "(every photo is read and embedded again; the index follows)"
+        )
+
+    def _bad_log_entries(self, name: str) -> list[str]:
+        """The log entries of a local table that are not JSON lines (where a torn or
+        overwritten commit shows); [] for object stores, not listed on an error path."""
+        log = Path(self.uri(name)) / "_delta_log"
+        if "://" in self.root or not log.is_dir():
+            return []
+        bad = []
+        for entry in sorted(log.glob("*.json")):
+            try:
+                for line in entry.read_text("utf-8").splitlines():
+                    if line.strip():
+                        json.loads(line)
+            except (OSError, ValueError):
+                bad.append(f"_delta_log/{entry.name}")
+        return bad
 
     def exists(self, name: str) -> bool:
         return DeltaTable.is_deltatable(self.uri(name), storage_options=self.storage_options)

@@ -59,8 +59,17 @@ class OneLineErrors:
             fail("aborted")
         except Exception as e:
             log.info("the command failed", exc_info=True)  # shown with -v
-            fail(f"{type(e).__name__}: {e}")
+            fail(_known(e) or f"{type(e).__name__}: {e}")
         sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _known(error: Exception) -> str | None:
+    """The message of an error that already is one line saying what to do, or None."""
+    try:  # imported here: deltalake's import is paid only when failing
+        from adrag_assets.tables import TablesUnavailable
+    except Exception:
+        return None
+    return str(error) if isinstance(error, TablesUnavailable) else None
 
 
 class Command(OneLineErrors, click.Command):

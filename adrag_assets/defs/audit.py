@@ -17,6 +17,7 @@ from adrag_assets.embeddings.spec import EncoderSpec
 from adrag_assets.embeddings.sync import audit_vectors
 from adrag_assets.index.sync import audit_index
 from adrag_assets.settings import load_settings
+from adrag_assets.tables import TABLES, TableUnreadable
 
 
 def _encoder_id(encoder: EncoderResource) -> str:
@@ -95,8 +96,35 @@ def audit_all_ids(
     )
 
 
+@dg.asset_check(
+    asset="images",
+    name="audit_tables_open",
+    description="Every Delta table adrag keeps opens (a damaged log entry fails every run "
+    "that reads it; the other checks only read the tables they audit).",
+)
+def audit_tables_open(
+    context: dg.AssetCheckExecutionContext, tables: TablesResource
+) -> dg.AssetCheckResult:
+    t = tables.get()
+    problems: dict[str, str] = {}
+    for name in TABLES:
+        try:
+            if t.exists(name):
+                t.open(name)
+        except TableUnreadable as e:
+            problems[name] = str(e)
+            context.log.error("audit: %s", e)
+    return dg.AssetCheckResult(
+        passed=not problems,
+        metadata={
+            "tables": dg.MetadataValue.json({n: problems.get(n, "opens") for n in TABLES}),
+            "unreadable": len(problems),
+        },
+    )
+
+
 # The photos side's volume check joins this list.
-AUDIT_CHECKS = [audit_all_vectors, audit_all_ids, volume_audit]
+AUDIT_CHECKS = [audit_all_vectors, audit_all_ids, volume_audit, audit_tables_open]
 
 audit_job = dg.define_asset_job(
     "audit_job",
