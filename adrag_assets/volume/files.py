@@ -25,10 +25,12 @@ import codecs
 import csv
 import io
 import json
+import re
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 
+from adrag_assets.redact import REDACTED, redact_text
 from adrag_assets.volume import RAW, FileStat, FileTooLarge, Volume
 
 LABELS_CSV = "labels.csv"
@@ -48,6 +50,9 @@ MAX_KEY_CHARS = 100
 MAX_LABELS_BYTES = 8192
 
 Warn = Callable[[str], None]
+# A JSON escape can decode to half a UTF-16 pair, which no encoder (Delta, gRPC) accepts.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+REPLACEMENT = "\ufffd"
 BOMS = (
     (codecs.BOM_UTF8, "utf-8-sig"),
     (codecs.BOM_UTF16_LE, "utf-16"),
@@ -176,10 +181,10 @@ def read_labels(
             continue
         try:
             if side.endswith(".txt"):
-                long: list[tuple[str, int]] = []
-                if caption := _clip(text.strip(), long, "the caption"):
+                notes = _Notes()
+                if caption := _clip(text.strip(), notes, "the caption"):
                     labels[photo]["caption"] = caption
-                _warn_long(side, long, warn)
+                notes.report(side, warn)
             else:
                 labels[photo].update(_json_labels(side, text, warn))
         except Exception as e:
@@ -248,7 +253,7 @@ def _csv_rows(path: str, text: str, warn: Warn) -> list[tuple[str, dict[str, str
     out: list[tuple[str, dict[str, str]]] = []
     ragged: list[int] = []
     lines: dict[str, list[int]] = {}
-    long: list[tuple[str, int]] = []
+    notes = _Notes()
     try:
         for row in reader:
             if not any(cell.strip() for cell in row):
@@ -263,7 +268,8 @@ def _csv_rows(path: str, text: str, warn: Warn) -> list[tuple[str, dict[str, str
             values = {}
             for key, cell in zip(columns, row, strict=False):  # extra cells have no column
                 if key and key.lower() != "file" and cell.strip():
-                    values[key[:MAX_KEY_CHARS]] = _clip(cell.strip(), long, f"line {line}, {key!r}")
+                    where = f"line {line}, {_key(key, notes)!r}"
+                    values[_key(key, notes)] = _clip(cell.strip(), notes, where)
             out.append((name, values))
     except csv.Error as e:
         warn(f"{path}: not valid CSV at line {reader.line_num} ({e}); later rows not applied")
@@ -272,7 +278,7 @@ def _csv_rows(path: str, text: str, warn: Warn) -> list[tuple[str, dict[str, str
             f"{path}: {len(ragged)} row(s) with a different number of fields than the header's "
             f"{len(columns)} ({_lines(ragged)}); extra fields ignored, missing ones empty"
         )
-    _warn_long(path, long, warn)
+    notes.report(path, warn)
     repeated = {n: ls for n, ls in lines.items() if len(ls) > 1}
     if repeated:
         name, ls = next(iter(repeated.items()))
@@ -298,34 +304,74 @@ def _json_labels(path: str, text: str, warn: Warn) -> dict[str, str]:
     if not isinstance(obj, dict):
         warn(f"{path}: a JSON {type(obj).__name__}, not an object; no labels taken")
         return {}
-    out, long = {}, []
+    out, notes, mended = {}, _Notes(), []
     for key, value in obj.items():
         if value is None or not str(key).strip():
             continue
         if isinstance(value, dict | list):  # nested: kept as JSON text, searchable as words
             value = json.dumps(value, ensure_ascii=False)
-        key = str(key).strip()[:MAX_KEY_CHARS]
-        if text_value := _clip(str(value).strip(), long, repr(key)):
+        key, value = _mended(str(key), mended), _mended(str(value), mended)
+        key = _key(key, notes)
+        if text_value := _clip(value.strip(), notes, repr(key)):
             out[key] = text_value
-    _warn_long(path, long, warn)
+    if mended:
+        warn(
+            f"{path}: {len(mended)} label key(s) or value(s) hold a lone surrogate escape "
+            f"(like \\ud800, half a character; first in {mended[0]!r}); replaced with U+FFFD"
+        )
+    notes.report(path, warn)
     return out
 
 
-def _clip(value: str, long: list[tuple[str, int]], where: str) -> str:
-    """``value`` cut to :data:`MAX_LABEL_CHARS`; a cut one is noted in ``long``."""
+def _mended(text: str, mended: list[str]) -> str:
+    """``text`` with lone surrogates (a JSON ``"\\ud800"`` escape decodes to one; nothing
+    can store or encode it) replaced by U+FFFD; the mended text is noted in ``mended``."""
+    fixed = _LONE_SURROGATE.sub(REPLACEMENT, text)
+    if fixed != text:
+        mended.append(fixed[:40])
+    return fixed
+
+
+@dataclass
+class _Notes:
+    """What was done to one file's labels, for one warning each kind (a bad csv may have
+    thousands of cells)."""
+
+    long: list[tuple[str, int]] = field(default_factory=list)  # (where, length) of cut values
+    redacted: int = 0  # keys and values holding a secret or token-shaped text
+
+    def report(self, path: str, warn: Warn) -> None:
+        if self.long:
+            where, size = self.long[0]
+            warn(
+                f"{path}: {len(self.long)} value(s) truncated to {MAX_LABEL_CHARS:,} characters "
+                f"({where} was {size:,})"
+            )
+        if self.redacted:
+            warn(
+                f"{path}: {self.redacted} label key(s) or value(s) held a secret or "
+                f"token-shaped text; stored with it replaced by {REDACTED}"
+            )
+
+
+def _redacted(text: str, notes: _Notes) -> str:
+    """``text`` as everything adrag writes is: without secrets (labels reach the tables, their
+    statistics and change feed, and the index)."""
+    clean = redact_text(text)
+    notes.redacted += clean != text
+    return clean
+
+
+def _key(key: str, notes: _Notes) -> str:
+    return _redacted(key.strip(), notes)[:MAX_KEY_CHARS]
+
+
+def _clip(value: str, notes: _Notes, where: str) -> str:
+    """``value`` redacted and cut to :data:`MAX_LABEL_CHARS`; a cut one is noted."""
+    value = _redacted(value, notes)  # before the cut, which could leave a token unrecognised
     if len(value) > MAX_LABEL_CHARS:
-        long.append((where, len(value)))
+        notes.long.append((where, len(value)))
     return value[:MAX_LABEL_CHARS]
-
-
-def _warn_long(path: str, long: list[tuple[str, int]], warn: Warn) -> None:
-    """One warning a file for its truncated values (a bad csv may have thousands)."""
-    if long:
-        where, size = long[0]
-        warn(
-            f"{path}: {len(long)} value(s) truncated to {MAX_LABEL_CHARS:,} characters "
-            f"({where} was {size:,})"
-        )
 
 
 def _fit(photo: str, labels: dict[str, str], warn: Warn) -> dict[str, str]:

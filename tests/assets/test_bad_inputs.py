@@ -668,6 +668,27 @@ def json_symlink_outside(d):
     return Warned("p.json", "symlink points outside the volume; not read", Indexed("p.png", {}))
 
 
+@kind
+def json_lone_surrogate_value(d):
+    # A JSON escape of half a UTF-16 pair: valid JSON, but no text encoder takes it.
+    sidecar(d, "p.json", '{"breed": "pug", "note": "bad \\ud800 half"}')
+    return Warned(
+        "p.json",
+        "lone surrogate escape",
+        Indexed("p.png", {"breed": "pug", "note": "bad \ufffd half"}),
+    )
+
+
+@kind
+def json_lone_surrogate_key(d):
+    sidecar(d, "p.json", '{"bre\\udfffed": "pug", "tags": ["\\ud83d"]}')
+    return Warned(
+        "p.json",
+        "replaced with U+FFFD",
+        Indexed("p.png", {"bre\ufffded": "pug", "tags": '["\ufffd"]'}),
+    )
+
+
 # -- .txt captions -------------------------------------------------------------------------
 
 
@@ -700,6 +721,38 @@ def txt_latin1(d):
     return Warned("p.txt", "not UTF-8", Indexed("p.png", {"caption": "un chien très sage"}))
 
 
+# -- secrets in labels --------------------------------------------------------------------
+
+# Shaped like a Replicate token (see adrag_assets/redact.py): never stored, wherever it comes from.
+TOKEN = "r8_" + "Zq7" * 12 + "x"  # 37 characters after the prefix
+
+
+@kind
+def token_in_csv_cell_and_header(d):
+    labelled(d, f"file,breed,note,{TOKEN}\np.png,pug,key {TOKEN} pasted,x\n".encode())
+    return Warned(
+        "labels.csv",
+        "token-shaped text; stored with it replaced by [redacted]",
+        Indexed("p.png", {"breed": "pug", "note": "key [redacted] pasted", "[redacted]": "x"}),
+    )
+
+
+@kind
+def token_in_json_and_caption(d):
+    write(d / "a.png", png())
+    write(d / "a.json", json.dumps({"owner": f"id {TOKEN}", TOKEN: "y"}))
+    write(d / "b.png", png())
+    write(d / "b.txt", f"caption with {TOKEN}")
+    return [
+        Warned(
+            "a.json",
+            "token-shaped",
+            Indexed("a.png", {"owner": "id [redacted]", "[redacted]": "y"}),
+        ),
+        Warned("b.txt", "token-shaped", Indexed("b.png", {"caption": "caption with [redacted]"})),
+    ]
+
+
 # -- one run over all of them -------------------------------------------------------------
 
 
@@ -715,6 +768,7 @@ class Outcome:
     warnings: list[str]
     expected: dict[str, list[Expect]]
     pending: dict[str, str]  # what the upload sensor would still act on after the runs
+    milvus_rows: list[dict]  # every row of the live collection, labels and BM25 text too
     settings: Settings
     instance: dg.DagsterInstance
 
@@ -768,6 +822,12 @@ def outcome(tmp_path_factory) -> Iterator[Outcome]:
             pending=pending_changes(open_volume(settings.volume), t)[0],
             settings=settings,
             instance=instance,
+            milvus_rows=index.client.query(
+                index.live_collection(),
+                filter='image_id != ""',
+                output_fields=["image_id", "path", "labels", "text"],
+                limit=16_384,
+            ),
         )
         index.close()
         yield out
@@ -875,6 +935,21 @@ def test_removing_odd_files_removes_their_rows(outcome: Outcome):
         assert f"raw/{rel}" not in files | rejected
     assert files == set(outcome.files) - {f"raw/{rel}" for rel in gone}
     assert rejected == set(outcome.rejected) - {f"raw/{rel}" for rel in gone}
+
+
+def test_a_token_in_labels_is_written_nowhere(outcome: Outcome):
+    """Labels go through the redaction everything adrag writes goes through: no byte of the
+    token in any file adrag wrote (Delta data, statistics, change feed, Milvus) nor in what
+    Milvus returns. Only the volume, the user's own files, holds it."""
+    home, volume = outcome.settings.home, outcome.settings.volume
+    assert volume.is_relative_to(home)  # so the walk below covers the tables and Milvus too
+    written = [p for p in home.rglob("*") if p.is_file() and not p.is_relative_to(volume)]
+    assert any("_change_data" in p.parts for p in written)  # the change feed is among them
+    leaked = [p for p in written if TOKEN.encode() in p.read_bytes()]
+    assert not leaked, leaked
+    assert outcome.milvus_rows and TOKEN not in json.dumps(outcome.milvus_rows)
+    assert any("[redacted]" in json.dumps(r["labels"]) for r in outcome.milvus_rows)
+    assert not [w for w in outcome.warnings if TOKEN in w]
 
 
 def test_the_index_takes_labels_written_before_the_caps(tmp_path):
