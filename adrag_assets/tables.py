@@ -21,7 +21,7 @@ TS = pa.timestamp("us", tz="UTC")
 IMAGES = pa.schema(
     [
         ("image_id", pa.string()),  # sha256 of the bytes
-        ("path", pa.string()),  # relative to the volume; the first path by name if several
+        ("path", pa.string()),  # relative to the volume; one of its paths if several (sync.py)
         ("format", pa.string()),
         ("width", pa.int32()),
         ("height", pa.int32()),

@@ -146,7 +146,7 @@ def sync_images(
     log = log or logging.getLogger(__name__)
     if paths is not None:
         paths = sorted({volume.relative(p) for p in paths})
-        why = full_scan_needed(paths)
+        why = full_scan_needed(paths) or _orphan_sidecars_beside(tables, paths)
         if why is None:
             return _sync_changes(volume, tables, paths, log, on_rejected)
         log.info("images: full scan instead of the change set: %s", why)
@@ -187,7 +187,7 @@ def _sync_all(
     # Labels of every photo up front (text files only), for the rows about to be written;
     # the final pass below recomputes them for each image's chosen path and fixes the rare
     # row whose path a same-content file took over.
-    upfront, _ = vol.read_labels(volume, [st.path for st in to_read], sidecars)
+    upfront, _ = vol.read_labels(volume, [st.path for st in to_read], sidecars, complete=False)
     read = _read_files(
         volume,
         tables,
@@ -213,15 +213,19 @@ def _sync_all(
     for p in gone:
         manifest.pop(p)
 
-    # Every image keeps the first path (by name) that has its content, and that path's labels.
-    paths_by_id: dict[str, str] = {}
+    # Every path of an image (exact copies in several folders) gives it labels; see _merged.
+    paths_of: dict[str, list[str]] = {}
     for path in sorted(manifest):
-        paths_by_id.setdefault(manifest[path][2], path)
+        paths_of.setdefault(manifest[path][2], []).append(path)
     del manifest
     ids = known_ids | set(read.accepted.values())
-    stats.deleted = tables.delete_keys("images", "image_id", ids - set(paths_by_id))
-    labels, stats.label_warnings = vol.read_labels(volume, sorted(paths_by_id.values()), sidecars)
-    want = {i: (p, labels_json(labels.pop(p))) for i, p in paths_by_id.items()}
+    stats.deleted = tables.delete_keys("images", "image_id", ids - set(paths_of))
+    every = sorted(p for ps in paths_of.values() for p in ps)
+    labels, stats.label_warnings = vol.read_labels(volume, every, sidecars)
+    want = {
+        i: _merged(ps, labels, _current(i, before, read.written), stats.label_warnings)
+        for i, ps in paths_of.items()
+    }
     _write_paths_and_labels(tables, want, before, read.written, stats, log)
     return stats
 
@@ -261,7 +265,9 @@ def _sync_changes(
         return {r["image_id"] for r in rows}
 
     # The labels the new rows are written with: those of their own paths (see _sync_all).
-    upfront, _ = _labels_of_changes(volume, tables, {st.path: st.path for st in to_read})
+    upfront, _ = _labels_of_changes(
+        volume, tables, {st.path: [st.path] for st in to_read}, {st.path: None for st in to_read}
+    )
     read = _read_files(
         volume,
         tables,
@@ -279,37 +285,41 @@ def _sync_changes(
     tables.delete_keys("volume_files", "path", [p for p in gone if p in manifest])
     tables.delete_keys("rejected_images", "path", [p for p in gone if p in rejected])
 
-    # The images these paths had or have now; each keeps its first path by name.
+    # The images these paths had or have now, with every path of each (see _merged).
     affected = {m[2] for m in manifest.values()} | set(read.accepted.values())
-    paths_by_id: dict[str, str] = {}
+    paths_of: dict[str, list[str]] = {}
     for r in rows_where_in(tables, "volume_files", ["path", "image_id"], "image_id", affected):
-        if r["path"] < paths_by_id.get(r["image_id"], "\uffff"):
-            paths_by_id[r["image_id"]] = r["path"]
-    stats.deleted = tables.delete_keys("images", "image_id", affected - set(paths_by_id))
+        paths_of.setdefault(r["image_id"], []).append(r["path"])
+    stats.deleted = tables.delete_keys("images", "image_id", affected - set(paths_of))
     # A photo come or gone can move a shared-stem sidecar or a csv row to another image.
     others = _label_neighbours(volume, tables, paths) - affected
     for r in rows_where_in(tables, "volume_files", ["path", "image_id"], "image_id", others):
-        if r["path"] < paths_by_id.get(r["image_id"], "\uffff"):
-            paths_by_id[r["image_id"]] = r["path"]
+        paths_of.setdefault(r["image_id"], []).append(r["path"])
     before = {
         r["image_id"]: (r["path"], _digest(r["labels"]))
         for r in rows_where_in(
             tables, "images", ["image_id", "path", "labels"], "image_id", affected | others
         )
     }
-    want, stats.label_warnings = _labels_of_changes(volume, tables, paths_by_id)
+    current = {i: _current(i, before, read.written) for i in paths_of}
+    want, stats.label_warnings = _labels_of_changes(volume, tables, paths_of, current)
     _write_paths_and_labels(tables, want, before, read.written, stats, log)
     stats.files = tables.count("volume_files") + tables.count("rejected_images")
     return stats
 
 
 def _labels_of_changes(
-    volume: Volume, tables: Tables, paths_by_id: dict[str, str]
+    volume: Volume,
+    tables: Tables,
+    paths_of: dict[str, list[str]],
+    current: dict[str, str | None],
 ) -> tuple[dict[str, tuple[str, str]], list[str]]:
-    """{image_id: (path, labels JSON)} for a change set's images, read from only the sidecars
-    and labels.csv files that can label their paths (no sidecar changed: a change of one
-    makes a full scan), with the same outcome :func:`vol.read_labels` has over everything."""
-    chosen = set(paths_by_id.values())
+    """{image_id: (path, labels JSON)} for a change set's images (``paths_of``: every path of
+    each; ``current``: the path its row has), read from only the sidecars and labels.csv
+    files that can label their paths (no sidecar changed: a change of one makes a full scan),
+    with the same outcome :func:`vol.read_labels` has over everything (but for csv rows that
+    name no photo, which only a full scan can tell)."""
+    chosen = {p for ps in paths_of.values() for p in ps}
     names: set[str] = set()
     for p in chosen:
         sides, csvs = vol.label_sources(p)
@@ -321,27 +331,82 @@ def _labels_of_changes(
     for st in found:
         folder = str(PurePosixPath(st.path).parent)
         if st.path.endswith("/" + vol.LABELS_CSV):
-            conditions.update(
-                f"path = {_quoted([f'{folder}/{PurePosixPath(p).name}'])}"
+            conditions.update(  # lower(): a row may name a photo in another case
+                f"lower(path) = lower({_quoted([f'{folder}/{PurePosixPath(p).name}'])})"
                 for p in chosen
                 if p.startswith(folder + "/")
             )
         else:
             conditions.add(_stem_condition(folder, PurePosixPath(st.path).stem))
-    others = {
-        r["path"] for r in _images_where(tables, conditions) if r["image_id"] not in paths_by_id
-    }
-    labels, warnings = vol.read_labels(volume, sorted(chosen | others), found)
+    others = {r["path"] for r in _images_where(tables, conditions) if r["image_id"] not in paths_of}
+    labels, warnings = vol.read_labels(volume, sorted(chosen | others), found, complete=False)
     warnings = [w for w in warnings if not any(w.startswith(o + ":") for o in others)]
-    return {i: (p, labels_json(labels[p])) for i, p in paths_by_id.items()}, warnings
+    return {i: _merged(ps, labels, current[i], warnings) for i, ps in paths_of.items()}, warnings
+
+
+def _current(
+    image_id: str, before: dict[str, tuple[str, bytes]], written: dict[str, tuple[str, bytes]]
+) -> str | None:
+    """The path an image's row has now (None: no row)."""
+    row = before.get(image_id) or written.get(image_id)
+    return row[0] if row else None
+
+
+def _merged(
+    paths: list[str], labels: dict[str, dict[str, str]], current: str | None, warnings: list[str]
+) -> tuple[str, str]:
+    """(path, labels JSON) of one image from all its paths (exact copies of one photo).
+
+    Identity is content, so the image keeps one row, one vector and one path: the one it has
+    while that file is there (a copy added elsewhere does not take it over), else the first
+    by name. Its labels are those of every path, the shown path's first, then the others' by
+    name for keys it lacks; a copy's label that differs from one already taken is a warning.
+    """
+    paths = sorted(paths)
+    shown = current if current in paths else paths[0]
+    merged = dict(labels[shown])
+    for p in paths:
+        if p == shown:
+            continue
+        differ = sorted(k for k, v in labels[p].items() if merged.setdefault(k, v) != v)
+        if differ:
+            warnings.append(
+                f"{p}: the same photo as {shown} (one image, several paths); its label(s) "
+                f"{', '.join(repr(k) for k in differ[:3])} differ from that path's, whose win"
+            )
+    if len(paths) > 1:  # the union may be over the size the index takes
+        merged = vol.fit_labels(shown, merged, warnings.append)
+    return shown, labels_json(merged)
+
+
+def _orphan_sidecars_beside(tables: Tables, paths: list[str]) -> str | None:
+    """Why a change set needs a full scan because a rejected file beside one of its photos
+    may be that photo's sidecar in another case or Unicode form (``Rex.jpg.txt`` uploaded
+    before ``Rex.JPG``: a sidecar of nothing, so rejected until then), or None."""
+    conditions = set()
+    for p in paths:
+        folder = str(PurePosixPath(p).parent) + "/"
+        conditions.add(
+            f"starts_with(path, {_quoted([folder])}) "
+            f"AND strpos(substr(path, {len(folder) + 1}), '/') = 0 "
+            "AND (ends_with(lower(path), '.txt') OR ends_with(lower(path), '.json'))"
+        )
+    ordered = sorted(conditions)
+    for i in range(0, len(ordered), IN_CHUNK // 4):
+        where = " OR ".join(f"({c})" for c in ordered[i : i + IN_CHUNK // 4])
+        rows = tables.read("rejected_images", ["path"], where).to_pylist()
+        if rows:
+            return f"{rows[0]['path']} may be a sidecar of a photo in the change set"
+    return None
 
 
 def _images_where(tables: Tables, conditions: set[str]) -> list[dict]:
-    """(image_id, path) of the images whose path meets any of ``conditions`` (SQL)."""
+    """(image_id, path) of the photo files whose path meets any of ``conditions`` (SQL): every
+    path of an image, copies too, since each may own a sidecar or a csv row."""
     ordered, out = sorted(conditions), []
     for i in range(0, len(ordered), IN_CHUNK // 4):
         where = " OR ".join(f"({c})" for c in ordered[i : i + IN_CHUNK // 4])
-        out += tables.read("images", ["image_id", "path"], where).to_pylist()
+        out += tables.read("volume_files", ["image_id", "path"], where).to_pylist()
     return out
 
 

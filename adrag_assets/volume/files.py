@@ -26,6 +26,7 @@ import csv
 import io
 import json
 import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
@@ -63,10 +64,15 @@ BOMS = (
 def sidecar_map(paths: set[str]) -> dict[str, str]:
     """Map each .json/.txt sidecar among ``paths`` to the photo it describes."""
     by_stem: dict[tuple[str, str], str] = {}
+    # Case and Unicode form aside (Rex.jpg.txt for Rex.JPG; an NFD name), for a sidecar
+    # that matches no photo exactly: used when exactly one photo fits.
+    by_folded: dict[tuple[str, str], set[str]] = {}
     for q in sorted(paths, reverse=True):  # the first path by name wins a shared stem
         pq = PurePosixPath(q)
         if pq.suffix.lower() not in SIDECAR_SUFFIXES:
             by_stem[(str(pq.parent), pq.stem)] = q
+            for name in (pq.name, pq.stem):
+                by_folded.setdefault((str(pq.parent), folded(name)), set()).add(q)
     found = {}
     for q in paths:
         pq = PurePosixPath(q)
@@ -74,6 +80,9 @@ def sidecar_map(paths: set[str]) -> dict[str, str]:
             continue
         full = str(pq.with_suffix(""))  # rex.jpg.txt -> rex.jpg
         photo = full if full in paths else by_stem.get((str(pq.parent), pq.stem))
+        if photo is None:
+            fits = by_folded.get((str(pq.parent), folded(pq.stem)), set())
+            photo = next(iter(fits)) if len(fits) == 1 else None
         if photo is not None and photo != q:
             found[q] = photo
     return found
@@ -141,21 +150,22 @@ def label_sources(photo: str) -> tuple[list[str], list[str]]:
 
 
 def read_labels(
-    volume: Volume, photo_paths: list[str], sidecars: list[FileStat]
+    volume: Volume,
+    photo_paths: list[str],
+    sidecars: list[FileStat],
+    complete: bool = True,
 ) -> tuple[dict[str, dict[str, str]], list[str]]:
     """Labels for each photo path from labels.csv files and per-photo sidecars, and the
-    warnings met on the way (each naming the file).
+    warnings met on the way (each naming the file, and the line for a csv row).
 
     A sidecar next to the photo wins over a csv; a deeper csv wins over a shallower one.
+    ``complete``: ``photo_paths`` are all the photos there are, so a csv row matching none
+    of them is reported (a change set's sync passes only the photos it touches).
     """
     warnings: list[str] = []
     warn = warnings.append
     labels: dict[str, dict[str, str]] = {p: {} for p in photo_paths}
-    by_name: dict[tuple[str, str], list[str]] = {}  # (csv folder prefix, file name) -> photos
-    for p in photo_paths:
-        pp = PurePosixPath(p)
-        for parent in pp.parents:
-            by_name.setdefault((str(parent), pp.name), []).append(p)
+    names = _Names(photo_paths)
     # Shallow csvs first, so deeper ones overwrite them.
     csvs = [s for s in sidecars if s.path.endswith("/" + LABELS_CSV)]
     for st in sorted(csvs, key=lambda s: s.path.count("/")):
@@ -168,10 +178,19 @@ def read_labels(
             warn(f"{st.path}: cannot read ({type(e).__name__}: {e}); its labels were not applied")
             continue
         folder = str(PurePosixPath(st.path).parent)
-        for name, values in rows:
-            exact = f"{folder}/{name}"
-            for t in [exact] if exact in labels else by_name.get((folder, name), []):
+        unmatched, by_case, ambiguous = [], [], []
+        for line, name, values in rows:
+            targets, how = names.match(folder, name)
+            if how == "case":
+                by_case.append((line, name, targets[0]))
+            elif how == "ambiguous":
+                ambiguous.append((line, name, targets))
+                continue
+            elif not targets:
+                unmatched.append((line, name))
+            for t in targets:
                 labels[t].update(values)
+        _warn_matches(st.path, folder, unmatched if complete else [], by_case, ambiguous, warn)
     stats = {s.path: s for s in sidecars}
     for side, photo in sorted(sidecar_map(set(labels) | set(stats)).items()):
         if photo not in labels or side not in stats:
@@ -180,7 +199,7 @@ def read_labels(
         if text is None:
             continue
         try:
-            if side.endswith(".txt"):
+            if side.lower().endswith(".txt"):
                 notes = _Notes()
                 if caption := _clip(text.strip(), notes, "the caption"):
                     labels[photo]["caption"] = caption
@@ -189,7 +208,88 @@ def read_labels(
                 labels[photo].update(_json_labels(side, text, warn))
         except Exception as e:
             warn(f"{side}: cannot read ({type(e).__name__}: {e}); no labels taken")
-    return {p: _fit(p, v, warn) for p, v in labels.items()}, warnings
+    return {p: fit_labels(p, v, warn) for p, v in labels.items()}, warnings
+
+
+def folded(name: str) -> str:
+    """A name as people mean it: NFC (macOS writes NFD names; a spreadsheet types NFC) and
+    without case (``LUNA.jpg`` for ``luna.jpg``)."""
+    return unicodedata.normalize("NFC", name).casefold()
+
+
+class _Names:
+    """Which photos a labels.csv row names: a path relative to the csv's folder, or a bare
+    file name (then every photo of that name below the folder), matched exactly, then as the
+    same text in another Unicode form (NFC), then ignoring case when only one photo fits."""
+
+    def __init__(self, photo_paths: list[str]):
+        self.exact = set(photo_paths)
+        self.nfc: dict[str, list[str]] = {}
+        self.fold: dict[str, list[str]] = {}
+        # (csv folder, file name) -> photos of that name in it or below, per form
+        self.below: dict[tuple[str, str], list[str]] = {}
+        self.below_nfc: dict[tuple[str, str], list[str]] = {}
+        self.below_fold: dict[tuple[str, str], list[str]] = {}
+        for p in photo_paths:
+            self.nfc.setdefault(unicodedata.normalize("NFC", p), []).append(p)
+            self.fold.setdefault(folded(p), []).append(p)
+            pp = PurePosixPath(p)
+            nfc, fold = unicodedata.normalize("NFC", pp.name), folded(pp.name)
+            for parent in map(str, pp.parents):
+                self.below.setdefault((parent, pp.name), []).append(p)
+                self.below_nfc.setdefault((unicodedata.normalize("NFC", parent), nfc), []).append(p)
+                self.below_fold.setdefault((folded(parent), fold), []).append(p)
+
+    def match(self, folder: str, name: str) -> tuple[list[str], str]:
+        """(photos, how): how is "exact", "case" (one photo, ignoring case), "ambiguous"
+        (several photos ignoring case: none labelled) or "" (no photo)."""
+        path = f"{folder}/{name}"
+        if path in self.exact:
+            return [path], "exact"
+        if found := self.below.get((folder, name)):
+            return found, "exact"
+        nfc_folder = unicodedata.normalize("NFC", folder)
+        nfc_name = unicodedata.normalize("NFC", name)
+        if found := self.nfc.get(f"{nfc_folder}/{nfc_name}"):
+            return found, "exact"
+        if found := self.below_nfc.get((nfc_folder, nfc_name)):
+            return found, "exact"
+        found = self.fold.get(folded(path)) or self.below_fold.get((folded(folder), folded(name)))
+        if not found:
+            return [], ""
+        if len({PurePosixPath(p).name for p in found}) > 1:
+            return found, "ambiguous"
+        return found, "case"
+
+
+def _warn_matches(
+    path: str,
+    folder: str,
+    unmatched: list[tuple[int, str]],
+    by_case: list[tuple[int, str, str]],
+    ambiguous: list[tuple[int, str, list[str]]],
+    warn: Warn,
+) -> None:
+    """One warning per kind for a csv's rows that named no photo, or one only ignoring case."""
+    if unmatched:
+        line, name = unmatched[0]
+        warn(
+            f"{path}: {len(unmatched)} row(s) name no photo here (line {line}: {name!r}); "
+            "their labels were not applied"
+        )
+    if by_case:
+        line, name, photo = by_case[0]
+        warn(
+            f"{path}: {len(by_case)} row(s) matched a photo only ignoring case (line {line}: "
+            f"{name!r} for {photo.removeprefix(folder + '/')!r}); their labels were applied"
+        )
+    if ambiguous:
+        line, name, photos = ambiguous[0]
+        shown = ", ".join(repr(p.removeprefix(folder + "/")) for p in photos[:3])
+        warn(
+            f"{path}: {len(ambiguous)} row(s) match several photos only ignoring case (line "
+            f"{line}: {name!r} for {shown}); their labels were not applied"
+        )
 
 
 def _read_text(volume: Volume, st: FileStat, limit: int, warn: Warn) -> str | None:
@@ -233,8 +333,9 @@ def _read_text(volume: Volume, st: FileStat, limit: int, warn: Warn) -> str | No
     return None  # unreachable: latin-1 decodes any byte
 
 
-def _csv_rows(path: str, text: str, warn: Warn) -> list[tuple[str, dict[str, str]]]:
-    """(file name, labels) for each row of one labels.csv, warning about what it skips."""
+def _csv_rows(path: str, text: str, warn: Warn) -> list[tuple[int, str, dict[str, str]]]:
+    """(line, file name, labels) for each row of one labels.csv, warning about what it
+    skips."""
     # The module-wide default (128 KB) would fail a whole file on one long cell; the file
     # itself is capped, so its cap is the field limit too.
     if csv.field_size_limit() < MAX_LABELS_CSV_BYTES:
@@ -250,7 +351,21 @@ def _csv_rows(path: str, text: str, warn: Warn) -> list[tuple[str, dict[str, str
         warn(f"{path}: no 'file' column; its labels were not applied")
         return []
     file_col = lowered.index("file")
-    out: list[tuple[str, dict[str, str]]] = []
+    repeated_columns = sorted({c for c in lowered if c and lowered.count(c) > 1})
+    if repeated_columns:
+        first = repeated_columns[0]
+        at = [i + 1 for i, c in enumerate(lowered) if c == first]
+        warn(
+            f"{path}: {len(repeated_columns)} column name(s) in the header more than once "
+            f"({first!r} in columns {', '.join(map(str, at))}); "
+            + (
+                "the first 'file' column names the photo, the other's cells are ignored"
+                if first == "file"
+                else "for each row the last non-empty cell wins"
+            )
+        )
+    out: list[tuple[int, str, dict[str, str]]] = []
+    nameless: list[int] = []
     ragged: list[int] = []
     lines: dict[str, list[int]] = {}
     notes = _Notes()
@@ -263,6 +378,7 @@ def _csv_rows(path: str, text: str, warn: Warn) -> list[tuple[str, dict[str, str
                 ragged.append(line)
             name = row[file_col].strip() if file_col < len(row) else ""
             if not name:
+                nameless.append(line)
                 continue
             lines.setdefault(name, []).append(line)
             values = {}
@@ -270,13 +386,18 @@ def _csv_rows(path: str, text: str, warn: Warn) -> list[tuple[str, dict[str, str
                 if key and key.lower() != "file" and cell.strip():
                     where = f"line {line}, {_key(key, notes)!r}"
                     values[_key(key, notes)] = _clip(cell.strip(), notes, where)
-            out.append((name, values))
+            out.append((line, name, values))
     except csv.Error as e:
         warn(f"{path}: not valid CSV at line {reader.line_num} ({e}); later rows not applied")
     if ragged:
         warn(
             f"{path}: {len(ragged)} row(s) with a different number of fields than the header's "
             f"{len(columns)} ({_lines(ragged)}); extra fields ignored, missing ones empty"
+        )
+    if nameless:
+        warn(
+            f"{path}: {len(nameless)} row(s) with an empty 'file' cell ({_lines(nameless)}); "
+            "they name no photo: their labels were not applied"
         )
     notes.report(path, warn)
     repeated = {n: ls for n, ls in lines.items() if len(ls) > 1}
@@ -374,7 +495,7 @@ def _clip(value: str, notes: _Notes, where: str) -> str:
     return value[:MAX_LABEL_CHARS]
 
 
-def _fit(photo: str, labels: dict[str, str], warn: Warn) -> dict[str, str]:
+def fit_labels(photo: str, labels: dict[str, str], warn: Warn) -> dict[str, str]:
     """Keep one photo's labels within :data:`MAX_LABELS_BYTES`, cutting the last keys."""
     budget, out, cut = MAX_LABELS_BYTES, {}, []
     for key, value in sorted(labels.items()):

@@ -18,6 +18,7 @@ import os
 import shutil
 import socket
 import struct
+import unicodedata
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -604,6 +605,87 @@ def csv_deeper_wins_and_relative_paths(d):
     return Indexed("sub/p.png", {"breed": "boxer", "species": "dog"})
 
 
+@kind
+def csv_name_in_nfd_on_disk(d):
+    nfd = unicodedata.normalize("NFD", "café.png")  # as macOS writes it
+    write(d / nfd, png())
+    write(d / "labels.csv", "file,breed\ncafé.png,beagle\n".encode())  # typed: NFC
+    return Indexed(nfd, {"breed": "beagle"})
+
+
+@kind
+def csv_name_in_another_case(d):
+    write(d / "luna.jpg", jpeg())
+    write(d / "labels.csv", b"file,breed\nLUNA.jpg,husky\n")
+    return Warned(
+        "labels.csv", "only ignoring case (line 2", Indexed("luna.jpg", {"breed": "husky"})
+    )
+
+
+@kind
+def csv_name_matching_two_photos_by_case(d):
+    write(d / "luna.png", png())
+    write(d / "Luna.png", png())
+    write(d / "labels.csv", b"file,breed\nLUNA.png,husky\n")
+    return [
+        Warned("labels.csv", "match several photos only ignoring case", Indexed("luna.png", {})),
+        Indexed("Luna.png", {}),
+    ]
+
+
+@kind
+def csv_duplicate_column(d):
+    labelled(d, b"file,breed,breed\np.png,pug,boxer\n")
+    return Warned("labels.csv", "'breed' in columns 2, 3", Indexed("p.png", {"breed": "boxer"}))
+
+
+@kind
+def csv_row_without_file_name(d):
+    labelled(d, b"file,breed\n,pug\np.png,boxer\n")
+    return Warned("labels.csv", "empty 'file' cell (line 2)", Indexed("p.png", {"breed": "boxer"}))
+
+
+@kind
+def csv_row_naming_no_photo(d):
+    labelled(d, b"file,breed\np.png,pug\nghost.png,boxer\n")
+    return Warned(
+        "labels.csv", "name no photo here (line 3: 'ghost.png')", Indexed("p.png", {"breed": "pug"})
+    )
+
+
+@kind
+def sidecar_name_in_another_case(d):
+    write(d / "Rex.JPG", jpeg())
+    write(d / "Rex.jpg.txt", "a good boy")
+    return Indexed("Rex.JPG", {"caption": "a good boy"})
+
+
+@kind
+def copy_in_a_second_folder(d):
+    data = jpeg()
+    write(d / "b-original" / "rex.jpg", data)
+    write(d / "b-original" / "labels.csv", b"file,breed\nrex.jpg,beagle\n")
+    write(d / "a-copy" / "rex.jpg", data)  # first by name, and no labels of its own
+    return [
+        Indexed("b-original/rex.jpg", {"breed": "beagle"}),
+        Indexed("a-copy/rex.jpg", {"breed": "beagle"}),
+    ]
+
+
+@kind
+def copies_with_different_labels(d):
+    data = png()
+    write(d / "x" / "p.png", data)
+    write(d / "x" / "p.json", '{"breed": "pug", "color": "black"}')
+    write(d / "y" / "p.png", data)
+    write(d / "y" / "p.json", '{"breed": "boxer", "age": "3"}')
+    return Warned(
+        "y/p.png",
+        "the same photo as raw/copies_with_different_labels/x/p.png",
+        Indexed("x/p.png", {"breed": "pug", "color": "black", "age": "3"}),
+    )
+
+
 # -- .json sidecars ------------------------------------------------------------------------
 
 
@@ -794,7 +876,12 @@ def outcome(tmp_path_factory) -> Iterator[Outcome]:
         (raw / "pets").mkdir()
         for p in PET_PHOTOS:
             shutil.copy(p, raw / "pets" / p.name)
-        shutil.copy(PETS / "labels.csv", raw / "pets" / "labels.csv")
+        # Its rows for these photos only: a row naming no photo is a warning (a kind below).
+        header, *rows = (PETS / "labels.csv").read_text().splitlines()
+        names = {p.name for p in PET_PHOTOS}
+        kept = [r for r in rows if r.split(",")[0] in names]
+        assert len(kept) == len(names)
+        (raw / "pets" / "labels.csv").write_text("\n".join([header, *kept]) + "\n")
         expected = {name: build(raw / name) for name, build in KINDS.items()}
         with reads_obey_permissions():  # so the chmod-000 file is unreadable even as root
             first = run_pipeline(settings, instance)
