@@ -83,24 +83,28 @@ def test_add_change_delete_touch_only_those_rows(pets, instance):
     assert meta["images"]["files_read"] == 3  # new, changed, duplicate: not the 293 others
     assert meta["images"]["added"] == 2  # the new photo and the changed one's new content
     assert meta["images"]["deleted"] == 2  # the changed one's old content, the deleted photo
-    assert meta["images"]["updated"] == 1  # the Bengal's path moved to its copy's, by name
+    assert meta["images"]["updated"] == 0  # the Bengal keeps its path and labels
     assert meta["images"]["dagster/row_count"] == 296
     emb = meta["image_embeddings"]
-    assert (emb["embedded"], emb["updated"], emb["deleted"]) == (2, 1, 2)
+    assert (emb["embedded"], emb["updated"], emb["deleted"]) == (2, 0, 2)
     idx = meta["image_index"]
-    assert (idx["mode"], idx["upserted"], idx["deleted"]) == ("incremental", 3, 2)
+    assert (idx["mode"], idx["upserted"], idx["deleted"]) == ("incremental", 2, 2)
     assert idx["dagster/row_count"] == 296
 
     after = {r["path"]: r["image_id"] for r in t.read("images", ["path", "image_id"]).to_pylist()}
     assert f"raw/pets/{boxer.name}" not in after
     assert after[f"raw/pets/{pug.name}"] != before[f"raw/pets/{pug.name}"]
     assert "raw/new/fresh_beagle.jpg" in after
-    # The duplicate keeps one row under the first path by name.
-    assert "raw/new/bengal_copy.jpg" in after and f"raw/pets/{bengal.name}" not in after
+    # One image for both paths: the copy (first by name) does not take the original's path,
+    # nor its labels (the copy sits outside labels.csv's reach by name).
+    assert f"raw/pets/{bengal.name}" in after and "raw/new/bengal_copy.jpg" not in after
+    files = {
+        r["path"]: r["image_id"] for r in t.read("volume_files", ["path", "image_id"]).to_pylist()
+    }
+    assert files["raw/new/bengal_copy.jpg"] == files[f"raw/pets/{bengal.name}"]
     assert set(after.values()) == index.ids(index.live_collection())
-    # Labels follow the canonical path: the copy sits outside labels.csv's reach by name.
     labels = {r["path"]: r["labels"] for r in t.read("images", ["path", "labels"]).to_pylist()}
-    assert json.loads(labels["raw/new/bengal_copy.jpg"]) == {}
+    assert json.loads(labels[f"raw/pets/{bengal.name}"])["breed"] == "bengal"
 
 
 def test_rerun_without_changes_embeds_nothing(pets, instance):
