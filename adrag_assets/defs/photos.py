@@ -108,6 +108,7 @@ def images(
         "delta_version": stats.version,
         "dagster/uri": t.uri("images"),
         "label_warnings": dg.MetadataValue.json(shown_warnings(stats.label_warnings)),
+        "label_warning_count": len(stats.label_warnings),
     }
     if added is not None:
         meta["sample"] = dg.MetadataValue.md(thumbnail_markdown(added))

@@ -12,6 +12,10 @@ Layout of a volume::
 ``<photo>`` in a sidecar name is the photo's file name with or without its extension
 (``rex.jpg.txt`` or ``rex.txt`` for ``rex.jpg``).
 
+A name in a labels.csv row or a sidecar's name matches its photo exactly, in another Unicode
+form (NFC against NFD) or, when one photo fits, in another case; a row matching none is a
+warning. Keys and values are redacted (:mod:`adrag_assets.redact`) before anything stores them.
+
 Labels are a convenience, never a reason to stop: a sidecar or labels.csv that cannot be
 read, is too large, not UTF-8, not valid JSON or has no ``file`` column gives a warning
 naming the file and what was done about it, and the other files' labels still apply. Values
@@ -208,7 +212,8 @@ def read_labels(
                 labels[photo].update(_json_labels(side, text, warn))
         except Exception as e:
             warn(f"{side}: cannot read ({type(e).__name__}: {e}); no labels taken")
-    return {p: fit_labels(p, v, warn) for p, v in labels.items()}, warnings
+    fitted = {p: fit_labels(p, v, warn) for p, v in labels.items()}
+    return fitted, [redact_text(w) for w in warnings]  # a warning may quote a csv cell
 
 
 def folded(name: str) -> str:

@@ -811,7 +811,9 @@ TOKEN = "r8_" + "Zq7" * 12 + "x"  # 37 characters after the prefix
 
 @kind
 def token_in_csv_cell_and_header(d):
-    labelled(d, f"file,breed,note,{TOKEN}\np.png,pug,key {TOKEN} pasted,x\n".encode())
+    # The last row names no photo: its warning quotes the name, which must not show either.
+    rows = f"file,breed,note,{TOKEN}\np.png,pug,key {TOKEN} pasted,x\n{TOKEN}.png,a,b,c\n"
+    labelled(d, rows.encode())
     return Warned(
         "labels.csv",
         "token-shaped text; stored with it replaced by [redacted]",
@@ -983,6 +985,7 @@ def test_exactly_the_bad_files_are_rejected(outcome: Outcome):
 
 def test_every_warning_names_its_file(outcome: Outcome):
     assert outcome.warnings, "label warnings are in the images metadata"
+    assert outcome.first["images"]["label_warning_count"] == len(outcome.warnings)
     for w in outcome.warnings:
         assert w.startswith("raw/") and ": " in w, w
     # The pet sample's labels.csv is fine: no warning about it.
