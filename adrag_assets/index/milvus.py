@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from pymilvus import (
     AnnSearchRequest,
@@ -51,6 +52,16 @@ QUERY_LIMIT = 16384  # Milvus's cap on rows returned by one query
 # bytes are never fewer). Paths over MAX_PATH_BYTES are rejected at ingest.
 TEXT_MAX_BYTES = MAX_LABELS_BYTES
 _UNAVAILABLE = 2  # pymilvus' code for "nothing answers at that address" (and lost connections)
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+# Milvus Lite (a file, served in-process, or `milvus-lite server`) is grpc's Python server with
+# its default ping policy: a ping only while a call is in flight, at most one per 5 minutes;
+# the third ping too soon gets GOAWAY "too_many_pings" and the connection drops (the client
+# logs it, and pymilvus' recovery logs a traceback). pymilvus pings every 10 s, idle or not.
+# Past 5 minutes (with a margin) and never idle, the client's pings are always accepted.
+LITE_KEEPALIVE = {
+    "grpc.keepalive_time_ms": 330_000,
+    "grpc.keepalive_permit_without_calls": False,
+}
 
 
 class MilvusError(RuntimeError):
@@ -109,6 +120,14 @@ def labels_text(labels: dict) -> str:
 
 def is_local_file_uri(uri: str) -> bool:
     return "://" not in uri
+
+
+def grpc_options(uri: str) -> dict[str, Any]:
+    """The gRPC channel options for ``uri``: Milvus Lite's ping policy for a file or a server
+    on this machine; pymilvus' own (what Milvus standalone and cluster accept) elsewhere."""
+    if is_local_file_uri(uri) or urlparse(uri).hostname in LOOPBACK_HOSTS:
+        return dict(LITE_KEEPALIVE)
+    return {}
 
 
 def display_uri(uri: str) -> str:
@@ -190,7 +209,7 @@ class MilvusIndex:
                     f"(damaged, or written by another Milvus Lite version)"
                 )
         try:
-            return MilvusClient(uri=self.uri, token=self.token)
+            return MilvusClient(uri=self.uri, token=self.token, grpc_options=grpc_options(self.uri))
         except Exception as e:
             if not self.is_lite_file:
                 raise MilvusUnavailable(
