@@ -100,11 +100,37 @@ def die_with_this_process() -> Callable[[], None] | None:
     return preexec
 
 
+# Stopping: every service is asked at once, and what is still there after the grace period is
+# killed with its group, so `adrag up` is gone within 10 s of SIGTERM (a service with a run
+# or a browser attached can take longer: dg dev alone gives its children 60 s).
+STOP_GRACE_S = 7.0
+# A restartable service that dies (the Milvus server, kill -9, the OOM killer) is started
+# again after a backoff that doubles up to its cap; one that stayed up this long starts over.
+RESTART_BACKOFF_S = (1.0, 30.0)
+RESTART_RESET_AFTER_S = 60.0
+
+
+@dataclass
+class Service:
+    """How to start a service again, and its restart state."""
+
+    cmd: list[str]
+    env: dict[str, str]
+    log: Path
+    stop_signal: int
+    restart: bool
+    started_at: float = 0.0
+    restarts: int = 0
+    backoff: float = RESTART_BACKOFF_S[0]
+    restart_at: float | None = None
+
+
 @dataclass
 class Stack:
     settings: Settings
     procs: list[tuple[str, subprocess.Popen]] = field(default_factory=list)
     guard: subprocess.Popen | None = None
+    services: dict[str, Service] = field(default_factory=dict)
 
     def start_guard(self) -> None:
         """Start the orphan guard, which stops every service if this process dies."""
@@ -115,20 +141,65 @@ class Stack:
             start_new_session=True,  # out of reach of the terminal's Ctrl-C
         )
 
-    def start(self, name: str, cmd: list[str], env: dict[str, str], log: Path) -> None:
-        log.parent.mkdir(parents=True, exist_ok=True)
-        out = log.open("ab")
-        proc = subprocess.Popen(
-            cmd,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=die_with_this_process(),
-        )
-        self.procs.append((name, proc))
+    def start(
+        self,
+        name: str,
+        cmd: list[str],
+        env: dict[str, str],
+        log: Path,
+        *,
+        restart: bool = False,
+        stop_signal: int = signal.SIGTERM,
+    ) -> None:
+        """Start ``name``; with ``restart`` it is started again whenever it dies (see
+        :meth:`supervise`). ``stop_signal`` asks it to stop (then SIGKILL after the grace)."""
+        self.services[name] = Service(cmd, env, log, stop_signal, restart)
+        self._launch(name)
+
+    def _launch(self, name: str) -> subprocess.Popen:
+        service = self.services[name]
+        service.log.parent.mkdir(parents=True, exist_ok=True)
+        with service.log.open("ab") as out:  # the child keeps its own descriptor
+            proc = subprocess.Popen(
+                service.cmd,
+                env=service.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=die_with_this_process(),
+            )
+        service.started_at = time.monotonic()
+        self.procs = [(n, p) for n, p in self.procs if n != name] + [(name, proc)]
         self._tell_guard(str(proc.pid))  # its process group id
-        click.echo(f"started {name} (pid {proc.pid}), log: {log}")
+        click.echo(f"started {name} (pid {proc.pid}), log: {service.log}")
+        return proc
+
+    def supervise(self) -> None:
+        """Start again each restartable service that died, after its backoff; one line each
+        time it dies and each time it is started again."""
+        now = time.monotonic()
+        for name, proc in list(self.procs):
+            service = self.services.get(name)
+            if not (service and service.restart) or proc.poll() is None:
+                continue
+            if service.restart_at is None:
+                if now - service.started_at >= RESTART_RESET_AFTER_S:
+                    service.backoff = RESTART_BACKOFF_S[0]
+                delay = service.backoff
+                service.backoff = min(service.backoff * 2, RESTART_BACKOFF_S[1])
+                service.restart_at = now + delay
+                click.echo(
+                    f"{name} (pid {proc.pid}) exited with {exit_reason(proc.returncode)}; "
+                    f"starting it again in {delay:.0f}s; log: {service.log}",
+                    err=True,
+                )
+            elif now >= service.restart_at:
+                service.restart_at = None
+                service.restarts += 1
+                # Its process group is gone with it, or goes now: a new one takes its place.
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                self._launch(name)
 
     def _tell_guard(self, line: str) -> None:
         if self.guard and self.guard.stdin:
@@ -136,21 +207,26 @@ class Stack:
                 self.guard.stdin.write(line + "\n")
                 self.guard.stdin.flush()
 
-    def stop(self, grace: float = 15.0) -> None:
+    def stop(self, grace: float = STOP_GRACE_S) -> None:
         # A second Ctrl-C or SIGTERM must not cut the shutdown short and orphan children.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        for _, proc in reversed(self.procs):
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace
         for name, proc in reversed(self.procs):
-            try:
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
+            if proc.poll() is None:
+                service = self.services.get(name)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, service.stop_signal if service else signal.SIGTERM)
+        # All at once: each service's grace runs in parallel, not one after the other.
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and any(p.poll() is None for _, p in self.procs):
+            time.sleep(0.1)
+        for name, proc in reversed(self.procs):
+            if proc.poll() is None:
                 click.echo(f"{name} did not stop in {grace:.0f}s: killing it", err=True)
-            with contextlib.suppress(ProcessLookupError):  # what is left in the group
+            with contextlib.suppress(ProcessLookupError, PermissionError):  # what is left
                 os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(2)
         self.procs.clear()
         if self.guard:
             self._tell_guard(orphan_guard.DONE)
@@ -160,10 +236,22 @@ class Stack:
             self.guard = None
 
     def exited(self) -> tuple[str, int] | None:
+        """A service that ended and is not restarted: (its name, its exit code)."""
         for name, proc in self.procs:
-            if proc.poll() is not None:
+            service = self.services.get(name)
+            if proc.poll() is not None and not (service and service.restart):
                 return name, proc.returncode
         return None
+
+
+def exit_reason(returncode: int) -> str:
+    """``code 1`` or ``signal 9 (SIGKILL)``, from a Popen return code."""
+    if returncode >= 0:
+        return f"code {returncode}"
+    try:
+        return f"signal {-returncode} ({signal.Signals(-returncode).name})"
+    except ValueError:
+        return f"signal {-returncode}"
 
 
 def wait_until(check, what: str, timeout: float, stack: Stack) -> None:
@@ -291,6 +379,11 @@ def run_stack(
                 ],
                 env,
                 logs / "milvus.log",
+                # Its data outlive it: started again on the same folder and port, every
+                # process finds the index where it was. SIGINT drains calls and closes the
+                # data cleanly; SIGTERM would end it at once.
+                restart=True,
+                stop_signal=signal.SIGINT,
             )
         # Dagster and the app need Milvus only once a run or a search comes: they start
         # while it opens its port, and the stack is reported up once both answer.
@@ -349,7 +442,8 @@ def run_stack(
             click.echo("               and the same ADRAG_DAGSTER_PG_URL")
         click.echo("Ctrl-C stops everything.")
         while not (gone := stack.exited()):
-            time.sleep(1)
+            stack.supervise()
+            time.sleep(0.5)
         raise StackError(f"{gone[0]} exited with code {gone[1]}; see {logs}")
     except KeyboardInterrupt:
         click.echo("\nstopping…")
