@@ -119,6 +119,7 @@ class Service:
     log: Path
     stop_signal: int
     restart: bool
+    stop_group: bool
     started_at: float = 0.0
     restarts: int = 0
     backoff: float = RESTART_BACKOFF_S[0]
@@ -150,10 +151,13 @@ class Stack:
         *,
         restart: bool = False,
         stop_signal: int = signal.SIGTERM,
+        stop_group: bool = True,
     ) -> None:
         """Start ``name``; with ``restart`` it is started again whenever it dies (see
-        :meth:`supervise`). ``stop_signal`` asks it to stop (then SIGKILL after the grace)."""
-        self.services[name] = Service(cmd, env, log, stop_signal, restart)
+        :meth:`supervise`). ``stop_signal`` asks it to stop, its whole process group or, without
+        ``stop_group``, only itself (it stops its children); SIGKILL to the group after the
+        grace."""
+        self.services[name] = Service(cmd, env, log, stop_signal, restart, stop_group)
         self._launch(name)
 
     def _launch(self, name: str) -> subprocess.Popen:
@@ -215,7 +219,10 @@ class Stack:
             if proc.poll() is None:
                 service = self.services.get(name)
                 with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, service.stop_signal if service else signal.SIGTERM)
+                    if service and not service.stop_group:
+                        os.kill(proc.pid, service.stop_signal)
+                    else:
+                        os.killpg(proc.pid, service.stop_signal if service else signal.SIGTERM)
         # All at once: each service's grace runs in parallel, not one after the other.
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline and any(p.poll() is None for _, p in self.procs):
@@ -401,6 +408,10 @@ def run_stack(
             ],
             env,
             logs / "dagster.log",
+            # dg dev stops its webserver and daemon through their shutdown pipes and its code
+            # servers over gRPC; signalled too, those die first, and dg dev then waits on the
+            # dead ones (15 s and more).
+            stop_group=False,
         )
         stack.start(
             "streamlit app",

@@ -52,6 +52,7 @@ QUERY_LIMIT = 16384  # Milvus's cap on rows returned by one query
 # bytes are never fewer). Paths over MAX_PATH_BYTES are rejected at ingest.
 TEXT_MAX_BYTES = MAX_LABELS_BYTES
 _UNAVAILABLE = 2  # pymilvus' code for "nothing answers at that address" (and lost connections)
+_NOT_LOADED = 101  # Milvus' CollectionNotLoaded
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 # Milvus Lite (a file, served in-process, or `milvus-lite server`) is grpc's Python server with
 # its default ping policy: a ping only while a call is in flight, at most one per 5 minutes;
@@ -161,6 +162,15 @@ class _Translated:
 
         def call(*args: Any, **kwargs: Any) -> Any:
             try:
+                return attr(*args, **kwargs)
+            except MilvusException as e:
+                collection = args[0] if args else kwargs.get("collection_name")
+                if e.code != _NOT_LOADED or not isinstance(collection, str):
+                    raise _translate(e, self._shown_uri) from e
+            # A restarted server (`adrag up` starts a dead one again) holds every collection
+            # released: a long-lived client (the app's) loads it again, once, and goes on.
+            try:
+                self._client.load_collection(collection)
                 return attr(*args, **kwargs)
             except MilvusException as e:
                 raise _translate(e, self._shown_uri) from e

@@ -75,15 +75,21 @@ def test_sigterm_stops_every_process_within_10s_even_with_a_run_going(stack):
     # The run's worker: the code server starts it with multiprocessing's spawn.
     wait_for(lambda: service(stack, "spawn_main") is not None, 180, "a run", stack, 0.2)
     tree = stack.processes()
+    names = {p.pid: " ".join(p.cmdline())[:80] for p in tree}
     started = time.monotonic()
     stack.proc.send_signal(signal.SIGTERM)
     try:
         deadline = started + STOP_DEADLINE_S
-        while alive(tree) and time.monotonic() < deadline:
+        gone: dict[int, float] = {}
+        while (left_now := alive(tree)) and time.monotonic() < deadline:
+            for p in tree:
+                if p not in left_now:
+                    gone.setdefault(p.pid, time.monotonic() - started)
             time.sleep(0.05)
         took = time.monotonic() - started
         left = [" ".join(p.cmdline())[:120] for p in alive(tree)]
         print(f"\nadrag up and its {len(tree) - 1} processes gone {took:.1f}s after SIGTERM")
+        print("  last to go:", sorted(gone.values())[-3:], names.get(max(gone, key=gone.get)))
         assert not left, f"still running {STOP_DEADLINE_S:.0f}s after SIGTERM: {left}"
         assert stack.proc.wait(5) == 0
         assert "stopped." in stack.out.read_text()

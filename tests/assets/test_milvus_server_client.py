@@ -1,4 +1,5 @@
-"""The Milvus client pings a Milvus Lite server only as the server allows: no GOAWAY.
+"""adrag's Milvus client and a `milvus-lite server`: it pings only as the server allows (no
+GOAWAY), and a long-lived client (the app's) searches again after the server restarted.
 
 `milvus-lite server` (grpc's Python server, default policy) accepts a ping only with a call in
 flight, at most one per 5 minutes, and answers the third ping too soon with GOAWAY
@@ -13,8 +14,9 @@ import sys
 import time
 from pathlib import Path
 
-from adrag_assets.index.milvus import LITE_KEEPALIVE, grpc_options
-from tests.support.app_home import _start_milvus, stop
+from adrag_app.cli.stack import free_port, port_open
+from adrag_assets.index.milvus import LITE_KEEPALIVE, MilvusIndex, grpc_options
+from tests.support.app_home import BIN, _start_milvus, stop
 from tests.support.data import REPO
 
 GOAWAY = ("too_many_pings", "GOAWAY")
@@ -73,3 +75,37 @@ def _wait_for(check, what: str, timeout: float = 90) -> None:
             return
         time.sleep(0.2)
     raise AssertionError(f"gave up after {timeout:.0f}s waiting for {what}")
+
+
+def test_a_long_lived_client_searches_again_after_the_server_restarts(tmp_path):
+    """`adrag up` starts a dead server again on the same data and port; the restarted server
+    holds every collection released, and a client that loaded it before loads it again."""
+    port = free_port()
+    server = _server_on(port, tmp_path)
+    try:
+        index = MilvusIndex(f"http://127.0.0.1:{port}")
+        name = index.ensure_collection("random:restart", 4, "random:restart")
+        row = {"image_id": "a", "path": "raw/a.jpg", "labels": {}, "text": "dog"}
+        index.client.upsert(name, [{**row, "vector": [1.0, 0.0, 0.0, 0.0]}])
+        assert [h.image_id for h in index.search_dense(name, [1.0, 0.0, 0.0, 0.0], 1)] == ["a"]
+        server.kill()  # kill -9
+        server.wait(30)
+        server = _server_on(port, tmp_path)
+        assert [h.image_id for h in index.search_dense(name, [1.0, 0.0, 0.0, 0.0], 1)] == ["a"]
+        index.close()
+    finally:
+        stop(server)
+
+
+def _server_on(port: int, tmp_path: Path) -> subprocess.Popen:
+    log = tmp_path / "milvus.log"
+    proc = subprocess.Popen(
+        [str(BIN / "milvus-lite"), "server", "--data-dir", str(tmp_path / "milvus")]
+        + ["--host", "127.0.0.1", "--port", str(port)],
+        stdout=log.open("a"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    _wait_for(lambda: port_open(port) or proc.poll() is not None, "milvus-lite server", 60)
+    assert proc.poll() is None, log.read_text()[-2000:]
+    return proc
