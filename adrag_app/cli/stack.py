@@ -100,10 +100,11 @@ def die_with_this_process() -> Callable[[], None] | None:
     return preexec
 
 
-# Stopping: every service is asked at once, and what is still there after the grace period is
-# killed with its group, so `adrag up` is gone within 10 s of SIGTERM (a service with a run
-# or a browser attached can take longer: dg dev alone gives its children 60 s).
-STOP_GRACE_S = 7.0
+# Stopping: every service and its children are asked at once (in parallel, each stops in its
+# own time), and what is still there after the grace period is killed with its group, so
+# `adrag up` is gone within 10 s of SIGTERM. Left alone, dg dev can take 15 s and more: it
+# waits on its code servers, which the signal to its group already stopped.
+STOP_GRACE_S = 5.0
 # A restartable service that dies (the Milvus server, kill -9, the OOM killer) is started
 # again after a backoff that doubles up to its cap; one that stayed up this long starts over.
 RESTART_BACKOFF_S = (1.0, 30.0)
@@ -119,7 +120,6 @@ class Service:
     log: Path
     stop_signal: int
     restart: bool
-    stop_group: bool
     started_at: float = 0.0
     restarts: int = 0
     backoff: float = RESTART_BACKOFF_S[0]
@@ -151,13 +151,11 @@ class Stack:
         *,
         restart: bool = False,
         stop_signal: int = signal.SIGTERM,
-        stop_group: bool = True,
     ) -> None:
         """Start ``name``; with ``restart`` it is started again whenever it dies (see
-        :meth:`supervise`). ``stop_signal`` asks it to stop, its whole process group or, without
-        ``stop_group``, only itself (it stops its children); SIGKILL to the group after the
-        grace."""
-        self.services[name] = Service(cmd, env, log, stop_signal, restart, stop_group)
+        :meth:`supervise`). ``stop_signal`` asks its process group to stop (SIGKILL follows
+        after the grace)."""
+        self.services[name] = Service(cmd, env, log, stop_signal, restart)
         self._launch(name)
 
     def _launch(self, name: str) -> subprocess.Popen:
@@ -219,10 +217,7 @@ class Stack:
             if proc.poll() is None:
                 service = self.services.get(name)
                 with contextlib.suppress(ProcessLookupError):
-                    if service and not service.stop_group:
-                        os.kill(proc.pid, service.stop_signal)
-                    else:
-                        os.killpg(proc.pid, service.stop_signal if service else signal.SIGTERM)
+                    os.killpg(proc.pid, service.stop_signal if service else signal.SIGTERM)
         # All at once: each service's grace runs in parallel, not one after the other.
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline and any(p.poll() is None for _, p in self.procs):
@@ -232,14 +227,19 @@ class Stack:
                 click.echo(f"{name} did not stop in {grace:.0f}s: killing it", err=True)
             with contextlib.suppress(ProcessLookupError, PermissionError):  # what is left
                 os.killpg(proc.pid, signal.SIGKILL)
+        reaped = time.monotonic() + 2
+        for _, proc in self.procs:
             with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(2)
+                proc.wait(max(0.01, reaped - time.monotonic()))
         self.procs.clear()
         if self.guard:
             self._tell_guard(orphan_guard.DONE)
             with contextlib.suppress(OSError):
                 self.guard.stdin.close()
-            self.guard.wait(10)
+            try:
+                self.guard.wait(2)
+            except subprocess.TimeoutExpired:  # nothing left for it to guard
+                self.guard.kill()
             self.guard = None
 
     def exited(self) -> tuple[str, int] | None:
@@ -408,10 +408,6 @@ def run_stack(
             ],
             env,
             logs / "dagster.log",
-            # dg dev stops its webserver and daemon through their shutdown pipes and its code
-            # servers over gRPC; signalled too, those die first, and dg dev then waits on the
-            # dead ones (15 s and more).
-            stop_group=False,
         )
         stack.start(
             "streamlit app",
