@@ -368,6 +368,7 @@ def run_stack(
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_signal)
+    stopped_by_signal = False
     try:
         stack.start_guard()
         if start_milvus_on:
@@ -454,6 +455,19 @@ def run_stack(
         raise StackError(f"{gone[0]} exited with code {gone[1]}; see {logs}")
     except KeyboardInterrupt:
         click.echo("\nstopping…")
+        stopped_by_signal = True
     finally:
+        stopping = time.monotonic()
         stack.stop()
-        click.echo("stopped.")
+        click.echo(f"stopped in {time.monotonic() - stopping:.1f}s.")
+    if stopped_by_signal:
+        exit_now()
+
+
+def exit_now() -> None:
+    """Exit at once, skipping the interpreter's teardown: with Dagster and its ~1,400 modules
+    loaded it takes 3-8 s on a loaded machine, and the stack has nothing left to clean (every
+    service is stopped, the guard released)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
