@@ -10,7 +10,9 @@ before starting them; with ``ADRAG_DAGSTER_PG_URL`` set it names PostgreSQL, so 
 the daemon, the runs it launches and any `adrag ingest` from another shell with the same
 variables record in one instance. The URL reaches them through the environment only.
 
-Each child runs in its own process group, so stopping the stack stops their children too.
+Each child runs in its own process group, so stopping the stack stops their children too:
+all at once, SIGKILL after a short grace (gone within 10 s of SIGTERM). The Milvus server is
+started again, after a backoff, when it dies; any other service that ends stops the stack.
 If `adrag up` itself dies, even by SIGKILL, its orphan guard (``orphan_guard.py``) stops those
 groups, and on Linux each child also gets SIGTERM from the kernel (``PR_SET_PDEATHSIG``).
 """
