@@ -7,9 +7,9 @@ AZURITE := $(VENV)/azurite/node_modules/.bin/azurite-blob
 # dg looks for the project's venv; naming it keeps dg from warning that none is active.
 DG     := VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg
 
-.PHONY: setup demo test bench bench-scale lint format dev up clean
+.PHONY: setup serving-venv demo test bench bench-scale lint format dev up clean
 
-setup: $(STAMP) $(AZURITE)
+setup: $(STAMP) $(AZURITE) serving-venv
 
 # torch/torchvision are pinned to the builds that lie on this machine's disk; a plain
 # `torch` would pull a multi-GB download. They go first so nothing else picks another.
@@ -31,6 +31,13 @@ $(AZURITE): | $(STAMP)
 	@command -v npm >/dev/null \
 		&& npm install --silent --no-audit --no-fund --prefix $(VENV)/azurite azurite@3.37.0 \
 		|| echo "note: Azurite not installed (needs npm); the az:// test will be skipped"
+
+# A venv with only the registered encoder's requirements, where the serving test runs
+# `mlflow models serve` as a fresh machine would. Kept under ~/.cache/adrag/serving-venvs by the
+# requirements' digest (a new pin builds a new one; otherwise this is a second's check): the
+# first build takes ~20 min and ~6 GB here (torch's CUDA wheels), too long for `make test`.
+serving-venv: $(STAMP)
+	$(BIN)/python -m tests.support.serving_venv
 
 # A fresh ADRAG_HOME, photos under raw/ (ADRAG_DEMO_IMAGES, else a drawn set), ingest, search.
 demo: setup

@@ -10,7 +10,9 @@ before starting them; with ``ADRAG_DAGSTER_PG_URL`` set it names PostgreSQL, so 
 the daemon, the runs it launches and any `adrag ingest` from another shell with the same
 variables record in one instance. The URL reaches them through the environment only.
 
-Each child runs in its own process group, so stopping the stack stops their children too.
+Each child runs in its own process group, so stopping the stack stops their children too:
+all at once, SIGKILL after a short grace (gone within 10 s of SIGTERM). The Milvus server is
+started again, after a backoff, when it dies; any other service that ends stops the stack.
 If `adrag up` itself dies, even by SIGKILL, its orphan guard (``orphan_guard.py``) stops those
 groups, and on Linux each child also gets SIGTERM from the kernel (``PR_SET_PDEATHSIG``).
 """
@@ -100,11 +102,38 @@ def die_with_this_process() -> Callable[[], None] | None:
     return preexec
 
 
+# Stopping: every service and its children are asked at once (in parallel, each stops in its
+# own time), and what is still there after the grace period is killed with its group, so
+# `adrag up` is gone within 10 s of SIGTERM. Left alone, dg dev can take 15 s and more: it
+# waits on its code servers, which the signal to its group already stopped.
+STOP_GRACE_S = 5.0
+# A restartable service that dies (the Milvus server, kill -9, the OOM killer) is started
+# again after a backoff that doubles up to its cap; one that stayed up this long starts over.
+RESTART_BACKOFF_S = (1.0, 30.0)
+RESTART_RESET_AFTER_S = 60.0
+
+
+@dataclass
+class Service:
+    """How to start a service again, and its restart state."""
+
+    cmd: list[str]
+    env: dict[str, str]
+    log: Path
+    stop_signal: int
+    restart: bool
+    started_at: float = 0.0
+    restarts: int = 0
+    backoff: float = RESTART_BACKOFF_S[0]
+    restart_at: float | None = None
+
+
 @dataclass
 class Stack:
     settings: Settings
     procs: list[tuple[str, subprocess.Popen]] = field(default_factory=list)
     guard: subprocess.Popen | None = None
+    services: dict[str, Service] = field(default_factory=dict)
 
     def start_guard(self) -> None:
         """Start the orphan guard, which stops every service if this process dies."""
@@ -115,20 +144,66 @@ class Stack:
             start_new_session=True,  # out of reach of the terminal's Ctrl-C
         )
 
-    def start(self, name: str, cmd: list[str], env: dict[str, str], log: Path) -> None:
-        log.parent.mkdir(parents=True, exist_ok=True)
-        out = log.open("ab")
-        proc = subprocess.Popen(
-            cmd,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=die_with_this_process(),
-        )
-        self.procs.append((name, proc))
+    def start(
+        self,
+        name: str,
+        cmd: list[str],
+        env: dict[str, str],
+        log: Path,
+        *,
+        restart: bool = False,
+        stop_signal: int = signal.SIGTERM,
+    ) -> None:
+        """Start ``name``; with ``restart`` it is started again whenever it dies (see
+        :meth:`supervise`). ``stop_signal`` asks its process group to stop (SIGKILL follows
+        after the grace)."""
+        self.services[name] = Service(cmd, env, log, stop_signal, restart)
+        self._launch(name)
+
+    def _launch(self, name: str) -> subprocess.Popen:
+        service = self.services[name]
+        service.log.parent.mkdir(parents=True, exist_ok=True)
+        with service.log.open("ab") as out:  # the child keeps its own descriptor
+            proc = subprocess.Popen(
+                service.cmd,
+                env=service.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=die_with_this_process(),
+            )
+        service.started_at = time.monotonic()
+        self.procs = [(n, p) for n, p in self.procs if n != name] + [(name, proc)]
         self._tell_guard(str(proc.pid))  # its process group id
-        click.echo(f"started {name} (pid {proc.pid}), log: {log}")
+        click.echo(f"started {name} (pid {proc.pid}), log: {service.log}")
+        return proc
+
+    def supervise(self) -> None:
+        """Start again each restartable service that died, after its backoff; one line each
+        time it dies and each time it is started again."""
+        now = time.monotonic()
+        for name, proc in list(self.procs):
+            service = self.services.get(name)
+            if not (service and service.restart) or proc.poll() is None:
+                continue
+            if service.restart_at is None:
+                if now - service.started_at >= RESTART_RESET_AFTER_S:
+                    service.backoff = RESTART_BACKOFF_S[0]
+                delay = service.backoff
+                service.backoff = min(service.backoff * 2, RESTART_BACKOFF_S[1])
+                service.restart_at = now + delay
+                click.echo(
+                    f"{name} (pid {proc.pid}) exited with {exit_reason(proc.returncode)}; "
+                    f"starting it again in {delay:.0f}s; log: {service.log}",
+                    err=True,
+                )
+            elif now >= service.restart_at:
+                service.restart_at = None
+                service.restarts += 1
+                # Its process group is gone with it, or goes now: a new one takes its place.
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                self._launch(name)
 
     def _tell_guard(self, line: str) -> None:
         if self.guard and self.guard.stdin:
@@ -136,34 +211,56 @@ class Stack:
                 self.guard.stdin.write(line + "\n")
                 self.guard.stdin.flush()
 
-    def stop(self, grace: float = 15.0) -> None:
+    def stop(self, grace: float = STOP_GRACE_S) -> None:
         # A second Ctrl-C or SIGTERM must not cut the shutdown short and orphan children.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        for _, proc in reversed(self.procs):
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace
         for name, proc in reversed(self.procs):
-            try:
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
+            if proc.poll() is None:
+                service = self.services.get(name)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, service.stop_signal if service else signal.SIGTERM)
+        # All at once: each service's grace runs in parallel, not one after the other.
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and any(p.poll() is None for _, p in self.procs):
+            time.sleep(0.1)
+        for name, proc in reversed(self.procs):
+            if proc.poll() is None:
                 click.echo(f"{name} did not stop in {grace:.0f}s: killing it", err=True)
-            with contextlib.suppress(ProcessLookupError):  # what is left in the group
+            with contextlib.suppress(ProcessLookupError, PermissionError):  # what is left
                 os.killpg(proc.pid, signal.SIGKILL)
+        reaped = time.monotonic() + 2
+        for _, proc in self.procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(max(0.01, reaped - time.monotonic()))
         self.procs.clear()
         if self.guard:
             self._tell_guard(orphan_guard.DONE)
             with contextlib.suppress(OSError):
                 self.guard.stdin.close()
-            self.guard.wait(10)
+            try:
+                self.guard.wait(2)
+            except subprocess.TimeoutExpired:  # nothing left for it to guard
+                self.guard.kill()
             self.guard = None
 
     def exited(self) -> tuple[str, int] | None:
+        """A service that ended and is not restarted: (its name, its exit code)."""
         for name, proc in self.procs:
-            if proc.poll() is not None:
+            service = self.services.get(name)
+            if proc.poll() is not None and not (service and service.restart):
                 return name, proc.returncode
         return None
+
+
+def exit_reason(returncode: int) -> str:
+    """``code 1`` or ``signal 9 (SIGKILL)``, from a Popen return code."""
+    if returncode >= 0:
+        return f"code {returncode}"
+    try:
+        return f"signal {-returncode} ({signal.Signals(-returncode).name})"
+    except ValueError:
+        return f"signal {-returncode}"
 
 
 def wait_until(check, what: str, timeout: float, stack: Stack) -> None:
@@ -273,6 +370,7 @@ def run_stack(
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_signal)
+    stopped_by_signal = False
     try:
         stack.start_guard()
         if start_milvus_on:
@@ -291,6 +389,11 @@ def run_stack(
                 ],
                 env,
                 logs / "milvus.log",
+                # Its data outlive it: started again on the same folder and port, every
+                # process finds the index where it was. SIGINT drains calls and closes the
+                # data cleanly; SIGTERM would end it at once.
+                restart=True,
+                stop_signal=signal.SIGINT,
             )
         # Dagster and the app need Milvus only once a run or a search comes: they start
         # while it opens its port, and the stack is reported up once both answer.
@@ -349,10 +452,24 @@ def run_stack(
             click.echo("               and the same ADRAG_DAGSTER_PG_URL")
         click.echo("Ctrl-C stops everything.")
         while not (gone := stack.exited()):
-            time.sleep(1)
+            stack.supervise()
+            time.sleep(0.5)
         raise StackError(f"{gone[0]} exited with code {gone[1]}; see {logs}")
     except KeyboardInterrupt:
         click.echo("\nstopping…")
+        stopped_by_signal = True
     finally:
+        stopping = time.monotonic()
         stack.stop()
-        click.echo("stopped.")
+        click.echo(f"stopped in {time.monotonic() - stopping:.1f}s.")
+    if stopped_by_signal:
+        exit_now()
+
+
+def exit_now() -> None:
+    """Exit at once, skipping the interpreter's teardown: with Dagster and its ~1,400 modules
+    loaded it takes 3-8 s on a loaded machine, and the stack has nothing left to clean (every
+    service is stopped, the guard released)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

@@ -14,8 +14,11 @@ live index expects. The index asset moves it (:func:`follow_live_encoder`), and
 
 from __future__ import annotations
 
+import ast
 import base64
 import logging
+import shutil
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata
@@ -38,10 +41,25 @@ TAG_ENCODER_ID = "adrag.encoder_id"
 MODEL_CODE = Path(__file__).with_name("encoder_model_code.py")
 # The served model encodes in fp32, the reference precision, whatever the pipeline runs in.
 MODEL_PRECISION = "fp32"
-# What the model's code imports, pinned to this environment. Listing them spares MLflow's
-# inference, which loads the model in a subprocess (about 10 s) and misses torch anyway
-# (it sees only top-level imports; adrag brings the rest).
-REQUIREMENTS = ("adrag", "mlflow", "torch", "open_clip_torch", "pillow", "numpy", "pandas")
+# What the model's code and the adrag modules it carries import, pinned to this environment
+# (torch and torchvision exactly: those builds are the ones on this machine's disk). Listing
+# them spares MLflow's inference, which loads the model in a subprocess (about 10 s) and sees
+# only top-level imports. adrag itself is not a requirement: no package index has it, so the
+# model carries the few modules it needs (``code_paths``, see :func:`model_code_paths`).
+REQUIREMENTS = (
+    "mlflow",
+    "torch",
+    "torchvision",
+    "open_clip_torch",
+    "pillow",
+    "numpy",
+    "pandas",
+    "pydantic",
+)
+PACKAGE = "adrag_assets"
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+# Data files the carried modules read beside themselves (the project's open_clip configs).
+MODEL_DATA = ("embeddings/model_configs",)
 
 
 @dataclass(frozen=True)
@@ -123,20 +141,79 @@ def _log_and_register(encoder_spec: str, spec: EncoderSpec, name: str) -> str:
         "adrag.encoder_spec": encoder_spec,
         "adrag.random_weights": str(spec.is_random).lower(),
     }
-    with mlflow.start_run(run_name=f"register {eid}", tags=tags):
+    with (
+        tempfile.TemporaryDirectory(prefix="adrag-model-code-") as staging,
+        mlflow.start_run(run_name=f"register {eid}", tags=tags),
+    ):
         info = mlflow.pyfunc.log_model(
             name="encoder",
             python_model=str(MODEL_CODE),
             artifacts={"checkpoint": str(spec.checkpoint)} if spec.checkpoint else None,
             model_config={"encoder_spec": encoder_spec, "precision": MODEL_PRECISION},
+            code_paths=[str(model_code_paths(Path(staging)))],
             signature=signature(dim),
             input_example=pd.DataFrame({"image": [None], "text": ["a beagle on a lawn"]}),
-            pip_requirements=[_pinned(d) for d in REQUIREMENTS],
+            pip_requirements=requirements(),
         )
     # Registered with its tags in one call, so a concurrent registration never sees an
     # untagged version (and registers the same encoder twice).
     mv = mlflow.register_model(info.model_uri, name, tags=tags)
     return str(mv.version)
+
+
+def requirements() -> list[str]:
+    """The model's pip requirements: what it imports, at this environment's versions."""
+    return [_pinned(d) for d in REQUIREMENTS]
+
+
+def model_modules() -> list[Path]:
+    """The adrag modules loading the model imports: those the model's code imports at module
+    level, theirs in turn, and their packages' ``__init__.py``; paths under the package."""
+    todo, seen = [MODEL_CODE], set()
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for name in _package_imports(path):
+            todo += _module_files(name)
+    # The model's code itself travels as the model (``python_model``), not as a module.
+    return sorted(p.relative_to(PACKAGE_DIR) for p in seen - {MODEL_CODE})
+
+
+def _package_imports(path: Path) -> list[str]:
+    """Module names of the package imported at the top level of ``path`` (imports inside
+    functions run only when called, and serving calls none of the package's heavy ones)."""
+    names = []
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            if node.module.split(".")[0] == PACKAGE:
+                names += [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+        elif isinstance(node, ast.Import):
+            names += [a.name for a in node.names if a.name.split(".")[0] == PACKAGE]
+    return names
+
+
+def _module_files(name: str) -> list[Path]:
+    """The file of module ``name`` (if it is one; ``from m import f`` names no module) and
+    the ``__init__.py`` of each package above it."""
+    parts = name.split(".")[1:]
+    files = [PACKAGE_DIR / "__init__.py"]
+    files += [PACKAGE_DIR.joinpath(*parts[:i], "__init__.py") for i in range(1, len(parts) + 1)]
+    files.append(PACKAGE_DIR.joinpath(*parts).with_suffix(".py"))
+    return [f for f in files if f.is_file()]
+
+
+def model_code_paths(staging: Path) -> Path:
+    """A copy of the package reduced to :func:`model_modules` and :data:`MODEL_DATA`, made
+    under ``staging``: the model's ``code_paths``, so it loads where adrag is not installed."""
+    root = staging / PACKAGE
+    for rel in model_modules():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(PACKAGE_DIR / rel, root / rel)
+    for rel in MODEL_DATA:
+        shutil.copytree(PACKAGE_DIR / rel, root / rel, ignore=shutil.ignore_patterns("__pycache__"))
+    return root
 
 
 def _pinned(distribution: str) -> str:

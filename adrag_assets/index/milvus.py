@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from pymilvus import (
     AnnSearchRequest,
@@ -51,6 +52,17 @@ QUERY_LIMIT = 16384  # Milvus's cap on rows returned by one query
 # bytes are never fewer). Paths over MAX_PATH_BYTES are rejected at ingest.
 TEXT_MAX_BYTES = MAX_LABELS_BYTES
 _UNAVAILABLE = 2  # pymilvus' code for "nothing answers at that address" (and lost connections)
+_NOT_LOADED = 101  # Milvus' CollectionNotLoaded
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+# Milvus Lite (a file, served in-process, or `milvus-lite server`) is grpc's Python server with
+# its default ping policy: a ping only while a call is in flight, at most one per 5 minutes;
+# the third ping too soon gets GOAWAY "too_many_pings" and the connection drops (the client
+# logs it, and pymilvus' recovery logs a traceback). pymilvus pings every 10 s, idle or not.
+# Past 5 minutes (with a margin) and never idle, the client's pings are always accepted.
+LITE_KEEPALIVE = {
+    "grpc.keepalive_time_ms": 330_000,
+    "grpc.keepalive_permit_without_calls": False,
+}
 
 
 class MilvusError(RuntimeError):
@@ -111,6 +123,14 @@ def is_local_file_uri(uri: str) -> bool:
     return "://" not in uri
 
 
+def grpc_options(uri: str) -> dict[str, Any]:
+    """The gRPC channel options for ``uri``: Milvus Lite's ping policy for a file or a server
+    on this machine; pymilvus' own (what Milvus standalone and cluster accept) elsewhere."""
+    if is_local_file_uri(uri) or urlparse(uri).hostname in LOOPBACK_HOSTS:
+        return dict(LITE_KEEPALIVE)
+    return {}
+
+
 def display_uri(uri: str) -> str:
     """The URI with any user:password part masked, for logs, metadata and errors."""
     return redact_text(uri)
@@ -142,6 +162,15 @@ class _Translated:
 
         def call(*args: Any, **kwargs: Any) -> Any:
             try:
+                return attr(*args, **kwargs)
+            except MilvusException as e:
+                collection = args[0] if args else kwargs.get("collection_name")
+                if e.code != _NOT_LOADED or not isinstance(collection, str):
+                    raise _translate(e, self._shown_uri) from e
+            # A restarted server (`adrag up` starts a dead one again) holds every collection
+            # released: a long-lived client (the app's) loads it again, once, and goes on.
+            try:
+                self._client.load_collection(collection)
                 return attr(*args, **kwargs)
             except MilvusException as e:
                 raise _translate(e, self._shown_uri) from e
@@ -190,7 +219,7 @@ class MilvusIndex:
                     f"(damaged, or written by another Milvus Lite version)"
                 )
         try:
-            return MilvusClient(uri=self.uri, token=self.token)
+            return MilvusClient(uri=self.uri, token=self.token, grpc_options=grpc_options(self.uri))
         except Exception as e:
             if not self.is_lite_file:
                 raise MilvusUnavailable(
