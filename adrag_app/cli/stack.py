@@ -268,6 +268,7 @@ def run_stack(
     )
     logs = settings.home / "logs"
     stack = Stack(settings)
+    catchup: subprocess.Popen | None = None
 
     def on_signal(signum, _frame):
         raise KeyboardInterrupt
@@ -275,6 +276,10 @@ def run_stack(
     signal.signal(signal.SIGTERM, on_signal)
     try:
         stack.start_guard()
+        # From now on other shells of this home are told which index the stack serves.
+        record_serving(
+            settings, uri, f"http://127.0.0.1:{dagster_port}", f"http://127.0.0.1:{app_port}"
+        )
         if start_milvus_on:
             data = settings.home / "milvus-server"
             stack.start(
@@ -331,6 +336,7 @@ def run_stack(
         )
         if start_milvus_on:
             wait_until(lambda: port_open(start_milvus_on), "Milvus", 60, stack)
+        catchup = start_index_catchup(stack, env, logs / "index-catchup.log")
         dagster_url = f"http://127.0.0.1:{dagster_port}"
         wait_until(lambda: http_ok(f"{dagster_url}/server_info"), "the Dagster UI", 180, stack)
         click.secho("\nadrag is up:", bold=True)
@@ -354,5 +360,51 @@ def run_stack(
     except KeyboardInterrupt:
         click.echo("\nstopping…")
     finally:
+        forget_serving(settings)
+        stop_index_catchup(catchup)
         stack.stop()
         click.echo("stopped.")
+
+
+def record_serving(settings: Settings, uri: str, dagster_url: str, app_url: str) -> None:
+    """Tell other shells of this home which index the stack serves (adrag_app.cli.serving)."""
+    from adrag_app.cli.serving import write_record
+
+    write_record(settings.home, uri, dagster_url, app_url)
+
+
+def forget_serving(settings: Settings) -> None:
+    from adrag_app.cli.serving import remove_record
+
+    remove_record(settings.home)
+
+
+def start_index_catchup(stack: Stack, env: dict[str, str], log: Path) -> subprocess.Popen:
+    """Look once at the index the stack serves and fill it from the tables if it lags, in a
+    process of its own while Dagster starts (``index_catchup.py`` says why). A one-shot job,
+    not a service: its exit is not the stack's."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "adrag_app.cli.index_catchup"],
+        env=env,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        preexec_fn=die_with_this_process(),
+    )
+    stack._tell_guard(str(proc.pid))  # stopped with the stack if `adrag up` dies
+    click.echo(f"started index catch-up from the tables (pid {proc.pid}), log: {log}")
+    return proc
+
+
+def stop_index_catchup(proc: subprocess.Popen | None, grace: float = 5.0) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
