@@ -55,6 +55,8 @@ def catch_up(settings: Settings) -> bool:
         [image_index],
         resources=resources_from_settings(settings),
         instance=instance,
+        # INFO: the sync's own lines (what was rebuilt, the gate) without each event's DEBUG.
+        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
         raise_on_error=False,
         tags={"adrag/source": "up"},
     )
