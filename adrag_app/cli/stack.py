@@ -24,6 +24,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable
@@ -394,6 +395,18 @@ def start_index_catchup(stack: Stack, env: dict[str, str], log: Path) -> subproc
     )
     stack._tell_guard(str(proc.pid))  # stopped with the stack if `adrag up` dies
     click.echo(f"started index catch-up from the tables (pid {proc.pid}), log: {log}")
+
+    def reap() -> None:
+        # Waited for as soon as it ends (no zombie under `adrag up`), and its outcome shown.
+        code = proc.wait()
+        lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+        said = next((line for line in reversed(lines) if line.startswith("index: ")), "")
+        if code == 0:
+            click.echo(f"index catch-up done: {said.removeprefix('index: ')}")
+        elif code > 0:  # a negative code: stopped with the stack
+            click.echo(f"index catch-up failed ({said or f'exit {code}'}); see {log}", err=True)
+
+    threading.Thread(target=reap, name="index-catchup", daemon=True).start()
     return proc
 
 
