@@ -410,7 +410,8 @@ def start_index_catchup(stack: Stack, env: dict[str, str], log: Path) -> subproc
     return proc
 
 
-def stop_index_catchup(proc: subprocess.Popen | None, grace: float = 5.0) -> None:
+def stop_index_catchup(proc: subprocess.Popen | None, grace: float = 2.0) -> None:
+    # Short: a run it leaves behind is marked failed by the dead-runs recovery.
     if proc is None or proc.poll() is not None:
         return
     with contextlib.suppress(ProcessLookupError):

@@ -23,6 +23,7 @@ from adrag_assets.defs.resources import resources_from_settings
 from adrag_assets.embeddings.spec import EncoderSpec
 from adrag_assets.index.follow import index_lag
 from adrag_assets.index.milvus import MilvusIndex, collection_name
+from adrag_assets.instance import dagster_instance
 from adrag_assets.settings import Settings, load_settings
 from tests.support.app_home import _start_milvus, stop
 from tests.support.data import pets_images
@@ -169,3 +170,26 @@ def test_a_milvus_lite_file_is_left_to_the_runs_and_a_dead_server_is_said(
     run_pipeline(settings, instance)
     gone = Ticker(nobody, instance).tick()
     assert isinstance(gone, dg.SkipReason) and "cannot look at the index" in gone.skip_message
+
+
+def test_adrag_ups_catch_up_fills_the_server_once_and_records_the_run(
+    settings, instance, server, capsys
+):
+    from adrag_app.cli.index_catchup import catch_up
+
+    add_photos(settings, sorted(pets_images().glob("*.jpg"))[:5])
+    run_pipeline(settings, instance)
+    served = settings.model_copy(update={"milvus_uri": server})
+    assert catch_up(served)
+    assert "has no collection" in capsys.readouterr().out
+    index = index_for(served)
+    try:
+        assert index.count() == 5
+    finally:
+        index.close()
+    # Nothing lags now: a second look starts no run.
+    assert catch_up(served)
+    assert "holds what the tables hold" in capsys.readouterr().out
+    with dagster_instance(settings.dagster_home) as recorded:
+        runs = recorded.get_runs(dg.RunsFilter(tags={"adrag/source": "up"}))
+    assert len(runs) == 1 and runs[0].status == dg.DagsterRunStatus.SUCCESS
