@@ -20,9 +20,11 @@ import click
 
 from adrag_assets.embeddings.spec import EncoderError, EncoderSpec
 from adrag_assets.index.follow import index_lag
-from adrag_assets.index.milvus import MilvusError, MilvusIndex
+from adrag_assets.index.milvus import MilvusError, MilvusIndex, display_uri
 from adrag_assets.settings import Settings, load_settings
 from adrag_assets.tables import Tables
+
+ATTEMPTS = 2  # a run lost to a Milvus hiccup (a dropped connection) is tried once more
 
 
 def catch_up(settings: Settings) -> bool:
@@ -32,18 +34,34 @@ def catch_up(settings: Settings) -> bool:
     except EncoderError as e:
         click.echo(f"index: no encoder to follow: {e}")
         return False
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            lag = look(settings, encoder_id)
+        except MilvusError as e:
+            click.echo(f"index: cannot look at it ({e}); the index_follows_delta sensor will")
+            return False
+        if lag is None:
+            where = display_uri(settings.milvus_uri)
+            click.echo(f"index: {where} holds what the tables hold for {encoder_id}")
+            return True
+        if attempt > 1:
+            click.echo(f"index: still behind after a failed run; attempt {attempt}")
+        click.echo(f"index: {lag}; filling it from the tables")
+        if fill(settings):
+            return True
+    return False
+
+
+def look(settings: Settings, encoder_id: str) -> str | None:
     index = MilvusIndex(settings.milvus_uri, settings.milvus_token, settings.index_alias)
     try:
-        lag = index_lag(Tables(settings.tables_uri), index, encoder_id)
-    except MilvusError as e:
-        click.echo(f"index: cannot look at it ({e}); the index_follows_delta sensor will")
-        return False
+        return index_lag(Tables(settings.tables_uri), index, encoder_id)
     finally:
         index.close()
-    if lag is None:
-        click.echo(f"index: {index.shown_uri} holds what the tables hold for {encoder_id}")
-        return True
-    click.echo(f"index: {lag}; filling it from the tables")
+
+
+def fill(settings: Settings) -> bool:
+    """Materialize ``image_index`` as `adrag ingest` does, recorded in the instance."""
     import dagster as dg
 
     from adrag_assets.defs.index import image_index
