@@ -67,6 +67,17 @@ def main(ctx: click.Context, verbose: bool) -> None:
     except SettingsError as e:
         fail("; ".join(e.problems))
     ctx.obj = {"settings": settings, "verbose": verbose}
+    if ctx.invoked_subcommand != "up":
+        warn_other_index(settings)
+
+
+def warn_other_index(s: Settings) -> None:
+    """One line on stderr when a running `adrag up` for this home serves another index than
+    this shell's ADRAG_MILVUS_URI (see :mod:`adrag_app.cli.serving`)."""
+    from adrag_app.cli.serving import other_index_warning
+
+    if line := other_index_warning(s.home, s.milvus_uri):
+        click.secho(line, fg="yellow", err=True)
 
 
 def _milvus_failure(error: Exception) -> str:

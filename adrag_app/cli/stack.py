@@ -26,6 +26,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable
@@ -365,6 +366,7 @@ def run_stack(
     )
     logs = settings.home / "logs"
     stack = Stack(settings)
+    catchup: subprocess.Popen | None = None
 
     def on_signal(signum, _frame):
         raise KeyboardInterrupt
@@ -373,6 +375,10 @@ def run_stack(
     stopped_by_signal = False
     try:
         stack.start_guard()
+        # From now on other shells of this home are told which index the stack serves.
+        record_serving(
+            settings, uri, f"http://127.0.0.1:{dagster_port}", f"http://127.0.0.1:{app_port}"
+        )
         if start_milvus_on:
             data = settings.home / "milvus-server"
             stack.start(
@@ -434,6 +440,7 @@ def run_stack(
         )
         if start_milvus_on:
             wait_until(lambda: port_open(start_milvus_on), "Milvus", 60, stack)
+        catchup = start_index_catchup(stack, env, logs / "index-catchup.log")
         dagster_url = f"http://127.0.0.1:{dagster_port}"
         wait_until(lambda: http_ok(f"{dagster_url}/server_info"), "the Dagster UI", 180, stack)
         click.secho("\nadrag is up:", bold=True)
@@ -446,7 +453,10 @@ def run_stack(
         else:
             runs = f"SQLite in {dagster_home}"
         click.echo(f"  Dagster runs {runs}")
-        click.echo(f"  other shells: export ADRAG_HOME={settings.home} ADRAG_MILVUS_URI={uri}")
+        click.echo(
+            f"  other shells: export ADRAG_HOME={settings.home} ADRAG_MILVUS_URI={uri}"
+            f" ADRAG_ENCODER={settings.encoder}"
+        )
         if settings.dagster_pg_url:
             # The value is not printed: it holds the database password.
             click.echo("               and the same ADRAG_DAGSTER_PG_URL")
@@ -459,8 +469,12 @@ def run_stack(
         click.echo("\nstopping…")
         stopped_by_signal = True
     finally:
+        forget_serving(settings)
         stopping = time.monotonic()
+        # The catch-up is asked first and waited on while the services stop beside it.
+        ask_index_catchup_to_stop(catchup)
         stack.stop()
+        stop_index_catchup(catchup)
         click.echo(f"stopped in {time.monotonic() - stopping:.1f}s.")
     if stopped_by_signal:
         exit_now()
@@ -473,3 +487,65 @@ def exit_now() -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
+
+
+def record_serving(settings: Settings, uri: str, dagster_url: str, app_url: str) -> None:
+    """Tell other shells of this home which index the stack serves (adrag_app.cli.serving)."""
+    from adrag_app.cli.serving import write_record
+
+    write_record(settings.home, uri, dagster_url, app_url)
+
+
+def forget_serving(settings: Settings) -> None:
+    from adrag_app.cli.serving import remove_record
+
+    remove_record(settings.home)
+
+
+def start_index_catchup(stack: Stack, env: dict[str, str], log: Path) -> subprocess.Popen:
+    """Look once at the index the stack serves and fill it from the tables if it lags, in a
+    process of its own while Dagster starts (``index_catchup.py`` says why). A one-shot job,
+    not a service: its exit is not the stack's."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "adrag_app.cli.index_catchup"],
+        env=env,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        preexec_fn=die_with_this_process(),
+    )
+    stack._tell_guard(str(proc.pid))  # stopped with the stack if `adrag up` dies
+    click.echo(f"started index catch-up from the tables (pid {proc.pid}), log: {log}")
+
+    def reap() -> None:
+        # Waited for as soon as it ends (no zombie under `adrag up`), and its outcome shown.
+        code = proc.wait()
+        lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+        said = next((line for line in reversed(lines) if line.startswith("index: ")), "")
+        if code == 0:
+            click.echo(f"index catch-up done: {said.removeprefix('index: ')}")
+        elif code > 0:  # a negative code: stopped with the stack
+            click.echo(f"index catch-up failed ({said or f'exit {code}'}); see {log}", err=True)
+
+    threading.Thread(target=reap, name="index-catchup", daemon=True).start()
+    return proc
+
+
+def ask_index_catchup_to_stop(proc: subprocess.Popen | None) -> None:
+    if proc is not None and proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+
+
+def stop_index_catchup(proc: subprocess.Popen | None, grace: float = 2.0) -> None:
+    # Short: a run it leaves behind is marked failed by the dead-runs recovery.
+    if proc is None or proc.poll() is not None:
+        return
+    ask_index_catchup_to_stop(proc)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
