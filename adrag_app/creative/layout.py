@@ -137,6 +137,7 @@ def hero(
     need_w = max(sx1 - sx0, (sy1 - sy0) * aspect)
     # A subject a little wider than the frame loses an edge (a tail, an ear tip) rather than
     # the ad getting blurred borders.
+    fit_w = cw
     if need_w > cw * 1.15:
         cw, ch = need_w, need_w / aspect
     cx, cy = (sx0 + sx1) / 2, (sy0 + sy1) / 2
@@ -155,9 +156,15 @@ def hero(
         # colour beside it (where the text goes), joined by a soft seam.
         canvas = Image.new("RGB", size, fill)
         if w / h > aspect:
-            scale = W / w
+            # As wide a crop as the subject needs (not the whole photo): the photo stays big.
+            crop_w = min(float(w), max(sx1 - sx0, fit_w))
+            x0 = place(cx, crop_w, w)
+            scale = W / crop_w
             ph = round(h * scale)
-            canvas.paste(photo.resize((W, ph), Image.Resampling.LANCZOS), (0, 0))
+            canvas.paste(
+                photo.resize((W, ph), Image.Resampling.LANCZOS, box=(x0, 0, x0 + crop_w, h)),
+                (0, 0),
+            )
             seam = max(1, round(H * 0.06))
             ramp = np.linspace(0, 255, seam)[:, None].repeat(W, axis=1).astype(np.uint8)
             canvas.paste(Image.new("RGB", (W, seam), fill), (0, ph - seam), Image.fromarray(ramp))
@@ -169,7 +176,6 @@ def hero(
             ramp = np.linspace(255, 0, seam)[None, :].repeat(H, axis=0).astype(np.uint8)
             canvas.paste(Image.new("RGB", (seam, H), fill), (W - pw, 0), Image.fromarray(ramp))
             x0 = -(W - pw) / scale
-        x0 = x0 if w / h <= aspect else 0.0
         y0 = 0.0
     sub = (
         max(0, round((subject[0] - x0) * scale)),
@@ -239,16 +245,16 @@ def _edges(mask: Image.Image, box: Box) -> np.ndarray:
 
 
 def _scrim(
-    canvas: Image.Image, band: Box, color: RGB, strength: float, fade_from: str
+    canvas: Image.Image, band: Box, color: RGB, strength: float, fade_from: str, fade_px: int
 ) -> Image.Image:
-    """A gradient panel of ``color`` over ``band``, fading out toward the photo's centre."""
+    """A panel of ``color`` over ``band``, fading out over ``fade_px`` toward the photo."""
     if strength <= 0:
         return canvas
     x0, y0, x1, y1 = band
     w, h = x1 - x0, y1 - y0
     vertical = fade_from in ("top", "bottom")
     length = h if vertical else w
-    ramp = np.clip(np.linspace(0, 1, length) / 0.35, 0, 1) * strength * 255
+    ramp = np.clip(np.arange(length) / max(1, fade_px), 0, 1) * strength * 255
     if fade_from in ("bottom", "right"):
         ramp = ramp[::-1]
     alpha = np.tile(ramp[:, None], (1, w)) if vertical else np.tile(ramp[None, :], (h, 1))
@@ -270,7 +276,9 @@ def _text_bands(placement: Placement, subject: Box, unit: int) -> list[tuple[Box
         bh = round((sy1 - sy0) * (0.42 if H > W * 1.4 else 0.36))
         bands = [((sx0, sy1 - bh, sx1, sy1), "top"), ((sx0, sy0, sx1, sy0 + bh), "bottom")]
     inset = [((b[0] + m, b[1] + m, b[2] - m, b[3] - m), side) for b, side in bands]
-    return sorted(inset, key=lambda bs: overlap(bs[0], subject))
+    # Least over the subject; near-ties (within a fifth of the band) go to the first listed
+    # (the bottom: heads are usually in the upper half of a pet photo).
+    return sorted(inset, key=lambda bs: round(overlap(bs[0], subject) / max(1, _area(bs[0])) * 5))
 
 
 def _split(
@@ -394,7 +402,11 @@ def render(
     brand_px = max(18, round(unit * 0.032)) if kit.logo is None and kit.name else 0
     top_extra = (logo_h or round(brand_px * 1.2)) + (gap if (logo_h or brand_px) else 0)
     head_font, lines, spacing = _fit_headline(
-        kit, headline, width, (by1 - by0) - cta_h - top_extra - 2 * gap, round(unit * 0.075)
+        kit,
+        headline,
+        width,
+        (by1 - by0) - cta_h - top_extra - 2 * gap,
+        round(unit * (0.09 if H > 1.5 * W else 0.075)),
     )
     head_px = head_font.size
     head_h = round(len(lines) * head_px * 1.17 + (len(lines) - 1) * spacing)
@@ -424,23 +436,20 @@ def render(
     brand_mask = (
         text_mask((W, H), [kit.name], brand_origin, brand_font, 0) if brand_origin else None
     )
-    scrim_band = (
-        band[0] - round(unit * 0.05),
-        band[1] - round(unit * 0.05),
-        band[2] + round(unit * 0.05),
-        band[3] + round(unit * 0.05),
-    )
-    scrim_band = (
-        max(0, scrim_band[0]),
-        max(0, scrim_band[1]),
-        min(W, scrim_band[2]),
-        min(H, scrim_band[3]),
-    )
+    # The scrim runs from the text to the frame's edge (a gradient, not a box), full width
+    # for a band, full height for a column.
+    pad = round(unit * 0.08)
+    scrim_band = {
+        "top": (0, max(0, band[1] - pad), W, H),
+        "bottom": (0, 0, W, min(H, band[3] + pad)),
+        "right": (0, 0, min(W, band[2] + pad), H),
+        "left": (max(0, band[0] - pad), 0, W, H),
+    }.get(fade, band)
     need = required_ratio(head_px, bold=True, strict=True)
     head_edges = _edges(head_mask, head_box)
     colours = list(dict.fromkeys([kit.text, WHITE, BLACK]))
     for strength in SCRIM_STEPS:
-        base = _scrim(canvas, scrim_band, kit.primary, strength, fade)
+        base = _scrim(canvas, scrim_band, kit.primary, strength, fade, pad)
         # Measured on the pixels the text will sit on (photo, product and scrim rendered).
         pixels = np.asarray(base.crop(head_box))[~head_edges]
         scored = [(ratio_over(pixels, c), c) for c in colours]
@@ -449,6 +458,8 @@ def render(
         if passing:
             ratio, color = passing[0]
             break
+    else:  # cannot happen with a solid panel; if it does, the best and the check says so
+        ratio, color = max(scored)
     canvas = base
     draw = ImageDraw.Draw(canvas)
     draw.multiline_text(head_origin, "\n".join(lines), font=head_font, fill=color, spacing=spacing)

@@ -735,14 +735,15 @@ def export_zip(creatives: Sequence[Creative | str], settings: Settings | None = 
     headline, primary text, call to action."""
     settings = settings or load_settings()
     store = open_volume(settings.volume_uri)
-    pairs = []
+    triples: list[tuple[dict[str, Any], bytes, Image.Image | None]] = []
     for c in creatives:
         creative = c if isinstance(c, Creative) else load_creative(c, settings)
-        pairs.append((creative.metadata, store.read_bytes(creative.path)))
-    names = [PurePosixPath(m["path"]).name for m, _ in pairs]
+        triples.append((creative.metadata, store.read_bytes(creative.path), None))
+    names = [PurePosixPath(m["path"]).name for m, _, _ in triples]
     if len(set(names)) != len(names):
         # Creatives of several sets: keep the set in the name so none overwrites another.
-        pairs = [
-            ({**m, "path": f"{m['set_id']}-{PurePosixPath(m['path']).name}"}, p) for m, p in pairs
+        triples = [
+            ({**m, "path": f"{m['set_id']}-{PurePosixPath(m['path']).name}"}, png, None)
+            for m, png, _ in triples
         ]
-    return export.zip_bytes(_items(pairs))
+    return export.zip_bytes(_items(triples))
