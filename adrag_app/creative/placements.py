@@ -12,7 +12,7 @@ from importlib import resources
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from adrag_assets.volume import CAMPAIGNS, Volume
 
@@ -71,14 +71,15 @@ class Placement(BaseModel):
     safe_zone: SafeZone = Field(default_factory=SafeZone)
     limits: TextLimits
 
-    @model_validator(mode="after")
-    def _known_ratio(self) -> Placement:
-        if self.aspect_ratio not in ASPECT_RATIOS:
+    @field_validator("aspect_ratio")
+    @classmethod
+    def _known_ratio(cls, value: str) -> str:
+        if value not in ASPECT_RATIOS:
             raise ValueError(
-                f"aspect_ratio {self.aspect_ratio!r} is not one the image model accepts "
+                f"{value!r} is not an aspect ratio the image model accepts "
                 f"({', '.join(sorted(ASPECT_RATIOS))})"
             )
-        return self
+        return value
 
     @property
     def size(self) -> tuple[int, int]:
