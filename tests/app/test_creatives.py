@@ -483,3 +483,42 @@ def test_cli_prints_creatives_as_json_and_exports_a_zip(home: Settings, tmp_path
         generate, ["a cat", "--placement", "billboard"], obj={"settings": home, "verbose": False}
     )
     assert bad.exit_code != 0 and "unknown placement" in bad.output
+
+
+def test_replicate_one_generation_per_aspect_ratio_then_adrags_text(home: Settings, instance):
+    from adrag_app.generators import ReplicateGenerator
+    from adrag_assets.settings import GeneratorSettings
+    from tests.support.fake_replicate import FakeReplicate, Scenario
+
+    token = "r8_FakeTokenForCreatives0123456789abcdef"
+    buffer = io.BytesIO()
+    Image.open(pets_images() / "samoyed_114.jpg").convert("RGB").save(buffer, "PNG")
+    with FakeReplicate(token, Scenario(output=buffer.getvalue())) as api:
+        generator = ReplicateGenerator(
+            GeneratorSettings(
+                replicate_api_token=token, replicate_base_url=api.base_url, timeout_s=60
+            )
+        )
+        creatives = make_creatives(
+            "a dog on grass", "all", 2, settings=home, instance=instance, generator=generator
+        )
+        sent = [r.json()["input"] for r in api.creates]
+        # Five placements, four shapes (the two squares share one): 2 variants x 4 ratios.
+        assert len(sent) == 8
+        assert sorted(i["aspect_ratio"] for i in sent) == sorted(["4:5", "1:1", "9:16", "2:1"] * 2)
+        assert all("Headline" not in i["prompt"] and "No text" in i["prompt"] for i in sent)
+        edited = edit_creative(
+            creatives[0].path,
+            Edit(headline="Home at last"),
+            settings=home,
+            instance=instance,
+            generator=generator,
+        )
+        assert len(api.creates) == 8  # a text edit reuses the model's picture
+    assert edited.headline == "Home at last" and edited.parent == creatives[0].path
+    for c in creatives:
+        assert c.metadata["generator"] == "replicate" and c.metadata["provider_id"]
+        assert c.product_box is None  # the model placed the product
+        assert (home.volume / c.metadata["base_path"]).is_file()
+        check_creative_file(home, c)
+    assert token not in json.dumps([c.metadata for c in creatives])
