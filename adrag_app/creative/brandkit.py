@@ -244,3 +244,24 @@ def default_kit(product: Image.Image | None, product_path: str = "") -> BrandKit
         source=f"default (colours from {product_path or 'defaults'}, DejaVu Sans Bold)",
         digest=_digest([json.dumps(facts, sort_keys=True).encode()]),
     )
+
+
+def kit_in_use(volume: Volume) -> str:
+    """Which kit creatives use, in a few words, without reading any image (``adrag
+    status``): ``brand/kit.yaml (Pawsome)``, the default, or what is wrong with the file."""
+    try:
+        volume.read_bytes(KIT_FILE, max_bytes=1_000_000)
+    except FileNotFoundError:
+        images = sorted(
+            f.path
+            for f in volume.walk(BRAND)
+            if f.problem is None
+            and Path(f.path).suffix.lower() in (".png", ".jpg", ".jpeg", ".webp")
+        )
+        where = images[0] if images else "no product image yet"
+        return f"default (colours from {where}, DejaVu Sans Bold)"
+    try:
+        kit = load_kit(volume)
+    except BrandKitError as e:
+        return f"{KIT_FILE} is not usable: {str(e).splitlines()[0]}"
+    return f"{kit.source} ({kit.name})" if kit.name else kit.source

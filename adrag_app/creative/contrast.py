@@ -40,16 +40,14 @@ def required_ratio(font_px: float, bold: bool, strict: bool = False) -> float:
 
 
 def ratio_over(background: np.ndarray, color: tuple[int, int, int]) -> float:
-    """Contrast of ``color`` against the worst (98th percentile) of ``background`` pixels."""
+    """Contrast of ``color`` against ``background`` pixels: the ratio that all but the worst
+    2 % of them reach."""
     if background.size == 0:
         return 21.0
     lt = float(luminance(color))
     lb = luminance(background.reshape(-1, 3)[:, :3])
-    # The worst background pixels are those closest to the text's luminance.
-    worst = np.percentile(np.abs(lb - lt), 100 - WORST_PERCENTILE)
-    near = lt - worst if lt >= float(np.median(lb)) else lt + worst
-    near = min(max(near, 0.0), 1.0)
-    return (max(lt, near) + 0.05) / (min(lt, near) + 0.05)
+    ratios = (np.maximum(lb, lt) + 0.05) / (np.minimum(lb, lt) + 0.05)
+    return float(np.percentile(ratios, 100 - WORST_PERCENTILE))
 
 
 def contrast_on_rendered(

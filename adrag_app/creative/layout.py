@@ -230,7 +230,7 @@ def text_mask(
 def contrast_under(image: Image.Image, box: Box, color: RGB, mask: Image.Image) -> float:
     """Contrast of ``color`` against the pixels of ``box`` that are neither glyph nor the
     glyphs' anti-aliased edge."""
-    return ratio_over(np.asarray(image.convert("RGB").crop(box))[~_edges(mask, box)], color)
+    return ratio_over(np.asarray(image.crop(box).convert("RGB"))[~_edges(mask, box)], color)
 
 
 def _inner(button: Box) -> Box:
@@ -377,9 +377,8 @@ def render(
             Image.Resampling.LANCZOS,
         )
         shaded, (ox, oy) = with_shadow(scaled, unit)
-        rgba = canvas.convert("RGBA")
-        rgba.alpha_composite(shaded, (max(0, product_box[0] - ox), max(0, product_box[1] - oy)))
-        canvas = rgba.convert("RGB")
+        canvas = canvas.copy()
+        canvas.paste(shaded, (product_box[0] - ox, product_box[1] - oy), shaded)
 
     # The text block: optional logo/wordmark, headline, call-to-action button; anchored to
     # the band's outer edge (the frame's edge side), centred for a column.
@@ -496,10 +495,7 @@ def render(
             )
         )
     if logo_box is not None:
-        canvas_rgba = canvas.convert("RGBA")
-        canvas_rgba.alpha_composite(logo, logo_box[:2])
-        canvas = canvas_rgba.convert("RGB")
-        draw = ImageDraw.Draw(canvas)
+        canvas.paste(logo, logo_box[:2], logo)
     # The button: the kit's accent, with whichever of black and white reads better on it.
     cta_color = max((WHITE, BLACK), key=lambda c: contrast_ratio(c, kit.accent))
     draw.rounded_rectangle(cta_box, radius=cta_h // 2, fill=kit.accent)
