@@ -26,6 +26,7 @@ MAX_HEADLINE_LINES = 3
 # Scrim strengths tried in turn until every text block passes (1.0 = a solid panel, which
 # always passes with black or white text).
 SCRIM_STEPS = (0.0, 0.45, 0.6, 0.75, 0.9, 1.0)
+GRAPHIC_RATIO = 3.0
 WHITE: RGB = (255, 255, 255)
 BLACK: RGB = (17, 17, 17)
 
@@ -233,6 +234,17 @@ def contrast_under(image: Image.Image, box: Box, color: RGB, mask: Image.Image) 
     return ratio_over(np.asarray(image.crop(box).convert("RGB"))[~_edges(mask, box)], color)
 
 
+def _logo_contrast(image: Image.Image, logo: Image.Image, box: Box) -> float:
+    """The logo's main colour (its opaque pixels' median) against the pixels around it."""
+    pixels = np.asarray(logo.convert("RGBA"))
+    opaque = pixels[..., 3] > 128
+    if not opaque.any():
+        return 21.0
+    colour = tuple(int(v) for v in np.median(pixels[opaque][:, :3], axis=0))
+    behind = np.asarray(image.crop(box).convert("RGB"))
+    return ratio_over(behind[~opaque[: behind.shape[0], : behind.shape[1]]], colour)
+
+
 def _inner(button: Box) -> Box:
     """The part of a pill-shaped button that is all button (no rounded corners)."""
     r = (button[3] - button[1]) // 2
@@ -273,7 +285,7 @@ def _text_bands(placement: Placement, subject: Box, unit: int) -> list[tuple[Box
         cw = round((sx1 - sx0) * 0.48)
         bands = [((sx0, sy0, sx0 + cw, sy1), "right"), ((sx1 - cw, sy0, sx1, sy1), "left")]
     else:
-        bh = round((sy1 - sy0) * (0.42 if H > W * 1.4 else 0.36))
+        bh = round((sy1 - sy0) * (0.5 if H > W * 1.4 else 0.40))
         bands = [((sx0, sy1 - bh, sx1, sy1), "top"), ((sx0, sy0, sx1, sy0 + bh), "bottom")]
     inset = [((b[0] + m, b[1] + m, b[2] - m, b[3] - m), side) for b, side in bands]
     # Least over the subject; near-ties (within a fifth of the band) go to the first listed
@@ -397,7 +409,7 @@ def render(
     cta_pad = (round(cta_px * 0.9), round(cta_px * 0.55))
     cta_w = round(cta_font.getlength(cta)) + 2 * cta_pad[0]
     cta_h = round(cta_px * 1.17) + 2 * cta_pad[1]
-    logo_h = round(unit * 0.06) if kit.logo is not None else 0
+    logo_h = round(unit * 0.05) if kit.logo is not None else 0
     brand_px = max(18, round(unit * 0.032)) if kit.logo is None and kit.name else 0
     top_extra = (logo_h or round(brand_px * 1.2)) + (gap if (logo_h or brand_px) else 0)
     head_font, lines, spacing = _fit_headline(
@@ -454,10 +466,12 @@ def render(
         scored = [(ratio_over(pixels, c), c) for c in colours]
         # The kit's text colour when it passes, else the best of black and white.
         passing = [sc for sc in scored if sc[0] >= need + 0.05]
-        if passing:
+        # A logo is a graphic: WCAG 1.4.11 asks 3:1 against what is around it.
+        logo_ok = logo_box is None or _logo_contrast(base, logo, logo_box) >= GRAPHIC_RATIO
+        if passing and logo_ok:
             ratio, color = passing[0]
             break
-    else:  # cannot happen with a solid panel; if it does, the best and the check says so
+    else:  # only a logo the colour of the kit's panel; the best, and the check says so
         ratio, color = max(scored)
     canvas = base
     draw = ImageDraw.Draw(canvas)

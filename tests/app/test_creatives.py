@@ -522,3 +522,31 @@ def test_replicate_one_generation_per_aspect_ratio_then_adrags_text(home: Settin
         assert (home.volume / c.metadata["base_path"]).is_file()
         check_creative_file(home, c)
     assert token not in json.dumps([c.metadata for c in creatives])
+
+
+def test_a_failed_generation_leaves_nothing_behind(home: Settings, instance):
+    from adrag_app.generators import GenerationFailed, ReplicateGenerator
+    from adrag_assets.settings import GeneratorSettings
+    from tests.support.fake_replicate import FakeReplicate, Scenario
+
+    def files() -> set[Path]:
+        return set((home.volume / "ads").rglob("*"))
+
+    before, events = (
+        files(),
+        len(
+            instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=ASSET), limit=500
+            ).records
+        ),
+    )
+    token = "r8_FakeTokenForCreatives0123456789abcdef"
+    with FakeReplicate(token, Scenario(final_status="failed", error="model crashed")) as api:
+        generator = ReplicateGenerator(
+            GeneratorSettings(replicate_api_token=token, replicate_base_url=api.base_url)
+        )
+        with pytest.raises(GenerationFailed, match="model crashed"):
+            make_creatives("a pug", "all", 2, settings=home, instance=instance, generator=generator)
+    assert files() == before
+    after = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=ASSET), limit=500)
+    assert len(after.records) == events
