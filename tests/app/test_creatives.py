@@ -550,3 +550,22 @@ def test_a_failed_generation_leaves_nothing_behind(home: Settings, instance):
     assert files() == before
     after = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=ASSET), limit=500)
     assert len(after.records) == events
+
+
+def test_status_names_the_brand_kit_in_use(home: Settings):
+    from adrag_app.cli import main
+
+    def kit() -> str:
+        out = CliRunner().invoke(main, ["status", "--json"], catch_exceptions=False)
+        assert out.exit_code == 0, out.output
+        return json.loads(out.stdout[out.stdout.index("{") :])["brand_kit"]
+
+    assert kit() == "default (colours from brand/a_bottle.png, DejaVu Sans Bold)"
+    kit_file = home.volume / "brand" / "kit.yaml"
+    kit_file.write_text("name: Pawsome\ncolors: {primary: '#1f3a5f', accent: '#f2a541'}\n")
+    try:
+        assert kit() == "brand/kit.yaml (Pawsome)"
+        kit_file.write_text("name: Pawsome\ncolors: {primary: navy, accent: '#f2a541'}\n")
+        assert "not usable" in kit() and "colors.primary" in kit()
+    finally:
+        kit_file.unlink()
