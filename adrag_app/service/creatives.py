@@ -595,7 +595,10 @@ def make_creatives(
         )
         extra = list(bases)
         if contact_sheet:
-            extra.append((f"{folder}/contact-sheet.png", _sheet(items, len(chosen))))
+            sheet = f"{folder}/contact-sheet.png"
+            extra.append((sheet, _sheet(items, len(chosen))))
+            for meta, _, _ in items:
+                meta["contact_sheet"] = sheet
         _write(ctx, items, extra, instance)
         root.set_outputs({"set_id": set_id, "creatives": [m["path"] for m, _, _ in items]})
         root.set_attributes({"duration_s": round(time.perf_counter() - started, 3)})

@@ -337,8 +337,10 @@ def test_one_brief_gives_variants_times_placements(home: Settings, instance):
             "version",
             "parent",
         }
-    folder = home.volume / Path(creatives[0].path).parent
-    assert (folder / "contact-sheet.png").is_file()
+    sheet = home.volume / creatives[0].metadata["contact_sheet"]
+    assert sheet.parent == (home.volume / creatives[0].path).parent
+    with Image.open(sheet) as im:
+        assert im.width > im.height  # three rows of five
 
     records = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=ASSET), limit=500
