@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image, ImageFilter
 
 NORMAL_TEXT = 4.5
 LARGE_TEXT = 3.0
@@ -48,19 +47,3 @@ def ratio_over(background: np.ndarray, color: tuple[int, int, int]) -> float:
     lb = luminance(background.reshape(-1, 3)[:, :3])
     ratios = (np.maximum(lb, lt) + 0.05) / (np.minimum(lb, lt) + 0.05)
     return float(np.percentile(ratios, 100 - WORST_PERCENTILE))
-
-
-def contrast_on_rendered(
-    image: Image.Image, box: tuple[int, int, int, int], color: tuple[int, int, int]
-) -> float:
-    """The contrast of text of ``color`` inside ``box`` of a finished image: the glyphs (pixels
-    close to ``color``) and their anti-aliased edges are set aside; the rest of the box is the
-    background the text is read against."""
-    crop = np.asarray(image.convert("RGB").crop(box), dtype=np.int16)
-    if crop.size == 0:
-        return 21.0
-    distance = np.abs(crop - np.asarray(color, dtype=np.int16)).sum(axis=2)
-    glyphs = Image.fromarray(((distance < 90) * 255).astype(np.uint8))
-    # Anti-aliased edges are a blend of text and background: neither, so not measured.
-    edges = np.asarray(glyphs.filter(ImageFilter.MaxFilter(7))) > 0
-    return ratio_over(crop[~edges], color)
