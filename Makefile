@@ -21,6 +21,10 @@ $(STAMP): pyproject.toml
 	@# Browser tests drive Debian's chromium (Playwright's own browser download is not
 	@# reachable here). Installing it needs root; without it those tests are skipped locally.
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } 		|| echo "note: chromium not installed (needs root); browser tests will be skipped"
+	@# Creatives fall back to DejaVu Sans when the brand kit names no font.
+	@[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf ] || { [ "$$(id -u)" = 0 ] && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-dejavu-core; } \
+		|| echo "note: fonts-dejavu-core not installed (needs root); creatives need a brand kit font"
 	@# The Dagster-on-PostgreSQL test starts Debian's postgresql in a temp dir (as root, as the postgres user).
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; } 		|| echo "note: postgresql not installed (needs root); the PostgreSQL test will be skipped"
 	touch $@
@@ -52,6 +56,7 @@ bench: setup
 	$(BIN)/python -m bench.throughput
 	$(BIN)/python -m bench.incremental
 	$(BIN)/python -m bench.search_latency
+	$(BIN)/python -m bench.creatives
 	@echo '== the chat app: each turn of a scripted AppTest conversation (warm after the first)'
 	$(BIN)/python -m pytest -q -s -p no:cacheprovider tests/app/test_app.py -k whole_conversation
 

@@ -366,6 +366,7 @@ def _label_filter(labels: tuple[str, ...]) -> str:
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
     """Files, table rows, index rows, rejected files, encoder and Milvus URI."""
+    from adrag_app.creative.brandkit import kit_in_use
     from adrag_assets.embeddings.spec import RANDOM_WARNING, EncoderError, EncoderSpec
     from adrag_assets.index.milvus import (
         PROP_ENCODER_ID,
@@ -409,6 +410,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
         else None,
         "milvus_uri": display_uri(s.milvus_uri),
         "volume": str(s.volume),
+        "brand_kit": kit_in_use(open_volume(s.volume_uri)),
     }
     if as_json:
         click.echo(json.dumps(out, indent=2))

@@ -38,7 +38,11 @@ class Generator(Protocol):
         prompt: str,
         *,
         seed: int | None = None,
-    ) -> GeneratedImage: ...
+        aspect_ratio: str | None = None,
+    ) -> GeneratedImage:
+        """``aspect_ratio`` (e.g. ``"4:5"``): the shape of the picture asked for; None for
+        the backend's default. Campaign creatives ask once per ratio their placements need."""
+        ...
 
 
 class GenerationError(RuntimeError):

@@ -154,8 +154,11 @@ class LocalCompositor:
         prompt: str,
         *,
         seed: int | None = None,
+        aspect_ratio: str | None = None,
     ) -> GeneratedImage:
-        """Compose the ad. ``seed`` is accepted for interface parity; the layout is fixed."""
+        """Compose the ad. ``seed`` and ``aspect_ratio`` are accepted for interface parity:
+        this layout is fixed (campaign creatives lay out each placement themselves, see
+        :mod:`adrag_app.creative.layout`)."""
         started = self._clock()
         canvas = self.compose(
             _open_image(seed_image, "seed"), _open_image(brand_image, "brand"), prompt

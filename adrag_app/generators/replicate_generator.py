@@ -161,8 +161,10 @@ class ReplicateGenerator:
         prompt: str,
         *,
         seed: int | None = None,
+        aspect_ratio: str | None = None,
     ) -> GeneratedImage:
-        """Run one prediction and return its image as PNG, or raise a GenerationError."""
+        """Run one prediction and return its image as PNG, or raise a GenerationError.
+        ``aspect_ratio``: Kontext's ``aspect_ratio`` input (default: the configured one)."""
         if not prompt.strip():
             raise GenerationError("The prompt is empty; describe the ad to generate.")
         started = self._clock()
@@ -171,7 +173,7 @@ class ReplicateGenerator:
             "prompt": prompt,
             "input_image_1": self._image_reference(Path(seed_image), "seed", deadline),
             "input_image_2": self._image_reference(Path(brand_image), "brand", deadline),
-            "aspect_ratio": self._settings.aspect_ratio,
+            "aspect_ratio": aspect_ratio or self._settings.aspect_ratio,
             "output_format": "png",
             "safety_tolerance": self._settings.safety_tolerance,
         }

@@ -298,16 +298,24 @@ def retrieve(
 # -- generation ------------------------------------------------------------------------------
 
 
-def ad_headline(description: str, segment: str = "", headline: str | None = None) -> str:
-    """The words printed on the ad: ``headline`` if given, else one made from the segment (or
-    the description), on one line and without double quotes (they delimit it in the prompt)."""
-    audience = " ".join(segment.split())
+def ad_headline(
+    description: str,
+    segment: str = "",
+    headline: str | None = None,
+    labels: Mapping[str, Any] | None = None,
+) -> str:
+    """The words printed on the ad: ``headline`` if given, else ad copy written for the
+    photo's labels (:mod:`adrag_app.creative.copywriter`); never the segment, which says who
+    the ad is for, not what it says. One line, without double quotes (they delimit it in the
+    prompt)."""
     if headline and headline.strip():
         words = headline
-    elif audience:
-        words = f"Made for {audience}"
     else:
-        words = _check_description(description)
+        from adrag_app.creative.brandkit import default_kit
+        from adrag_app.creative.copywriter import template_copy
+
+        _check_description(description)
+        words = template_copy(default_kit(None), dict(labels or {}), 0, 40).headline
     return " ".join(words.split()).replace('"', "'")[:120]
 
 
@@ -426,7 +434,7 @@ def generate_ad(
         seed_file = store.local_path(seed.path)
         brand_file = store.local_path(brand_rel)
         brand_sha256 = hashlib.sha256(brand_file.read_bytes()).hexdigest()
-        words = ad_headline(scene, segment, headline)
+        words = ad_headline(scene, segment, headline, seed.labels)
         prompt = build_prompt(scene, segment, words)
         gen_seed = _generation_seed(seed.image_id, brand_sha256, prompt)
         generator = generator or make_generator()

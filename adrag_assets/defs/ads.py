@@ -39,6 +39,65 @@ generated_ads = dg.AssetSpec(
 )
 
 
+ad_creatives = dg.AssetSpec(
+    "ad_creatives",
+    deps=["image_index", brand_images],
+    group_name=GROUP,
+    description="Campaign creatives: one brief -> variants x placements (Meta feed 4:5 and "
+    "1:1, Stories/Reels 9:16, Google Display 1.91:1 and square), each a PNG and a JSON "
+    "sidecar under ads/<date>/<set>/ in the volume. Every creative (and every edited version) "
+    "is one materialization, reported by the service as it is written (not a run), with its "
+    "placement, size, texts, contrast per text block, safe-zone result, source photo, brand "
+    "kit digest and generator; its placement-spec check is reported beside it.",
+    kinds={"files"},
+)
+
+
+@dg.asset_check(
+    asset=ad_creatives.key,
+    name="meets_placement_spec",
+    description="The latest creative, read back from the volume: pixels of its placement, "
+    "text and logo inside the safe zone, each text block's contrast at least 4.5:1, text "
+    "within the placement's limits, the product covering at most 10 % of the subject.",
+)
+def creative_meets_placement_spec(
+    context: dg.AssetCheckExecutionContext, volume: VolumeResource
+) -> dg.AssetCheckResult:
+    import io
+    import json
+
+    from PIL import Image
+
+    from adrag_app.creative.placements import load_placements
+    from adrag_app.creative.spec import spec_problems
+
+    event = context.instance.get_latest_materialization_event(dg.AssetKey("ad_creatives"))
+    if event is None or event.asset_materialization is None:
+        return dg.AssetCheckResult(passed=True, description="no creative yet")
+    path = event.asset_materialization.metadata["path"].value
+    store = volume.get()
+    sidecar = str(path).removesuffix(".png") + ".json"
+    try:
+        meta = json.loads(store.read_bytes(sidecar))
+        with Image.open(io.BytesIO(store.read_bytes(str(path)))) as image:
+            image.load()
+            placements = load_placements(store)
+            placement = placements.get(meta.get("placement", ""))
+            problems = (
+                spec_problems(meta, image, placement)
+                if placement
+                else [f"unknown placement {meta.get('placement')!r}"]
+            )
+    except (FileNotFoundError, ValueError, OSError) as e:
+        problems = [f"cannot read the creative or its sidecar: {e}"]
+    return dg.AssetCheckResult(
+        passed=not problems,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description="; ".join(problems) or "meets its placement's spec",
+        metadata={"path": str(path), "problems": dg.MetadataValue.json(problems)},
+    )
+
+
 segments = dg.DynamicPartitionsDefinition(name="campaign_segments")
 
 

@@ -25,6 +25,7 @@ from adrag_app.generators import GeneratedImage, GenerationFailed, LocalComposit
 from adrag_app.service.ad_service import (
     AdServiceError,
     Candidate,
+    ad_headline,
     generate_ad,
     list_brand_images,
     milvus_filter,
@@ -282,11 +283,13 @@ def test_generate_ad_writes_png_sidecar_and_dagster_materialization(home: Settin
         "provider_id": None,
         "path": result.path,
         "filters": {"species": "dog"},
-        "headline": f"Made for {SEGMENT}",
     }
     assert {k: sidecar[k] for k in expected} == expected
+    # Copy for the photo (a dog), never the segment's own words (issue 18).
+    assert sidecar["headline"] and SEGMENT not in sidecar["headline"]
+    assert sidecar["headline"] == ad_headline(QUERY, SEGMENT, None, seed.labels)
     assert "image 1" in sidecar["prompt"] and "image 2" in sidecar["prompt"]
-    assert QUERY in sidecar["prompt"] and f'Headline: "Made for {SEGMENT}"' in sidecar["prompt"]
+    assert QUERY in sidecar["prompt"] and f'Headline: "{sidecar["headline"]}"' in sidecar["prompt"]
     created = datetime.fromisoformat(sidecar["created_at"])
     assert created.tzinfo is not None and abs((datetime.now(UTC) - created).total_seconds()) < 120
 
