@@ -126,7 +126,12 @@ def take_turns(waiting: list[tuple[support.Pending, Any]]) -> None:
     finished meanwhile (it was stopped by the message that started this run, but its turn
     went on) only has its reply drawn."""
     convo = conversation()
+    # Until its turn comes, a queued message says it waits (the first one has the spinner).
+    queued = [slot.empty() for _, slot in waiting]
+    for note in queued[1:]:
+        note.caption("Queued: answered after the message before it.")
     for n, (item, slot) in enumerate(waiting):
+        queued[n].empty()
         with slot:
             if convo.reply_to(item.id) is None:
                 with st.spinner(support.pending_text(item.text, convo.phase)):

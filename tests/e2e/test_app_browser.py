@@ -244,6 +244,7 @@ def test_a_message_sent_during_a_turn_waits_for_it(home: IndexedHome, tmp_path: 
                 expect(messages.filter(has_text="show me a samoyed")).to_have_count(
                     1, timeout=TURN_TIMEOUT_MS
                 )
+                expect(page.get_by_text("Queued: answered after")).to_be_visible()
                 page.screenshot(path=str(ARTIFACTS / "09-queued.png"), full_page=True)
                 release.set()
 
@@ -251,6 +252,7 @@ def test_a_message_sent_during_a_turn_waits_for_it(home: IndexedHome, tmp_path: 
                 wait_idle(page)
                 page.screenshot(path=str(ARTIFACTS / "10-both-answered.png"), full_page=True)
                 said = [m.inner_text() for m in messages.all()]
+                expect(page.get_by_text("Queued: answered after")).to_have_count(0)
             finally:
                 browser.close()
     assert len(said) == 5, said
