@@ -263,11 +263,11 @@ st.title("adrag")
 st.caption("Name your audience; I'll propose a pet, find our best matching photo and make the ad.")
 show_shared_ad()
 
+# No max_chars: Streamlit would cut a longer message silently; the check refuses it in words.
 st.chat_input(
     "An audience segment, yes / not quite / back, or your own description",
     key=CHAT,
     on_submit=on_chat,
-    max_chars=config.max_message_chars,
 )
 transcript, queue, state = conversation().snapshot()
 for i, message in enumerate(transcript):
