@@ -18,6 +18,7 @@ import logging
 import re
 import sys
 from collections.abc import Iterator
+from functools import cache
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import click
@@ -113,22 +114,27 @@ def chat(ctx: click.Context, segment: str, as_json: bool) -> None:
     quiet_libraries(ctx.obj.get("verbose", False))
     # Imported here: the agent's service loads torch, Dagster and MLflow, which the other
     # commands (and `adrag --help`) must not pay for.
-    from adrag_app.agent.agent import GREETING, AgentState, Reply
+    from adrag_app.agent.agent import GREETING, Agent, AgentState, Reply
     from adrag_app.agent.llm_agent import make_agent
     from adrag_app.planner.planner import make_planner
     from adrag_app.planner.segments import SegmentsFileError, load_catalog
     from adrag_app.service.tool import ServiceTool
     from adrag_assets.volume import open_volume
 
-    tool = ServiceTool(settings)
     try:
         catalog = load_catalog(settings.volume_uri)
     except SegmentsFileError as e:
         raise click.ClickException(str(e)) from e
-    planner = make_planner(settings.llm, catalog=catalog, vocabulary=tool.label_counts)
-    agent = make_agent(tool, planner, settings.llm, user=settings.app.user)
     volume = open_volume(settings.volume_uri)
     state = AgentState()
+
+    @cache
+    def agent() -> Agent:
+        # Built for the first message that passes the check: refused or binary input never
+        # connects to Milvus or a model.
+        tool = ServiceTool(settings)
+        planner = make_planner(settings.llm, catalog=catalog, vocabulary=tool.label_counts)
+        return make_agent(tool, planner, settings.llm, user=settings.app.user)
 
     def emit(reply: Reply, state: AgentState) -> None:
         ad = (reply.ad or state.ad or {}).get("path", "")
@@ -148,7 +154,7 @@ def chat(ctx: click.Context, segment: str, as_json: bool) -> None:
     if not as_json:
         click.echo(f"adrag> {plain_text(GREETING)}")
     if segment:
-        state, reply = agent.set_segment(state, segment)
+        state, reply = agent().set_segment(state, segment)
         emit(reply, state)
     for number, line in enumerate(read_lines(sys.stdin.buffer, max_chars), start=1):
         try:
@@ -159,7 +165,7 @@ def chat(ctx: click.Context, segment: str, as_json: bool) -> None:
             emit(Reply(str(e), state.phase, error=REFUSED, intent="refused"), state)
             continue
         if message:
-            state, reply = agent.handle(state, message)
+            state, reply = agent().handle(state, message)
             emit(reply, state)
 
 
