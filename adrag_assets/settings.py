@@ -172,6 +172,8 @@ class AppSettings(_Section):
 
     dagster_url: str = Field(DEFAULT_DAGSTER_URL, validation_alias="ADRAG_DAGSTER_URL")
     max_upload_mb: int = Field(10, gt=0, validation_alias="ADRAG_MAX_UPLOAD_MB")
+    # A chat message longer than this is refused before anything reads it (app and `adrag chat`).
+    max_message_chars: int = Field(2000, gt=0, validation_alias="ADRAG_MAX_MESSAGE_CHARS")
     user: str = Field("", validation_alias="ADRAG_APP_USER")
 
     @field_validator("dagster_url")

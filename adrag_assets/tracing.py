@@ -20,6 +20,7 @@ MLflow, so their messages and stack traces are redacted too: secrets such as
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import traceback
 from collections.abc import Iterator, Mapping
@@ -147,6 +148,26 @@ def experiment_id(uri: str, name: str = DEFAULT_EXPERIMENT) -> str:
         return found.experiment_id
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _clean(value: Any) -> Any:
+    """``value`` redacted, and with every string valid UTF-8: text decoded with
+    ``surrogateescape`` (undecodable bytes read from a pipe or a file name) cannot be encoded
+    by MLflow's exporter, which would log a traceback for each span and lose the trace."""
+    return _valid_text(redact(value))
+
+
+def _valid_text(value: Any) -> Any:
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_valid_text(k): _valid_text(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_valid_text(v) for v in value]
+    return value
+
+
 class Span:
     """A span that cannot fail: each call is forwarded to MLflow when there is a live span."""
 
@@ -166,13 +187,13 @@ class Span:
             _warn_once(what, e)
 
     def set_inputs(self, inputs: Any) -> None:
-        self._call("set_inputs", lambda: self._live.set_inputs(redact(inputs)))
+        self._call("set_inputs", lambda: self._live.set_inputs(_clean(inputs)))
 
     def set_outputs(self, outputs: Any) -> None:
-        self._call("set_outputs", lambda: self._live.set_outputs(redact(outputs)))
+        self._call("set_outputs", lambda: self._live.set_outputs(_clean(outputs)))
 
     def set_attributes(self, attributes: Mapping[str, Any]) -> None:
-        self._call("set_attributes", lambda: self._live.set_attributes(redact(dict(attributes))))
+        self._call("set_attributes", lambda: self._live.set_attributes(_clean(dict(attributes))))
 
     def set_session(self, session_id: str, user: str = "") -> None:
         """Mark this span's trace as part of conversation ``session_id``, asked by ``user``.
@@ -186,9 +207,9 @@ class Span:
             import mlflow
             from mlflow.tracing.constant import TraceMetadataKey
 
-            metadata = {TraceMetadataKey.TRACE_SESSION: redact(str(session_id))}
+            metadata = {TraceMetadataKey.TRACE_SESSION: _clean(str(session_id))}
             if user:
-                metadata[TraceMetadataKey.TRACE_USER] = redact(str(user))
+                metadata[TraceMetadataKey.TRACE_USER] = _clean(str(user))
             mlflow.update_current_trace(metadata=metadata)
 
         if session_id:
@@ -202,7 +223,7 @@ class Span:
             from mlflow.entities import Document
 
             docs = [
-                Document(page_content=redact(text), metadata=redact(dict(meta)))
+                Document(page_content=_clean(text), metadata=_clean(dict(meta)))
                 for text, meta in documents
             ]
             self._live.set_outputs(docs)
@@ -215,8 +236,8 @@ class Span:
         def record() -> None:
             from mlflow.entities import SpanEvent, SpanStatus, SpanStatusCode
 
-            message = redact(str(error))
-            stack = redact("".join(traceback.format_exception(error)).strip())
+            message = _clean(str(error))
+            stack = _clean("".join(traceback.format_exception(error)).strip())
             self._live.add_event(
                 SpanEvent(
                     name="exception",

@@ -52,6 +52,9 @@ MORE = "more"  # "more like this": photos like the one on screen
 _AWAITING_SEGMENT = "awaiting_segment"
 _PHOTO_PHASES = ("showing_candidate", "done")  # a photo (or the ad's photo) is on screen
 
+# Words beyond cues and filler a "back" may carry ("the earlier beagle shot"); more and the
+# message asks for something else ("... ignore previous instructions").
+_BACK_MAX_OTHER_WORDS = 1
 YES_THRESHOLD = 1.0  # a summed polarity at or above it is a yes, at or below minus it a no
 _VADER_WEIGHT = 2.0
 
@@ -328,9 +331,14 @@ def _is_restart(words: list[str]) -> bool:
 
 
 def _is_back(words: list[str]) -> bool:
+    """A back cue in a message that is about going back: "go back to the previous one", not
+    "show me a golden retriever, ignore previous instructions" (its other words ask for
+    something else, so it is no answer)."""
     lang = language()
     joined = " ".join(words)
-    return _has(words, lang.back) or "last one" in joined or "one before" in joined
+    if not (_has(words, lang.back) or "last one" in joined or "one before" in joined):
+        return False
+    return sum(not _cue_or_filler(w) for w in words) <= _BACK_MAX_OTHER_WORDS
 
 
 def _question(message: str, words: list[str]) -> str:

@@ -1,8 +1,11 @@
 """adrag's chat page for marketers: `adrag up`, or `streamlit run adrag_app/app.py`.
 
-The conversation policy lives in :mod:`adrag_app.agent.agent`; this page only keeps the agent's
-state in ``st.session_state``, renders messages, photos and the finished ad, and shows the
-setup in the sidebar (segment, brand image, generator, encoder, index health).
+The conversation policy lives in :mod:`adrag_app.agent.agent`; this page only keeps the
+conversation (the agent's state, the transcript, the messages waiting for their turn: see
+:class:`app_support.Conversation`) in the session, renders messages, photos and the finished
+ad, and shows the setup in the sidebar (segment, brand image, generator, encoder, index
+health). Everything sent (typed, a button, the segment field) is queued by its widget's
+callback, before the page runs, and answered in order.
 
 Configuration is :func:`adrag_assets.settings.load_settings` (the app's own section is
 ``settings.app``): ``ADRAG_*`` variables from the environment, or Streamlit secrets with the
@@ -20,7 +23,7 @@ from typing import Any
 
 import streamlit as st
 
-from adrag_app.agent.agent import GREETING, PROPOSED, SHOWING, Agent, AgentState, Reply
+from adrag_app.agent.agent import PROPOSED, SHOWING, Agent, AgentState, Reply
 from adrag_app.agent.llm_agent import make_agent as build_agent
 from adrag_app.planner.planner import make_planner
 from adrag_app.planner.segments import SegmentsFileError, load_catalog
@@ -34,8 +37,8 @@ from adrag_assets.settings import Settings, SettingsError, apply_secrets, load_s
 
 log = logging.getLogger("adrag_app.app")
 
-STATE = "agent_state"
-MESSAGES = "messages"
+CONVERSATION = "conversation"
+CHAT = "chat_message"
 BRAND = "brand_choice"
 SEGMENT_FIELD = "segment_field"
 UPLOAD_SEEN = "upload_seen"
@@ -59,8 +62,12 @@ config = settings.app
 # A folder or a bucket: every read below goes through the Volume, never a local path.
 volume = layout.open_volume(settings.volume_uri)
 session = st.session_state
-session.setdefault(STATE, AgentState().to_dict())
-session.setdefault(MESSAGES, [{"role": "assistant", "text": GREETING}])
+
+
+def conversation() -> support.Conversation:
+    """This session's conversation (see :class:`support.Conversation` for why it is changed
+    only through its methods, never through ``st.session_state``)."""
+    return session.setdefault(CONVERSATION, support.Conversation())
 
 
 @st.cache_resource(show_spinner=False)
@@ -90,40 +97,50 @@ def make_agent() -> Agent:
     return build_agent(tool, planner, settings.llm, user=config.user)
 
 
-def current_state() -> AgentState:
-    state = AgentState.from_dict(session[STATE])
-    state.brand = session.get(BRAND) or None
-    return state
-
-
-def run_turn(message: str) -> None:
-    """One agent turn; an unexpected failure is said plainly and leaves the state as it was."""
-    state = current_state()
+def run_turn(message: str, state: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One agent turn on ``state``: (the new state, the reply as the transcript keeps it). An
+    unexpected failure is said plainly and leaves the state as it was."""
+    current = AgentState.from_dict(state)
+    current.brand = session.get(BRAND) or None
     try:
-        state, reply = make_agent().handle(state, message)
+        current, reply = make_agent().handle(current, message)
     except Exception as e:
         log.exception("agent turn failed")
         reply = Reply(
             text=f"Something went wrong ({type(e).__name__}: {e}). Nothing changed; try again.",
-            phase=state.phase,
+            phase=current.phase,
             error="internal",
         )
-    remember(message, reply, state)
+    shown = {
+        "text": reply.text,
+        "notes": reply.notes,
+        "error": reply.error,
+        "candidate": reply.candidate,
+        "ad": reply.ad,
+    }
+    return current.to_dict(), shown
 
 
-def remember(message: str, reply: Reply, state: AgentState) -> None:
-    session[STATE] = state.to_dict()
-    session[MESSAGES].append({"role": "user", "text": message})
-    session[MESSAGES].append(
-        {
-            "role": "assistant",
-            "text": reply.text,
-            "notes": reply.notes,
-            "error": reply.error,
-            "candidate": reply.candidate,
-            "ad": reply.ad,
-        }
-    )
+def take_turns(waiting: list[tuple[support.Pending, Any]]) -> None:
+    """Each queued item's turn, in order, its reply drawn in its slot. An item an earlier run
+    finished meanwhile (it was stopped by the message that started this run, but its turn
+    went on) only has its reply drawn."""
+    convo = conversation()
+    # Until its turn comes, a queued message says it waits (the first one has the spinner).
+    queued = [slot.empty() for _, slot in waiting]
+    for note in queued[1:]:
+        note.caption("Queued: answered after the message before it.")
+    for n, (item, slot) in enumerate(waiting):
+        queued[n].empty()
+        with slot:
+            if convo.reply_to(item.id) is None:
+                with st.spinner(support.pending_text(item.text, convo.phase)):
+                    convo.work_until(item, run_turn)
+            reply = convo.reply_to(item.id)
+            if reply is None:  # a start over came first: the page is drawn again without it
+                st.rerun()
+            latest = n == len(waiting) - 1
+            show_message(reply, f"r-{item.id}", latest=latest, phase=convo.phase)
 
 
 # -- rendering -------------------------------------------------------------------------------
@@ -170,9 +187,8 @@ def show_ad(ad: dict[str, Any], key: str) -> None:
         st.link_button("See it in Dagster", config.asset_url(), icon=":material/open_in_new:")
 
 
-def show_actions(message: dict[str, Any], key: str) -> None:
+def show_actions(message: dict[str, Any], key: str, phase: str) -> None:
     """Buttons for the answers the latest reply asks for; typing them works the same."""
-    phase = AgentState.from_dict(session[STATE]).phase
     if message.get("candidate") and phase == SHOWING:
         actions = [("Use this photo", "yes", "primary"), ("Next", "no", "secondary")]
         if message["candidate"].get("number", 1) > 1:
@@ -184,12 +200,12 @@ def show_actions(message: dict[str, Any], key: str) -> None:
         return
     for column, (label, answer, kind) in zip(st.columns(len(actions) + 2), actions, strict=False):
         with column:
-            st.button(
-                label, key=f"act-{key}-{answer}", type=kind, on_click=run_turn, args=(answer,)
-            )
+            st.button(label, key=f"act-{key}-{answer}", type=kind, on_click=send, args=(answer,))
 
 
-def show_message(message: dict[str, Any], key: str, *, latest: bool = False) -> None:
+def show_message(
+    message: dict[str, Any], key: str, *, latest: bool = False, phase: str = ""
+) -> None:
     with st.chat_message(message["role"]):
         if message.get("error"):
             st.error(message["text"])
@@ -202,7 +218,7 @@ def show_message(message: dict[str, Any], key: str, *, latest: bool = False) -> 
         if message.get("ad"):
             show_ad(message["ad"], key)
         if latest and message["role"] == "assistant":
-            show_actions(message, key)
+            show_actions(message, key, phase)
 
 
 def show_shared_ad() -> None:
@@ -219,20 +235,26 @@ def show_shared_ad() -> None:
         show_ad({"path": wanted}, "shared")
 
 
-# -- callbacks (run before the script, so the page renders the new state) --------------------
+# -- callbacks (run before the script: what was sent is queued before anything else runs) ----
+
+
+def send(text: str) -> None:
+    conversation().submit(text, config.max_message_chars)
+
+
+def on_chat() -> None:
+    send(session.get(CHAT) or "")
 
 
 def on_segment() -> None:
     segment = (session.get(SEGMENT_FIELD) or "").strip()
     if not segment:
         return
-    run_turn(f"Segment: {segment}")
+    send(f"Segment: {segment}")
 
 
 def on_restart() -> None:
-    session[STATE] = AgentState().to_dict()
-    session[MESSAGES] = [{"role": "assistant", "text": GREETING}]
-    session[SEGMENT_FIELD] = ""
+    conversation().submit("", config.max_message_chars, kind=support.RESTART)
 
 
 # -- the page --------------------------------------------------------------------------------
@@ -241,20 +263,28 @@ st.title("adrag")
 st.caption("Name your audience; I'll propose a pet, find our best matching photo and make the ad.")
 show_shared_ad()
 
-# Read first: with a new message pending, the old reply's buttons must not be drawn.
-prompt = st.chat_input("An audience segment, yes / not quite / back, or your own description")
-for i, message in enumerate(session[MESSAGES]):
-    show_message(message, str(i), latest=not prompt and i == len(session[MESSAGES]) - 1)
-if prompt:
-    show_message({"role": "user", "text": prompt}, "pending")
-    with st.spinner(support.pending_text(prompt, current_state().phase)):
-        run_turn(prompt)
-    show_message(session[MESSAGES][-1], str(len(session[MESSAGES]) - 1), latest=True)
+# No max_chars: Streamlit would cut a longer message silently; the check refuses it in words.
+st.chat_input(
+    "An audience segment, yes / not quite / back, or your own description",
+    key=CHAT,
+    on_submit=on_chat,
+)
+transcript, queue, state = conversation().snapshot()
+for i, message in enumerate(transcript):
+    # With a message waiting, the last reply's buttons must not be drawn: they answer it.
+    last = not queue and i == len(transcript) - 1
+    show_message(message, str(i), latest=last, phase=state["phase"])
+waiting = []
+for item in queue:
+    if item.kind == support.MESSAGE:
+        show_message({"role": "user", "text": item.text}, f"q-{item.id}")
+    waiting.append((item, st.container()))
+take_turns(waiting)
 
 # The sidebar is written last so it reflects this turn (the segment may just have changed).
 with st.sidebar:
     st.header("Campaign")
-    session[SEGMENT_FIELD] = AgentState.from_dict(session[STATE]).segment
+    session[SEGMENT_FIELD] = conversation().snapshot()[2]["segment"]
     st.text_input(
         "Audience segment",
         key=SEGMENT_FIELD,

@@ -7,17 +7,24 @@ whatever the agent, a widget or a URL parameter says.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import re
-from dataclasses import dataclass
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
 from adrag_app.agent import intents
-from adrag_app.agent.agent import SHOWING
+from adrag_app.agent.agent import GREETING, SHOWING, AgentState
+from adrag_app.agent.chat_input import REFUSED, MessageRefused, check_message, shortened
 from adrag_assets.embeddings.spec import RANDOM_WARNING, EncoderSpec
 from adrag_assets.settings import Settings
 from adrag_assets.volume import BRAND_UPLOADS, Volume, is_file, open_volume
@@ -203,3 +210,146 @@ def pending_text(message: str, phase: str) -> str:
     if kind in (intents.YES, intents.NO, intents.DESCRIPTION, intents.TEXT):
         return "Searching the photo library…"
     return "Thinking…"
+
+
+# -- the conversation of one browser session ---------------------------------------------------
+
+# One agent turn: (message, state) -> (new state, reply as the transcript keeps it).
+Turn = Callable[[str, dict[str, Any]], tuple[dict[str, Any], dict[str, Any]]]
+MESSAGE = "message"
+RESTART = "restart"  # "Start over": queued like a message, so nothing sent before it is lost
+
+
+@dataclass(frozen=True)
+class Pending:
+    """Something the marketer sent that has not had its turn yet."""
+
+    id: str
+    text: str
+    kind: str = MESSAGE
+    refusal: str = ""  # the sentence said back instead of a turn (a message that is not read)
+
+
+@dataclass
+class Conversation:
+    """The chat of one browser session: the agent's state, the transcript, and what was sent
+    but has not had its turn yet, in order.
+
+    Streamlit reruns the page for every input, and a message sent while a turn runs *stops*
+    that run: by default (``runner.fastReruns``) a new run starts at once, while the stopped
+    one's thread goes on until its next Streamlit call, where it ends — and every
+    ``st.session_state`` read or write is such a call. So this object is put in the session
+    once and then changed only through its own methods, under its own locks, never through
+    ``st.session_state``: a message is queued the moment it arrives (:meth:`submit`, from the
+    input's callback, before the page runs), a turn runs while holding :meth:`turn` (a new run
+    waits for a stopped one still finishing its turn), and a message leaves the queue only
+    with its reply (:meth:`record`). A turn that was stopped half-way is simply run again.
+    """
+
+    state: dict[str, Any] = field(default_factory=lambda: AgentState().to_dict())
+    messages: list[dict[str, Any]] = field(
+        default_factory=lambda: [{"role": "assistant", "text": GREETING}]
+    )
+    pending: list[Pending] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    _turn: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def submit(self, text: str, max_chars: int, kind: str = MESSAGE) -> Pending:
+        """Queue what was sent; a message that may not be read is queued with its refusal (it
+        is answered in its place in the transcript, and nothing reads it)."""
+        refusal = ""
+        if kind == MESSAGE:
+            try:
+                text = check_message(text, max_chars)
+            except MessageRefused as e:
+                text, refusal = shortened(_printable(text)), str(e)
+        item = Pending(uuid.uuid4().hex, text, kind, refusal)
+        with self._lock:
+            self.pending.append(item)
+        return item
+
+    def snapshot(self) -> tuple[list[dict[str, Any]], list[Pending], dict[str, Any]]:
+        """(transcript, queue, agent state), copied: what a run draws."""
+        with self._lock:
+            return list(self.messages), list(self.pending), copy.deepcopy(self.state)
+
+    @property
+    def phase(self) -> str:
+        with self._lock:
+            return str(self.state.get("phase", ""))
+
+    @contextmanager
+    def turn(self) -> Iterator[tuple[Pending | None, dict[str, Any]]]:
+        """The next queued item (None when the queue is empty) and the state to run it on,
+        with the turn held: one turn at a time, whichever run asks."""
+        with self._turn:
+            with self._lock:
+                head = self.pending[0] if self.pending else None
+                state = copy.deepcopy(self.state)
+            yield head, state
+
+    def record(self, item: Pending, reply: dict[str, Any], state: dict[str, Any] | None) -> None:
+        """``item``'s turn is done: its message and reply join the transcript (``state`` None:
+        the agent's state is unchanged) and it leaves the queue. Call it holding :meth:`turn`."""
+        with self._lock:
+            if not any(p.id == item.id for p in self.pending):
+                return
+            self.pending = [p for p in self.pending if p.id != item.id]
+            self.messages.append({"role": "user", "text": item.text, "id": item.id})
+            self.messages.append({**reply, "role": "assistant", "reply_to": item.id})
+            if state is not None:
+                self.state = copy.deepcopy(state)
+
+    def restart(self, item: Pending) -> None:
+        """Start over (``item`` is the queued restart): a fresh state and transcript; what was
+        sent after it stays queued."""
+        with self._lock:
+            self.pending = [p for p in self.pending if p.id != item.id]
+            self.state = AgentState().to_dict()
+            self.messages = [{"role": "assistant", "text": GREETING}]
+
+    def reply_to(self, item_id: str) -> dict[str, Any] | None:
+        """The reply recorded for a queued item, once its turn is done."""
+        with self._lock:
+            for message in self.messages:
+                if message.get("reply_to") == item_id:
+                    return message
+        return None
+
+    def work_until(self, item: Pending, run: Turn) -> None:
+        """Take the queue's turns in order until ``item`` has had its own (or a start over
+        before it dropped it). ``run(message, state)`` is one agent turn: (new state, reply).
+        If ``run`` is interrupted (Streamlit stops this run), its item stays first in the
+        queue, for the run that stopped this one."""
+        while self.reply_to(item.id) is None and not self.was_dropped(item.id):
+            with self.turn() as (head, state):
+                if head is None:
+                    return
+                if head.kind == RESTART:
+                    self.restart(head)
+                elif head.refusal:
+                    self.record(head, refusal_reply(head), None)
+                else:
+                    new_state, reply = run(head.text, state)
+                    self.record(head, reply, new_state)
+
+    def was_dropped(self, item_id: str) -> bool:
+        """Whether an item neither waits nor has a reply (a start over came before it)."""
+        with self._lock:
+            waiting = any(p.id == item_id for p in self.pending)
+        return not waiting and self.reply_to(item_id) is None
+
+
+def refusal_reply(item: Pending) -> dict[str, Any]:
+    return {"text": item.refusal, "error": REFUSED, "notes": [], "candidate": None, "ad": None}
+
+
+def _printable(text: str) -> str:
+    """``text`` with control characters and undecodable bytes shown as U+FFFD (for the
+    transcript only: a refused message is never read)."""
+    return "".join(
+        "\ufffd"
+        if ("\ud800" <= c <= "\udfff") or (c not in "\t\n\r" and ord(c) < 32) or c == "\x7f"
+        else c
+        for c in text
+    )

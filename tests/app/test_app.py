@@ -56,6 +56,10 @@ def say(at: AppTest, text: str):
     return at.chat_message[-1]
 
 
+def agent_state(at: AppTest) -> dict:
+    return at.session_state["conversation"].state
+
+
 def captions(message) -> list[str]:
     return [caption for img in message.image for caption in img.captions]
 
@@ -99,12 +103,12 @@ def test_a_whole_conversation_from_segment_to_ad(home: IndexedHome) -> None:
     assert captions(click(at, "Back"))[0].startswith("Photo 1 of 3")
     second = say(at, "hmm, not this one")  # typing works as well as the buttons
     assert captions(second)[0].startswith("Photo 2 of 3")
-    state = at.session_state["agent_state"]
+    state = agent_state(at)
     shown = state["candidates"][1]["path"]
 
     done = click(at, "Use this photo")
     assert "Your ad" in captions(done) and not labels(at)
-    state = at.session_state["agent_state"]
+    state = agent_state(at)
     assert state["phase"] == "done"
     ad = state["ad"]
     assert ad["seed"]["path"] == shown and ad["brand"] == "brand/bottle.png"
@@ -130,14 +134,14 @@ def test_a_whole_conversation_from_segment_to_ad(home: IndexedHome) -> None:
 def test_more_like_this_shows_photos_like_the_one_on_screen(home: IndexedHome) -> None:
     at = start()
     say(at, "show me a samoyed")
-    rejected = at.session_state["agent_state"]["candidates"][0]["image_id"]
+    rejected = agent_state(at)["candidates"][0]["image_id"]
     click(at, "Next")  # photo 1 is rejected: it must not come back
-    picked = at.session_state["agent_state"]["candidates"][1]["image_id"]
+    picked = agent_state(at)["candidates"][1]["image_id"]
 
     reply = click(at, "More like this")
     assert captions(reply)[0].startswith("Photo 1 of 3")
     assert "like the photo you picked" in reply.markdown[0].value
-    state = at.session_state["agent_state"]
+    state = agent_state(at)
     shown = [c["image_id"] for c in state["candidates"]]
     assert state["like"] == picked and len(shown) == 3
     assert picked not in shown and rejected not in shown
@@ -164,10 +168,10 @@ def test_the_sidebar_shows_the_setup(home: IndexedHome) -> None:
 
     # The segment field starts the conversation over on a new segment.
     at.sidebar.text_input[0].set_value("retirees").run()
-    assert at.session_state["agent_state"]["segment"] == "retirees"
+    assert agent_state(at)["segment"] == "retirees"
     assert "How about" in at.chat_message[-1].markdown[0].value
     at.sidebar.button[0].click().run()  # start over
-    assert at.session_state["agent_state"]["phase"] == "awaiting_segment"
+    assert agent_state(at)["phase"] == "awaiting_segment"
     assert len(at.chat_message) == 1
 
 
@@ -196,7 +200,7 @@ def test_brand_uploads_are_validated_and_used(home: IndexedHome) -> None:
     # The chosen brand goes into the ad.
     say(at, "show me a pug")
     say(at, "yes")
-    assert at.session_state["agent_state"]["ad"]["brand"] == chosen
+    assert agent_state(at)["ad"]["brand"] == chosen
 
 
 def test_upload_checks(home: IndexedHome, tmp_path: Path) -> None:
@@ -267,7 +271,7 @@ def test_no_index_is_said_in_plain_words(home: IndexedHome, tmp_path: Path) -> N
         reply = say(at, "yes")
         assert "no photos in the search index" in reply.error[0].value
         assert "adrag ingest" in reply.error[0].value
-        assert at.session_state["agent_state"]["phase"] == "proposed"
+        assert agent_state(at)["phase"] == "proposed"
 
 
 def test_the_responses_agent_over_the_real_service_is_traced(home: IndexedHome) -> None:
@@ -315,6 +319,21 @@ def test_a_failed_generation_is_said_plainly_and_nothing_is_saved(home: IndexedH
         assert "could not be made" in text and "REPLICATE_API_TOKEN" in text
         assert "Nothing was saved" in text
         assert captions(reply)[0].startswith("Photo 1 of 3")  # the photo stays
-        assert at.session_state["agent_state"]["phase"] == "showing_candidate"
+        assert agent_state(at)["phase"] == "showing_candidate"
     assert (sorted(ads.rglob("*")) if ads.exists() else []) == before
     assert len(ad_records(home)) == records
+
+
+def test_a_message_that_may_not_be_read_is_refused_in_the_transcript(home: IndexedHome) -> None:
+    at = start()
+    reply = say(at, "retirees\x00")
+    assert "control character (U+0000)" in reply.error[0].value
+    reply = say(at, "y" * 2001)
+    assert "longer (2,001 characters) than the 2,000" in reply.error[0].value
+    # Shown (shortened) where they were sent, never read: the conversation has not moved.
+    assert [m.markdown[0].value for m in at.chat_message[1::2]] == [
+        "retirees\ufffd",
+        "y" * 200 + "…",
+    ]
+    assert agent_state(at)["phase"] == "awaiting_segment" and not agent_state(at)["segment"]
+    assert "How about" in say(at, "retirees").markdown[0].value

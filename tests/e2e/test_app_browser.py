@@ -7,12 +7,15 @@ test-artifacts/app/. Waits are bounded; the app process is always stopped.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -20,6 +23,7 @@ import pytest
 from adrag_app.cli.stack import free_port
 from tests.support.app_home import IndexedHome, forget_mlflow, indexed_home, stop, using_env
 from tests.support.data import REPO
+from tests.support.fake_llm import FakeLlm, text
 from tests.support.stack import CHROMIUM, CHROMIUM_ARGS
 
 ARTIFACTS = REPO / "test-artifacts" / "app"
@@ -43,12 +47,12 @@ def _healthy(url: str) -> bool:
         return False
 
 
-@pytest.fixture(scope="module")
-def app_url(home: IndexedHome, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """One app process for the module, stopped (and its group killed) whatever happens."""
+@contextmanager
+def serving_app(home: IndexedHome, log: Path, **env: str) -> Iterator[str]:
+    """A `streamlit run` of the app with ``env`` on a free port, stopped (and its group killed)
+    whatever happens; its URL."""
     port = free_port()
-    log = tmp_path_factory.mktemp("streamlit") / "streamlit.log"
-    env = {**os.environ, **home.env, "ADRAG_DAGSTER_URL": "http://127.0.0.1:3999"}
+    env = {**os.environ, **home.env, "ADRAG_DAGSTER_URL": "http://127.0.0.1:3999", **env}
     proc = subprocess.Popen(
         [
             str(Path(sys.executable).parent / "streamlit"),
@@ -79,6 +83,28 @@ def app_url(home: IndexedHome, tmp_path_factory: pytest.TempPathFactory) -> Iter
         raise
     finally:
         stop(proc)
+
+
+@pytest.fixture(scope="module")
+def app_url(home: IndexedHome, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One app process for the module."""
+    with serving_app(home, tmp_path_factory.mktemp("streamlit") / "streamlit.log") as url:
+        yield url
+
+
+def need_chromium() -> None:
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail("Debian's chromium is missing: `make setup` installs it")
+        pytest.skip("Debian's chromium is not installed (make setup installs it)")
+
+
+def wait_idle(page) -> None:
+    """Until the page's script run is over (stale elements fade out while one runs)."""
+    page.wait_for_function(
+        "!document.querySelector('[data-testid=\"stStatusWidget\"] button')",
+        timeout=TURN_TIMEOUT_MS,
+    )
 
 
 def test_marketer_makes_an_ad_in_a_real_browser(home: IndexedHome, app_url: str) -> None:
@@ -170,3 +196,69 @@ def test_the_app_refuses_an_ad_link_outside_the_volume(home: IndexedHome, app_ur
             page.screenshot(path=str(ARTIFACTS / "07-refused-link.png"))
         finally:
             browser.close()
+
+
+def test_a_message_sent_during_a_turn_waits_for_it(home: IndexedHome, tmp_path: Path) -> None:
+    """The second message arrives while the first turn runs (the planner's model holds its
+    answer until the test lets it go): both are kept, shown in order and answered in order;
+    the first stays the segment."""
+    need_chromium()
+    from playwright.sync_api import expect, sync_playwright
+
+    release = threading.Event()
+    proposal = json.dumps(
+        {"description": "a beagle in a sunny park", "reason": "energetic", "species": "dog"}
+    )
+    with FakeLlm("sk-test-queue-0123456789abcdef", [text(proposal)]) as llm:
+        llm.answers[0].gate = release
+        env = {
+            "ADRAG_LLM_BASE_URL": llm.base_url,
+            "ADRAG_LLM_MODEL": "fake",
+            "ADRAG_LLM_API_KEY": llm.api_key,
+            "ADRAG_LLM_ROLE": "planner",
+            "ADRAG_LLM_TIMEOUT": "600",
+        }
+        with (
+            serving_app(home, tmp_path / "streamlit.log", **env) as url,
+            sync_playwright() as pw,
+        ):
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                page.set_default_timeout(TURN_TIMEOUT_MS)
+                page.goto(url, timeout=60_000)
+                chat = page.get_by_placeholder(PLACEHOLDER)
+                chat.wait_for()
+                expect(page.get_by_text("Which audience segment")).to_be_visible(timeout=60_000)
+                wait_idle(page)
+
+                chat.fill("young urban professionals")
+                chat.press("Enter")
+                deadline = time.monotonic() + TURN_TIMEOUT_MS / 1000
+                while not llm.requests:  # the first turn is running, held by the model
+                    assert time.monotonic() < deadline, "the first turn never asked the model"
+                    time.sleep(0.1)
+                chat.fill("show me a samoyed")
+                chat.press("Enter")
+                messages = page.get_by_test_id("stChatMessage")
+                expect(messages.filter(has_text="show me a samoyed")).to_have_count(
+                    1, timeout=TURN_TIMEOUT_MS
+                )
+                expect(page.get_by_text("Queued: answered after")).to_be_visible()
+                page.screenshot(path=str(ARTIFACTS / "09-queued.png"), full_page=True)
+                release.set()
+
+                expect(page.get_by_text("Photo 1 of 3").last).to_be_visible(timeout=TURN_TIMEOUT_MS)
+                wait_idle(page)
+                page.screenshot(path=str(ARTIFACTS / "10-both-answered.png"), full_page=True)
+                said = [m.inner_text() for m in messages.all()]
+                expect(page.get_by_text("Queued: answered after")).to_have_count(0)
+            finally:
+                browser.close()
+    assert len(said) == 5, said
+    assert "Which audience segment" in said[0]
+    assert "young urban professionals" in said[1]
+    assert "a beagle in a sunny park" in said[2] and "young urban professionals" in said[2]
+    assert "show me a samoyed" in said[3]
+    assert "Searching for" in said[4] and "samoyed" in said[4] and "Photo 1 of 3" in said[4]
+    assert len(llm.requests) == 1  # the first turn ran once

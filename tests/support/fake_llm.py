@@ -22,12 +22,15 @@ from adrag_app.service.tool import TOOL_NAME
 class Answer:
     """One scripted reply. ``message`` is the choice's message; ``status`` an HTTP status
     (with ``raw`` as the body when given); ``hold`` keeps the client waiting until the server
-    closes (for timeouts)."""
+    closes (for timeouts); ``gate`` holds it until the test sets the event."""
 
     message: dict[str, Any] = field(default_factory=dict)
     status: int = 200
     raw: bytes | None = None
     hold: bool = False
+    # Answer only once the test sets it (or the server closes): a turn kept running for as
+    # long as a test needs, without a sleep.
+    gate: threading.Event | None = None
 
 
 def text(content: str) -> Answer:
@@ -116,6 +119,9 @@ class FakeLlm:
                     # Past the client's timeout: it gives up; closing the server ends the wait.
                     fake._closing.wait()
                     return
+                if answer is not None and answer.gate is not None:
+                    while not (answer.gate.wait(0.05) or fake._closing.is_set()):
+                        pass
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(out)))
