@@ -79,9 +79,27 @@ def shared_tool(settings: Settings) -> ServiceTool:
 
 
 @st.cache_data(ttl=30, show_spinner=False)
+def _healthy_index(settings: Settings) -> support.IndexHealth:
+    health = support.index_health(settings)
+    if not health.ok:
+        # Not cached: an index being filled (adrag up's catch-up, the follow sensor) must show
+        # as soon as it answers, not up to 30 s later.
+        raise _NotHealthy(health)
+    return health
+
+
+class _NotHealthy(Exception):
+    def __init__(self, health: support.IndexHealth) -> None:
+        self.health = health
+
+
 def cached_health(settings: Settings) -> support.IndexHealth:
-    # A few seconds stale is fine in a sidebar; asking Milvus on every rerun is not.
-    return support.index_health(settings)
+    # A few seconds stale is fine in a sidebar; asking Milvus on every rerun is not. Only a
+    # healthy answer is cached (st.cache_data does not keep a call that raised).
+    try:
+        return _healthy_index(settings)
+    except _NotHealthy as e:
+        return e.health
 
 
 def make_agent() -> Agent:
