@@ -158,3 +158,29 @@ def test_older_version_is_reembedded_run_by_run_and_shown(settings, instance, mo
     failed = next(c for c in result.get_asset_check_evaluations() if c.check_name == CURRENT_CHECK)
     assert failed.severity == dg.AssetCheckSeverity.WARN
     assert {v for _, v in vectors(tables).values()} == {EMBED_VERSION}
+
+
+def test_the_automation_asks_again_while_stale_rows_are_left(settings, instance, monkeypatch):
+    """The condition the daemon evaluates: a run that left stale rows (its check warned)
+    makes the next tick request image_embeddings; a run that left none does not."""
+    library(settings, plain=2)
+    monkeypatch.setenv("ADRAG_REEMBED_BATCH", "3")
+    resources = resources_from_settings(settings)
+    assert dg.materialize([images, image_embeddings], resources=resources, instance=instance)
+    assets = dg.Definitions(assets=[images, image_embeddings], resources=resources)
+    key = dg.AssetKey("image_embeddings")
+    tick = dg.evaluate_automation_conditions(assets, instance)
+    assert tick.get_num_requested(key) == 0
+
+    Tables(settings.tables_dir).open("image_embeddings").update(
+        {"embed_version": "'decode-1.model-2'"}
+    )
+    wanted = []
+    for _ in range(3):
+        run = dg.materialize([image_embeddings], resources=resources, instance=instance)
+        tick = dg.evaluate_automation_conditions(assets, instance, cursor=tick.cursor)
+        wanted.append(tick.get_num_requested(key))
+        tick = dg.evaluate_automation_conditions(assets, instance, cursor=tick.cursor)
+        wanted.append(tick.get_num_requested(key))  # the same run is not asked for twice
+    assert run.success
+    assert wanted == [1, 0, 0, 0, 0, 0], wanted
