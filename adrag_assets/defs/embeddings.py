@@ -7,7 +7,7 @@ encoder registered as an MLflow model.
 import dagster as dg
 
 from adrag_assets.defs.resources import GROUP, POOL, EncoderResource, TablesResource
-from adrag_assets.embeddings.spec import ENCODER_CODE_VERSION, EncoderError, EncoderSpec
+from adrag_assets.embeddings.spec import EncoderError, EncoderSpec
 from adrag_assets.embeddings.sync import EmbedStats, sync_embeddings
 from adrag_assets.embeddings.versions import EMBED_VERSION
 from adrag_assets.settings import load_settings
@@ -17,10 +17,12 @@ CURRENT_CHECK = "embeddings_current"
 
 
 def encoder_code_version() -> str:
-    """The configured encoder's id as a code version: a new model makes embeddings stale."""
+    """The configured encoder's id and the decode/model code version as a code version: a
+    new model, or new code that changes what the model sees, makes embeddings stale, and
+    the automation acts on the change (a new decode version re-embeds the stale rows)."""
     spec = load_settings().encoder
     try:
-        return f"{EncoderSpec.parse(spec).encoder_id}|code-v{ENCODER_CODE_VERSION}"
+        return f"{EncoderSpec.parse(spec).encoder_id}|{EMBED_VERSION}"
     except EncoderError:
         return spec  # the run will fail with the clear error; the code location still loads
 
