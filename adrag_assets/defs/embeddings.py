@@ -57,8 +57,9 @@ def stale_left() -> dg.AutomationCondition:
     group_name=GROUP,
     kinds={"delta", "pytorch"},
     description="Delta table: a CLIP vector per image and encoder (image_id, encoder_id, path, "
-    "labels, embedding). Works from images' change feed: only images new to the configured "
-    "encoder are embedded.",
+    "labels, embedding, embed_version: the decode/model code that made it). Works from "
+    "images' change feed: only images new to the configured encoder are embedded, plus a "
+    "bounded batch of vectors an older code version made.",
     check_specs=[
         dg.AssetCheckSpec(
             CURRENT_CHECK,
