@@ -228,6 +228,17 @@ class Settings(_Section):
     settle_seconds: float = Field(2.0, ge=0, validation_alias="ADRAG_SETTLE_SECONDS")
     # The full audit (every vector, every id of the index): nightly, not on every upload.
     audit_cron: str = Field("30 3 * * *", validation_alias="ADRAG_AUDIT_CRON")
+    # retrieval_eval after uploads: at most once per tick of this schedule, once the index
+    # changed (a model switch or a first index evaluates at once). It loads the model: not
+    # worth paying on every single upload.
+    eval_cron: str = Field("0 * * * *", validation_alias="ADRAG_EVAL_CRON")
+    # Vectors of an older decode/model code version re-embedded per run, so an upgrade
+    # re-embeds the library in bounded runs beside the uploads instead of one long one.
+    reembed_batch: int = Field(500, gt=0, validation_alias="ADRAG_REEMBED_BATCH")
+    # A change set whose ingest failed is asked again after this many seconds, doubling
+    # with each failed attempt up to ADRAG_RETRY_MAX_SECONDS.
+    retry_base_seconds: float = Field(30.0, ge=0, validation_alias="ADRAG_RETRY_BASE_SECONDS")
+    retry_max_seconds: float = Field(1800.0, ge=0, validation_alias="ADRAG_RETRY_MAX_SECONDS")
     search_mode: SearchMode = Field("hybrid", validation_alias="ADRAG_SEARCH_MODE")
     hybrid_ranker: Ranker = Field("weighted", validation_alias="ADRAG_HYBRID_RANKER")
     hybrid_weights: Weights = Field((0.5, 0.5), validation_alias="ADRAG_HYBRID_WEIGHTS")
@@ -288,7 +299,7 @@ class Settings(_Section):
             return url
         return Path(value).expanduser().resolve()
 
-    @field_validator("audit_cron")
+    @field_validator("audit_cron", "eval_cron")
     @classmethod
     def _cron(cls, value: str) -> str:
         fields = value.split()

@@ -58,6 +58,9 @@ EMBEDDINGS = pa.schema(
         ("labels", pa.string()),
         ("embedding", pa.list_(pa.float32())),
         ("embedded_at", TS),
+        # The decode and model code version the vector was made with (null: before it was
+        # recorded); see adrag_assets/embeddings/versions.py.
+        ("embed_version", pa.string()),
     ]
 )
 

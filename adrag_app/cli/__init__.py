@@ -365,9 +365,10 @@ def _label_filter(labels: tuple[str, ...]) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_context
 def status(ctx: click.Context, as_json: bool) -> None:
-    """Files, table rows, index rows, rejected files, encoder and Milvus URI."""
+    """Files, table rows, index rows, stale vectors, rejected files, encoder and Milvus URI."""
     from adrag_app.creative.brandkit import kit_in_use
     from adrag_assets.embeddings.spec import RANDOM_WARNING, EncoderError, EncoderSpec
+    from adrag_assets.embeddings.sync import count_stale
     from adrag_assets.index.milvus import (
         PROP_ENCODER_ID,
         PROP_SYNCED_VERSION,
@@ -400,6 +401,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
         "images": tables.count("images"),
         "embeddings": tables.count("image_embeddings", f"encoder_id = '{encoder_id}'"),
         "index_rows": index_rows,
+        # Vectors an older decode or model code made: the automation re-embeds them.
+        "stale": count_stale(tables, encoder_id),
         "rejected": tables.count("rejected_images"),
         "encoder_id": encoder_id,
         "encoder_is_random": spec.is_random,

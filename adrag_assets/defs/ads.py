@@ -113,13 +113,33 @@ def read_segments(volume: Volume) -> list[str]:
     return list(dict.fromkeys(redact_text(" ".join(line.split()))[:100] for line in lines if line))
 
 
+def campaign_segments(volume: Volume, root: str) -> list[str]:
+    """The segments of campaign_ads: those of the segments file, or when it lists none,
+    the planner's catalog (the volume's segments.yaml or the packaged one).
+
+    Never none: Dagster shows a partitioned asset with no partitions as materialized (0 of 0
+    missing), so a fresh home would show campaign_ads green before any ad exists.
+    """
+    listed = read_segments(volume)
+    if listed:
+        return listed
+    from adrag_app.planner.segments import SegmentsFileError, default_catalog, load_catalog
+
+    try:
+        catalog = load_catalog(root)
+    except SegmentsFileError:  # the chat app reports a broken catalog; partitions go on
+        catalog = default_catalog()
+    return [redact_text(" ".join(seg.name.split()))[:100] for seg in catalog.segments]
+
+
 @dg.asset(
     partitions_def=segments,
     deps=["image_index", brand_images],
     group_name=GROUP,
     kinds={"files"},
-    description="One ad per audience segment listed in campaigns/segments.txt: the planner "
-    "proposes a pet description, the service retrieves the best photo and composes the ad.",
+    description="One ad per audience segment listed in campaigns/segments.txt (or, while "
+    "it lists none, the planner's segments): the planner proposes a pet description, the "
+    "service retrieves the best photo and composes the ad.",
 )
 def campaign_ads(
     context: dg.AssetExecutionContext, volume: VolumeResource, milvus: MilvusResource
@@ -161,10 +181,11 @@ def campaign_ads(
 @dg.sensor(
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=30,
-    description=f"Keeps campaign_ads' partitions equal to {SEGMENTS_FILE} in the volume.",
+    description=f"Keeps campaign_ads' partitions equal to {SEGMENTS_FILE} in the volume "
+    "(the planner's catalog of segments while that file lists none).",
 )
 def campaign_segments_sensor(context: dg.SensorEvaluationContext, volume: VolumeResource):
-    wanted = read_segments(volume.get())
+    wanted = campaign_segments(volume.get(), volume.root)
     have = set(context.instance.get_dynamic_partitions(segments.name))
     added = [s for s in wanted if s not in have]
     removed = sorted(have - set(wanted))

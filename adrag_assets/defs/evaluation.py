@@ -23,9 +23,30 @@ if TYPE_CHECKING:  # the encoder module imports torch: a run loads it only when 
     from adrag_assets.embeddings.encoder import ClipEncoder
 
 
+def eval_condition(cron: str) -> dg.AutomationCondition:
+    """When retrieval_eval runs by itself: the first time an index exists, when the encoder
+    (its code version) changes, and after the index changed, at most once per ``cron`` tick.
+
+    Each upload changes the metrics a little and an evaluation loads the model, so uploads
+    are batched by the schedule; nothing is missed, the next tick evaluates what came in.
+    """
+    ac = dg.AutomationCondition
+    handled = ac.newly_requested() | ac.newly_updated()
+    index_changed = ac.any_deps_updated().since(handled).with_label("index changed since")
+    tick_passed = ac.cron_tick_passed(cron).since(handled).with_label(f"'{cron}' passed since")
+    switched = ac.code_version_changed().since(handled).with_label("encoder changed since")
+    return (
+        (ac.on_missing() | switched | (index_changed & tick_passed))
+        & ~ac.any_deps_missing()
+        & ~ac.any_deps_in_progress()
+        & ~ac.in_progress()
+    ).with_label("evaluate after a switch, or after index changes once per period")
+
+
 @dg.asset(
     deps=["image_index"],
     code_version=ENCODER_VERSION,
+    automation_condition=eval_condition(load_settings().eval_cron),
     group_name=GROUP,
     kinds={"milvus", "mlflow"},
     description="Retrieval quality of the configured encoder over the labelled photos: "

@@ -152,11 +152,14 @@ ingest_job = dg.define_asset_job(
     executor_def=dg.in_process_executor,
 )
 
-# Dagster's default automation sensor starts stopped; this one runs by default, so a new
-# encoder (code version) or new images re-embed and re-index with nobody clicking.
+# One automation sensor over every asset: each asset that has an automation condition
+# (image_embeddings, image_index, near_duplicates, retrieval_eval) is evaluated by it, and
+# Dagster then creates no default sensor (which would start STOPPED). It runs by default, so
+# new images, a new encoder (code version) or stale vectors re-embed and re-index, and what
+# follows the index is refreshed, with nobody clicking.
 automation_sensor = dg.AutomationConditionSensorDefinition(
     "adrag_automation",
-    target=dg.AssetSelection.assets("image_embeddings", "image_index"),
+    target=dg.AssetSelection.all(),
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=30,
 )

@@ -7,6 +7,7 @@ the upload sensor that starts ``ingest_job`` when files change.
 import hashlib
 import json
 import time
+from dataclasses import dataclass
 
 import dagster as dg
 from pydantic import Field
@@ -237,6 +238,9 @@ def volume_audit(volume: VolumeResource, tables: TablesResource) -> dg.AssetChec
 
 JOB_NAME = "ingest_job"
 SIDECARS = "<sidecars>"  # the key under which a change of any sidecar is tracked
+CHANGE_SET_TAG = "adrag/change_set"  # the digest of the changes a run was asked for
+WILL_RETRY_TAG = "dagster/will_retry"  # set on a failed run Dagster's run retries will redo
+FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
 IN_FLIGHT = [
     dg.DagsterRunStatus.QUEUED,
     dg.DagsterRunStatus.NOT_STARTED,
@@ -278,21 +282,113 @@ def finished(now: str, before: str | None, size: int, mtime_ns: int, settle_ns: 
 
 def ingest_request(ready: dict[str, str]) -> dg.RunRequest:
     """The run for these finished changes: their paths in the ``images`` config, or none
-    (a full scan) when a sidecar changed or the set is too large to pass."""
+    (a full scan) when a sidecar changed or the set is too large to pass. Its run key is the
+    change set's digest and attempt 0 (see :func:`asked_again`)."""
     paths = sorted(p for p in ready if p != SIDECARS)
     why = "a sidecar or labels.csv changed" if SIDECARS in ready else full_scan_needed(paths)
     config = {} if why else {"ops": {"images": {"config": {"paths": paths}}}}
-    key = hashlib.sha256(json.dumps(ready, sort_keys=True).encode()).hexdigest()
+    digest = hashlib.sha256(json.dumps(ready, sort_keys=True).encode()).hexdigest()[:32]
     present = sum(1 for p, s in ready.items() if s and p != SIDECARS)
     return dg.RunRequest(
         # Same changes, same run_key: a repeated tick before the run shows up adds no run.
-        run_key=key[:32],
+        run_key=f"{digest}-0",
         run_config=config,
         tags={
+            CHANGE_SET_TAG: digest,
             "adrag/changes": str(len(ready)),
             "adrag/present_files": str(present),
             "adrag/scope": "full" if why else "changes",
         },
+    )
+
+
+@dataclass(frozen=True)
+class Attempts:
+    """The finished ingest runs of one change set: how many, how many failed in a row at the
+    end, and the last failure (its run id and when it ended, epoch seconds)."""
+
+    runs: int = 0
+    failures: int = 0
+    last_failed: str = ""
+    last_end: float = 0.0
+    retrying: bool = False  # the last failure is one Dagster's own run retries will redo
+
+    def wait(self, base: float, cap: float, now: float) -> float:
+        """Seconds still to wait before asking again: ``base`` after the first failure,
+        doubling with each further one, at most ``cap``."""
+        if not self.failures:
+            return 0.0
+        backoff = min(base * 2 ** (self.failures - 1), cap)
+        return max(0.0, self.last_end + backoff - now)
+
+
+def attempts_of(instance: dg.DagsterInstance, digest: str) -> Attempts:
+    """Read from the instance the finished runs that carried this change set."""
+    records = instance.get_run_records(
+        dg.RunsFilter(job_name=JOB_NAME, tags={CHANGE_SET_TAG: digest}, statuses=FINISHED)
+    )
+    failures = 0
+    for r in records:  # newest first: the failures since the last success
+        if r.dagster_run.status != dg.DagsterRunStatus.FAILURE:
+            break
+        failures += 1
+    last = records[0] if failures else None
+    return Attempts(
+        runs=len(records),
+        failures=failures,
+        last_failed=last.dagster_run.run_id if last else "",
+        last_end=(last.end_time or last.update_timestamp.timestamp()) if last else 0.0,
+        retrying=bool(last) and last.dagster_run.tags.get(WILL_RETRY_TAG) == "true",
+    )
+
+
+def asked_again(
+    instance: dg.DagsterInstance, request: dg.RunRequest, what: str
+) -> dg.RunRequest | dg.SkipReason:
+    """The request of a change set, keyed by its attempt: a set whose run failed gets a new
+    run key (Dagster drops a request whose key was used), once its backoff has passed."""
+    digest = request.tags[CHANGE_SET_TAG]
+    attempts = attempts_of(instance, digest)
+    s = load_settings()
+    wait = attempts.wait(s.retry_base_seconds, s.retry_max_seconds, time.time())
+    if attempts.retrying:
+        return dg.SkipReason(
+            f"the ingest of {what} failed in run {attempts.last_failed}; Dagster's run "
+            "retries will run it again"
+        )
+    if wait > 0:
+        return dg.SkipReason(
+            f"the ingest of {what} failed {attempts.failures} time(s), last in run "
+            f"{attempts.last_failed}; asking again in {wait:.0f}s (backoff, doubling per "
+            f"failure up to {s.retry_max_seconds:.0f}s)"
+        )
+    if not attempts.runs:
+        return request
+    return dg.RunRequest(
+        run_key=f"{digest}-{attempts.runs}",
+        run_config=request.run_config,
+        tags={**request.tags, "adrag/attempt": str(attempts.runs + 1)},
+    )
+
+
+def failed_change_set(instance: dg.DagsterInstance) -> dg.RunRequest | None:
+    """The change set of the newest finished ingest run when it failed for good (Dagster's
+    own run retries done): its steps may have written part of it (the tables, not the index)
+    so the volume looks in sync while the index is behind. The same config runs again."""
+    records = instance.get_run_records(dg.RunsFilter(job_name=JOB_NAME, statuses=FINISHED), limit=1)
+    if not records:
+        return None
+    run = records[0].dagster_run
+    if run.status != dg.DagsterRunStatus.FAILURE or run.tags.get(WILL_RETRY_TAG) == "true":
+        return None
+    digest = run.tags.get(CHANGE_SET_TAG)
+    if digest is None:  # a run not started by this sensor (the UI, `adrag ingest`)
+        digest = f"run-{run.run_id[:8]}"
+    tags = {k: v for k, v in run.tags.items() if k.startswith("adrag/")}
+    return dg.RunRequest(
+        run_key=f"{digest}-0",
+        run_config=run.run_config,
+        tags={**tags, CHANGE_SET_TAG: digest},
     )
 
 
@@ -317,7 +413,20 @@ def raw_photos_sensor(
         changes[SIDECARS] = sidecars
     if not changes:
         context.update_cursor(json.dumps({"synced_sidecars": synced}))
-        return dg.SkipReason("no new, changed or deleted files under raw/")
+        retry = failed_change_set(context.instance)
+        if retry is None:
+            return dg.SkipReason("no new, changed or deleted files under raw/")
+        if in_flight := context.instance.get_runs(
+            dg.RunsFilter(job_name=JOB_NAME, statuses=IN_FLIGHT), limit=1
+        ):
+            return dg.SkipReason(f"skipping: run {in_flight[0].run_id} is in flight")
+        request = asked_again(context.instance, retry, "the last change set")
+        if isinstance(request, dg.RunRequest):
+            context.log.info(
+                "the last ingest run failed with the volume in sync; asking again (%s)",
+                request.run_key,
+            )
+        return request
 
     looked = previous.get("look", {})
     settle_ns = int(load_settings().settle_seconds * 1e9)
@@ -354,10 +463,13 @@ def raw_photos_sensor(
             f"then the next tick picks up these {len(changes)} change(s)"
         )
 
-    request = ingest_request(ready)
+    request = asked_again(context.instance, ingest_request(ready), f"{len(ready)} change(s)")
+    context.update_cursor(json.dumps(cursor))
+    if isinstance(request, dg.SkipReason):
+        return request
     if SIDECARS in ready:
         cursor["synced_sidecars"] = sidecars
-    context.update_cursor(json.dumps(cursor))
+        context.update_cursor(json.dumps(cursor))
     waiting = len(changes) - len(ready)
     context.log.info(
         "requesting ingest (%s) for %d changed file(s)%s",

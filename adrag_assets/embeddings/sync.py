@@ -9,6 +9,13 @@ one are removed (any encoder). The record is written after the rows, so a run th
 between is redone by the next one; redoing is idempotent (images that already have a vector
 are not embedded again).
 
+Each row records the decode and model code version its vector was made with
+(``embed_version``, see :mod:`adrag_assets.embeddings.versions`). After the changes, a run
+re-embeds at most ``reembed_batch`` rows of an older version; the automation runs again
+while some are left (the ``embeddings_current`` check), so an upgrade re-embeds the library
+in bounded runs. Rows from before versions were recorded are looked at by their photo's
+header: only those the decode fix changes get a new vector, the rest are marked current.
+
 With no record for the configured encoder (first ingest, a new encoder), a record the feed
 cannot serve (vacuumed, a recreated table) or the feed just turned on, the run reconciles
 the whole table instead, by SQL joins streamed in batches: never every row in Python.
@@ -22,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -32,6 +39,11 @@ import numpy as np
 import pyarrow as pa
 from tqdm.auto import tqdm
 
+from adrag_assets.embeddings.versions import (
+    EMBED_VERSION,
+    FAILED_VERSION,
+    changed_by_decode_2,
+)
 from adrag_assets.tables import EMBEDDINGS, Tables
 
 if TYPE_CHECKING:
@@ -59,6 +71,9 @@ class EmbedStats:
     deleted: int = 0  # rows of images that no longer exist (any encoder)
     unchanged: int = 0  # full mode only: rows already right
     failed: int = 0  # images that could not be decoded for the model
+    reembedded: int = 0  # rows of an older code version given a new vector
+    marked_current: int = 0  # rows without a version whose vector the decode fix leaves as is
+    stale: int = 0  # rows of this encoder of an older code version, left after this run
     rows: int = 0  # rows for this encoder, now
     version: int = 0
     images_version: int = 0  # the images version now synced
@@ -135,8 +150,8 @@ def _rebatch(batches: Iterable[pa.RecordBatch], size: int) -> Iterator[pa.Record
 
 def prepare(
     encoder: ClipEncoder, batch: pa.RecordBatch
-) -> tuple[list[dict], torch.Tensor | None, list[str]]:
-    """Decode and preprocess one batch: (rows kept, pixel tensor, failure messages)."""
+) -> tuple[list[dict], torch.Tensor | None, list[tuple[str, str]]]:
+    """Decode and preprocess one batch: (rows kept, pixel tensor, (message, id) failures)."""
     # Imported here: the Dagster code location imports this module, and torch costs seconds.
     import torch
 
@@ -149,17 +164,22 @@ def prepare(
             pixels.append(encoder.pixels(image))
             kept.append(row)
         except Exception as e:  # one bad photo never stops the batch
-            failures.append(f"{row['path']}: cannot decode for the model ({e})")
+            failures.append((f"{row['path']}: cannot decode for the model ({e})", row["image_id"]))
     return kept, (torch.stack(pixels) if pixels else None), failures
 
 
 def sync_embeddings(
-    tables: Tables, encoder: ClipEncoder, batch_size: int = 32, log: logging.Logger | None = None
+    tables: Tables,
+    encoder: ClipEncoder,
+    batch_size: int = 32,
+    log: logging.Logger | None = None,
+    reembed_batch: int = 500,
 ) -> EmbedStats:
     """Bring the configured encoder's rows in line with ``images`` (see the module)."""
     log = log or logging.getLogger(__name__)
     eid = encoder.encoder_id
     stats = EmbedStats(encoder_id=eid)
+    ensure_version_column(tables)
     # The feed starts when it is turned on: whatever came before needs one full reconcile.
     feed_new = tables.ensure_configuration("images")
     target = tables.version("images")
@@ -190,6 +210,7 @@ def sync_embeddings(
         stats.deleted,
     )
     _embed(tables, encoder, todo, batches, stats, log)
+    _refresh_stale(tables, encoder, reembed_batch, batch_size, stats, log)
     if (props.get(PROP_IMAGES_VERSION), props.get(PROP_IMAGES_ENCODER)) != (str(target), eid):
         # After the rows: a run that dies before this line is redone, idempotently.
         tables.set_properties(
@@ -197,6 +218,7 @@ def sync_embeddings(
         )
     stats.images_version = target
     stats.rows = tables.count_equal("image_embeddings", "encoder_id", eid)
+    stats.stale = count_stale(tables, eid)
     stats.version = tables.version("image_embeddings")
     log.info(
         "embedded %d images in %.1fs (%.1f img/s); %d rows for %s, synced to images v%d",
@@ -371,6 +393,7 @@ def _embed(
     batches: Iterator[pa.RecordBatch],
     stats: EmbedStats,
     log: logging.Logger,
+    on_failed: Callable[[list[str]], None] | None = None,
 ) -> None:
     eid = encoder.encoder_id
     started = time.perf_counter()
@@ -391,15 +414,25 @@ def _embed(
         while (prepared := future.result()) is not None:
             future = pool.submit(_next_prepared, encoder, batches)  # decode ahead
             rows, pixels, failures = prepared
-            for msg in failures:
+            for msg, _ in failures:
                 log.warning(msg)
             stats.failed += len(failures)
+            if on_failed is not None:
+                on_failed([i for _, i in failures])
             if pixels is not None:
                 vectors = encoder.encode_pixels(pixels)
                 _check_vectors(vectors, [r["image_id"] for r in rows], stats)
                 now = datetime.now(UTC)
                 for row, vec in zip(rows, vectors, strict=True):
-                    pending.append({**row, "encoder_id": eid, "embedding": vec, "embedded_at": now})
+                    pending.append(
+                        {
+                            **row,
+                            "encoder_id": eid,
+                            "embedding": vec,
+                            "embedded_at": now,
+                            "embed_version": EMBED_VERSION,
+                        }
+                    )
                 stats.embedded += len(rows)
             bar.update(len(rows) + len(failures))
             if len(pending) >= WRITE_EVERY:
@@ -407,7 +440,99 @@ def _embed(
                 log.info("embedded %d/%d images", stats.embedded, todo)
         flush()
     bar.close()
-    stats.seconds = time.perf_counter() - started
+    stats.seconds += time.perf_counter() - started
+
+
+def ensure_version_column(tables: Tables) -> None:
+    """Give a table written before versions were recorded its ``embed_version`` column
+    (null in the old rows): an in-place schema change, no row rewritten."""
+    from deltalake import Field
+
+    dt = tables.open("image_embeddings")
+    if "embed_version" not in dt.schema().to_arrow().names:
+        dt.alter.add_columns([Field("embed_version", "string", nullable=True)])
+
+
+def _stale_sql(eid: str) -> str:
+    """Rows of ``eid`` made by other code than now (null: before versions were recorded),
+    except those whose photo the current code could not decode."""
+    return (
+        f"encoder_id = {_eid_sql(eid)} AND (embed_version IS NULL OR "
+        f"(embed_version <> '{EMBED_VERSION}' AND embed_version <> '{FAILED_VERSION}'))"
+    )
+
+
+def count_stale(tables: Tables, eid: str) -> int:
+    """Rows of encoder ``eid`` whose vector an older decode or model code made."""
+    if not tables.exists("image_embeddings"):
+        return 0
+    if "embed_version" not in tables.open("image_embeddings").schema().to_arrow().names:
+        return tables.count_equal("image_embeddings", "encoder_id", eid)  # all from before
+    return tables.count("image_embeddings", _stale_sql(eid))
+
+
+def _refresh_stale(
+    tables: Tables,
+    encoder: ClipEncoder,
+    limit: int,
+    batch_size: int,
+    stats: EmbedStats,
+    log: logging.Logger,
+) -> None:
+    """Re-embed up to ``limit`` stale rows of the encoder (see the module)."""
+    eid = encoder.encoder_id
+    sql = (
+        f"SELECT image_id, embed_version FROM image_embeddings WHERE {_stale_sql(eid)} "
+        f"ORDER BY image_id LIMIT {int(limit)}"
+    )
+    rows = tables.query("image_embeddings", sql).read_all().to_pylist()
+    if not rows:
+        return
+    legacy = [r["image_id"] for r in rows if r["embed_version"] is None]
+    redo = [r["image_id"] for r in rows if r["embed_version"] is not None]
+    current = []
+    for batch in iter_image_batches(tables, legacy, batch_size):
+        for i, data in zip(
+            batch.column("image_id").to_pylist(), batch.column("bytes").to_pylist(), strict=True
+        ):
+            (redo if changed_by_decode_2(data) else current).append(i)
+    stats.marked_current = _set_version(tables, eid, current, EMBED_VERSION)
+    log.info(
+        "embeddings for %s: %d stale rows looked at (limit %d): %d re-embedded, %d without a "
+        "version marked current (decode 2 leaves their photo as it was)",
+        eid,
+        len(rows),
+        limit,
+        len(redo),
+        len(current),
+    )
+    before = stats.embedded
+    _embed(
+        tables,
+        encoder,
+        len(redo),
+        _rebatch(iter_image_batches(tables, sorted(redo), batch_size), batch_size),
+        stats,
+        log,
+        on_failed=lambda ids: _set_version(tables, eid, ids, FAILED_VERSION),
+    )
+    stats.reembedded = stats.embedded - before
+    stats.embedded = before
+
+
+def _set_version(tables: Tables, eid: str, ids: list[str], version: str) -> int:
+    if not ids:
+        return 0
+    rows = pa.table(
+        {
+            "image_id": pa.array(ids, pa.string()),
+            "encoder_id": pa.array([eid] * len(ids), pa.string()),
+            "embed_version": pa.array([version] * len(ids), pa.string()),
+        }
+    )
+    return tables.update_columns(
+        "image_embeddings", rows, ["image_id", "encoder_id"], ["embed_version"]
+    )
 
 
 def _check_vectors(vectors: np.ndarray, ids: list[str], stats: EmbedStats) -> None:

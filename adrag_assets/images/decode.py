@@ -16,6 +16,9 @@ ACCEPTED_FORMATS = {"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO"}
 # Photos are read whole into memory (and stored in Delta): a larger file is rejected unread.
 MAX_PHOTO_BYTES = 100 << 20
 WHITE = (255, 255, 255)
+# Bump when decoding changes what the model sees: vectors recorded with an older version are
+# re-embedded by the automation. 2: EXIF orientation, 16-bit scaling, transparency on white.
+DECODE_VERSION = "2"
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ def run_pipeline(settings: Settings, instance: dg.DagsterInstance) -> dict[str, 
         for e in result.all_events
         if e.event_type_value == "ASSET_CHECK_EVALUATION"
     ]
-    assert len(checks) == 4  # files, vectors, index, quality gate
+    assert len(checks) == 5  # files, current vectors, vectors, index, quality gate
     failed = [(c.check_name, c.metadata) for c in checks if not c.passed]
     assert not failed, failed
     out = {}
