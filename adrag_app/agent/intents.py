@@ -505,8 +505,9 @@ _QUOTED = re.compile(
     r"\"([^\"]+)\"|\u201c([^\u201d]+)\u201d|\u2018([^\u2019]+)\u2019|(?<![A-Za-z])'([^']+)'(?![A-Za-z])"
 )
 _NEXT_EDIT = re.compile(
-    r"\s*(?:,|;|\band\b|\bthen\b)\s*(?:also\s+)?(?:please\s+)?"
-    r"(?=(?:make|move|put|change|set|add|use|turn|place|do|get|try|give|shift|can|could)\b)",
+    r"\s*(?:(?:,|;|\band\b|\bthen\b)\s*(?:also\s+)?(?:please\s+)?"
+    r"(?=(?:make|move|put|change|set|add|use|turn|place|do|get|try|give|shift|can|could)\b)"
+    r"|[.;!]\s+(?=(?:also|and|then|plus|oh|but)\b))",
     re.I,
 )
 
