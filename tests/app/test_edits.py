@@ -324,3 +324,24 @@ def test_adrag_chat_reads_edits_not_answers_or_segments(home: IndexedHome) -> No
     assert replies[6]["phase"] == "proposed" and "retirees" in replies[6]["text"]
     breed = named_breed(replies[6]["text"], default_facts().breeds)
     assert default_facts().breeds[breed].size == "small"
+
+
+def test_with_a_model_driving_edits_are_still_data_for_the_tool(tool: FakeTool) -> None:
+    from adrag_app.agent.llm_agent import LlmAgent, make_agent
+    from adrag_assets.settings import LlmSettings
+    from tests.support.fake_llm import FakeLlm, text
+
+    chat = Chat(Agent(tool, BuiltinPlanner()))
+    first = _made_ad(chat).ad
+    with FakeLlm("sk-edits", [text("Sure, anything else?")]) as llm:
+        settings = LlmSettings(base_url=llm.base_url, model="tiny", api_key="sk-edits")
+        agent = make_agent(tool, BuiltinPlanner(), settings, user="tester")
+        assert isinstance(agent, LlmAgent)
+        chat.agent = agent
+        reply = chat.say("make it warmer and add the headline 'Home at last'")
+        assert not llm.requests  # the rules read it; no model call, no search
+        assert reply.intent == "edit" and reply.ad["parent"] == first["path"]
+        assert chat.say("undo").ad["path"] == first["path"]
+        chat.say("what do you think?")  # the model now reads what happened
+        said = json.dumps(llm.requests[0]["messages"])
+        assert "Home at last" in said and "version 2" in said
