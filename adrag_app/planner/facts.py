@@ -20,6 +20,8 @@ from typing import Any
 
 import yaml
 
+from adrag_app.planner.words import normalise, stem
+
 SPECIES = ("dog", "cat")
 ORDERED = {
     "size": ("small", "medium", "large"),
@@ -177,9 +179,7 @@ def _say(fact: str, value: str) -> str:
 
 
 def _norm_words(text: str) -> list[str]:
-    from adrag_app.planner.planner import _stem, normalise  # one normalisation for both
-
-    return [_stem(w) for w in normalise(text).split()]
+    return [stem(w) for w in normalise(text).split()]
 
 
 def _phrase(text: Any, where: str) -> str:

@@ -22,7 +22,6 @@ import hashlib
 import json
 import logging
 import re
-import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -39,6 +38,8 @@ from adrag_app.planner.facts import (
     read_constraints,
 )
 from adrag_app.planner.segments import Catalog, Idea, Segment, default_catalog
+from adrag_app.planner.words import normalise
+from adrag_app.planner.words import stem as _stem
 from adrag_assets.settings import LlmSettings, load_settings
 
 log = logging.getLogger(__name__)
@@ -136,21 +137,6 @@ _STOP = {
     "our", "my", "their", "people", "customers", "customer", "audience", "segment", "target",
     "consumers", "buyers", "users", "folks", "group", "market",
 }  # fmt: skip
-
-
-def normalise(text: str) -> str:
-    """Lower-case ASCII words separated by single spaces (accents and punctuation dropped)."""
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-    return " ".join(re.sub(r"[^a-z0-9]+", " ", ascii_text.lower()).split())
-
-
-def _stem(word: str) -> str:
-    # Just enough morphology for segment names: "parents" ~ "parent", "families" ~ "family".
-    if len(word) > 4 and word.endswith("ies"):
-        return word[:-3] + "y"
-    if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
-        return word[:-1]
-    return word
 
 
 def tokens(text: str) -> list[str]:
@@ -365,32 +351,22 @@ class BuiltinPlanner:
         for idea, source in ideas:
             fitting = ranked.of_species(idea.species)
             if not fitting:
-                continue
+                continue  # a species the segment rules out
             top = ranked.scores[fitting[0]]
-            facts = self.facts.breeds.get(idea.breed)
-            if idea.breed in fitting and source == "builtin" and facts is not None:
-                beyond_top = max(
-                    beyond.score(self.facts.breeds[b]) for b in fitting if b in (self.facts.breeds)
+            if self._keeps_curated(idea, source, fitting, ranked, beyond):
+                options.append(
+                    (top, with_articles(idea.description), idea.reason, source, idea.breed)
                 )
-                keep = beyond.score(facts) >= beyond_top - 0.5
-            else:
-                keep = idea.breed in fitting and ranked.scores[idea.breed] >= top - 0.5
-            if keep:
-                breed, reason = idea.breed, idea.reason
-                options.append((top, with_articles(idea.description), reason, source, breed))
                 continue
-            else:
-                best = [b for b in fitting if ranked.scores[b] >= top - 0.5]
-                fresh = [b for b in best if b not in used_breeds] or best
-                # Among equals, a breed curated for this segment, then the library's order.
-                breed = sorted(fresh, key=lambda b: (b not in curated_here, fitting.index(b)))[0]
-                reason = (
-                    fit_reason(self.facts.breeds[breed], kept)
-                    if breed in (self.facts.breeds)
-                    else idea.reason
-                )
-            description = with_articles(idea.fill(breed))
-            options.append((ranked.scores[breed], description, reason, source, breed))
+            best = [b for b in fitting if ranked.scores[b] >= top - 0.5]
+            fresh = [b for b in best if b not in used_breeds] or best
+            # Among equals, a breed curated for this segment, then the library's order.
+            breed = sorted(fresh, key=lambda b: (b not in curated_here, fitting.index(b)))[0]
+            facts = self.facts.breeds.get(breed)
+            reason = fit_reason(facts, kept) if facts else idea.reason
+            options.append(
+                (ranked.scores[breed], with_articles(idea.fill(breed)), reason, source, breed)
+            )
         for breed in ranked.breeds:
             facts = self.facts.breeds.get(breed)
             if facts is not None:
@@ -407,6 +383,20 @@ class BuiltinPlanner:
             source = "builtin"  # the segment's own words chose it: not a blind fallback
         filters = _label_filters(kept, ranked.species.get(breed, ""), vocabulary)
         return Proposal(description, reason, filters, source, constraints=constraints.as_dict())
+
+    def _keeps_curated(
+        self, idea: Idea, source: str, fitting: list[str], ranked: Ranked, beyond: Constraints
+    ) -> bool:
+        """Whether ``idea`` keeps its own breed: it keeps the hard constraints, and it is
+        among the best fits, by what the segment says beyond the curated segment's keywords
+        for an idea of that segment, by everything it says otherwise."""
+        if idea.breed not in fitting:
+            return False
+        facts = self.facts.breeds.get(idea.breed)
+        if source != "builtin" or facts is None:
+            return ranked.scores[idea.breed] >= ranked.scores[fitting[0]] - 0.5
+        known = [self.facts.breeds[b] for b in fitting if b in self.facts.breeds]
+        return beyond.score(facts) >= max(beyond.score(f) for f in known) - 0.5
 
     def _propose_curated(
         self, segment: str, exclude: Sequence[str], vocabulary: Vocabulary | None
