@@ -420,13 +420,15 @@ class Agent:
         state.ad = ad
         state.versions = [*state.versions, ad]
         turn.ad = ad
-        for kind in output.get("unsupported") or ():
+        unsupported = [str(k) for k in output.get("unsupported") or ()]
+        for kind in unsupported:
             turn.notes.append(
                 f"The {kind} change is recorded in this version but this ad maker cannot draw "
                 "it yet, so the image does not show it."
             )
         turn.say(
-            f"Done: {_describe_edits(edits)}. This is version {ad['version']}, made from version "
+            f"Done: {_describe_edits({k: v for k, v in edits.items() if k not in unsupported})}. "
+            f"This is version {ad['version']}, made from version "
             f"{parent.get('version') or 1}; say *undo* to go back to it, or ask for another "
             "change."
         )
@@ -634,8 +636,9 @@ class Agent:
                 "from the one shown."
             )
         turn.say(
-            "Your ad is ready. Download it below, or say *not quite* to try the next photo, "
-            "type another description, or *start over*."
+            "Your ad is ready. Download it below, ask for a change (a headline, *warmer*, *as an "
+            "Instagram story*, *another variant*), say *not quite* to try the next photo, type "
+            "another description, or *start over*."
         )
 
     def _checked_ad(self, output: dict[str, Any]) -> dict[str, Any]:

@@ -226,7 +226,7 @@ def test_an_edit_the_tool_cannot_draw_is_said_and_changes_nothing(tool: FakeTool
     # Mixed: what can be drawn is, the rest is said.
     reply = chat.say("make it warmer and move the bottle to the left")
     assert reply.ad["parent"] == first["path"] and reply.ad["spec"]["tone"] == ["warmer"]
-    assert any("product" in n for n in reply.notes)
+    assert any("product" in n for n in reply.notes) and reply.text.startswith("Done: warmer.")
 
 
 def test_a_tool_without_edits_says_so(tmp_path: Path) -> None:
