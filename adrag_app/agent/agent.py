@@ -15,8 +15,13 @@ The conversation (the agent owns the policy; the image-gen service is its tool):
   last one gets a different proposal and a new search; "back" shows the previous one;
 * "yes" on a candidate generates the ad (tool, ``generate=true``, the same ``seed_index``);
   a failure is said in plain words and the candidate stays on screen;
-* a typed description is searched as is, at any point; a typed segment starts over on it;
-  a question is answered briefly without changing anything.
+* a typed description is searched as is, at any point; a typed segment starts over on it
+  ("now another ad, this time for retirees" too); a question is answered briefly without
+  changing anything;
+* with an ad on screen, an edit ("make it warmer and add the headline 'Home at last'", "as an
+  Instagram story", "move the bottle to the left", "another variant") goes to the tool's
+  ``edit_ad`` as data and makes a new version recording its parent, without searching again;
+  "undo" goes back to the previous version (nothing is deleted).
 
 :class:`AgentState` is plain data (``to_dict``/``from_dict``, JSON-safe): the app keeps it in
 its session, the MLflow ``ResponsesAgent`` passes it in ``custom_inputs``. :meth:`Agent.handle`
@@ -46,7 +51,7 @@ from adrag_app.planner.planner import (
     normalise,
 )
 from adrag_app.service.ad_service import MAX_EXCLUDE, TOP_K, AdServiceError
-from adrag_app.service.tool import Tool, ToolContext
+from adrag_app.service.tool import EDIT_NAME, EditUnsupported, Tool, ToolContext, check_edits
 from adrag_assets import tracing
 from adrag_assets.index.search import IndexNotReady
 from adrag_assets.volume import is_file, open_volume
@@ -97,6 +102,10 @@ class AgentState:
     # What was said, ``{"role": "user" | "assistant", "content": str}``, the last few turns:
     # what an LLM-driven agent reads as the conversation. The rule-driven agent keeps none.
     history: list[dict[str, str]] = field(default_factory=list)
+    # Every version of the ads made for this segment, oldest first, each as ``ad`` is (with
+    # "version", "parent" (the parent's path, "" for an ad made from a photo), "edits",
+    # "spec"): "undo" walks back through them; nothing is ever deleted.
+    versions: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return copy.deepcopy(asdict(self))
@@ -120,6 +129,10 @@ class AgentState:
                 raise ValueError(f"{name} must be a list of image ids")
         if not isinstance(state.like, str):
             raise ValueError("like must be an image id")
+        if not isinstance(state.versions, list) or not all(
+            isinstance(v, dict) and isinstance(v.get("path"), str) for v in state.versions
+        ):
+            raise ValueError("versions must be a list of ads ({path, ...} objects)")
         if not isinstance(state.conversation_id, str):
             raise ValueError("conversation_id must be a string")
         if not isinstance(state.history, list) or not all(
@@ -166,7 +179,9 @@ class Reply:
     error: str = ""  # a short kind: no_index, search_failed, generation_failed, refused_path
     tool_calls: list[ToolCall] = field(default_factory=list)
     # How the message was read: yes | no | back | restart | segment | description | question
+    # | more | edit | undo
     intent: str = ""
+    edits: dict[str, Any] = field(default_factory=dict)  # for an edit: what was changed
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -184,6 +199,7 @@ class _Turn:
         self.error = ""
         self.tool_calls: list[ToolCall] = []
         self.intent = ""
+        self.edits: dict[str, Any] = {}
 
     def say(self, text: str) -> None:
         self.lines.append(text)
@@ -233,6 +249,7 @@ class Agent:
                 error=turn.error,
                 tool_calls=turn.tool_calls,
                 intent=turn.intent or _reported(intent.kind),
+                edits=turn.edits,
             )
             span.set_outputs(
                 {
@@ -290,6 +307,10 @@ class Agent:
             self._back(state, turn)
         elif kind == intents.MORE:
             self._more_like(state, turn)
+        elif kind == intents.EDIT:
+            self._edit(state, intent.edits, turn)
+        elif kind == intents.UNDO:
+            self._undo(state, turn)
 
     def _yes(self, state: AgentState, turn: _Turn) -> None:
         if state.phase == PROPOSED:
@@ -347,6 +368,88 @@ class Agent:
             turn.say("There is no photo on screen to find more like. " + self._help(state))
             return
         self._search(state, turn, like=image_id)
+
+    def _edit(self, state: AgentState, edits: dict[str, Any], turn: _Turn) -> None:
+        """A new version of the ad on screen with ``edits``; the parent stays as it was."""
+        if state.phase == SHOWING:
+            # "Yes, as an Instagram story": make the ad from the photo on screen, then change it.
+            self._generate(state, turn)
+            if state.phase != DONE:
+                return
+        parent = state.ad
+        edit_ad = getattr(self.tool, "edit_ad", None)
+        if state.phase != DONE or not parent:
+            turn.say("There is no ad to change yet. " + self._help(state))
+            return
+        if edit_ad is None:
+            turn.say("This ad maker cannot change an ad; type a new description instead.")
+            return
+        try:
+            edits = check_edits(edits)
+        except ValueError as e:
+            turn.say(f"I cannot make that change: {e}.")
+            return
+        turn.edits = edits
+        context = self._context(state)
+        call = ToolCall(EDIT_NAME, {"ad": parent["path"], "edits": edits}, context.as_dict())
+        turn.tool_calls.append(call)
+        with tracing.span(EDIT_NAME, tracing.TOOL, inputs=call.arguments) as span:
+            try:
+                output = edit_ad(dict(parent), edits, context)
+                ad = self._checked_ad(output)
+            except EditUnsupported as e:
+                call.error = str(e)
+                turn.error = "edit_unsupported"
+                turn.ad = parent
+                turn.say(f"Sorry, {e}.")
+                return
+            except Exception as e:
+                call.error = f"{type(e).__name__}: {e}"
+                turn.error = "edit_failed"
+                turn.ad = parent
+                turn.say(_generation_failure(e).replace("The ad could not", "The change could not"))
+                return
+            call.output = output
+            span.set_outputs(output)
+        ad.update(
+            version=int(output.get("version") or int(parent.get("version") or 1) + 1),
+            parent=str(output.get("parent") or parent["path"]),
+            edits=dict(output.get("edits") or edits),
+            spec=dict(output.get("spec") or {}),
+        )
+        state.ad = ad
+        state.versions = [*state.versions, ad]
+        turn.ad = ad
+        unsupported = [str(k) for k in output.get("unsupported") or ()]
+        for kind in unsupported:
+            turn.notes.append(
+                f"The {kind} change is recorded in this version but this ad maker cannot draw "
+                "it yet, so the image does not show it."
+            )
+        turn.say(
+            f"Done: {_describe_edits({k: v for k, v in edits.items() if k not in unsupported})}. "
+            f"This is version {ad['version']}, made from version "
+            f"{parent.get('version') or 1}; say *undo* to go back to it, or ask for another "
+            "change."
+        )
+
+    def _undo(self, state: AgentState, turn: _Turn) -> None:
+        """Back to the version the ad on screen was made from; without one, to its photo."""
+        current = state.ad or {}
+        parent = next(
+            (v for v in state.versions if v["path"] == current.get("parent") and v["path"]),
+            None,
+        )
+        if parent is None:
+            turn.intent = intents.BACK
+            self._back(state, turn)
+            return
+        state.ad = parent
+        turn.ad = parent
+        turn.say(
+            f"Back to version {parent.get('version') or 1} (the one you left is kept). Ask for "
+            "another change, or say *undo* again."
+        )
 
     # -- steps ---------------------------------------------------------------------------
 
@@ -520,7 +623,9 @@ class Agent:
             turn.candidate = _numbered(shown, len(state.candidates))
             turn.say(_generation_failure(e))
             return
+        ad.update(version=1, parent="", edits={}, spec={})
         state.ad = ad
+        state.versions = [*state.versions, ad]
         state.phase = DONE
         turn.ad = ad
         seed_path = (ad.get("seed") or {}).get("path")
@@ -531,8 +636,9 @@ class Agent:
                 "from the one shown."
             )
         turn.say(
-            "Your ad is ready. Download it below, or say *not quite* to try the next photo, "
-            "type another description, or *start over*."
+            "Your ad is ready. Download it below, ask for a change (a headline, *warmer*, *as an "
+            "Instagram story*, *another variant*), say *not quite* to try the next photo, type "
+            "another description, or *start over*."
         )
 
     def _checked_ad(self, output: dict[str, Any]) -> dict[str, Any]:
@@ -576,7 +682,8 @@ class Agent:
             "type your own description.",
             SHOWING: "Say *yes* to make the ad from this photo, *not quite* for the next one, "
             "*back* for the previous one, type your own description, or *start over*.",
-            DONE: "Your ad is ready. Say *not quite* to try the next photo, type another "
+            DONE: "Your ad is ready. Ask for a change (a headline, *warmer*, *as an Instagram "
+            "story*, *another variant*), say *not quite* to try the next photo, type another "
             "description, or *start over* with a new segment.",
         }.get(state.phase, GREETING)
 
@@ -619,6 +726,24 @@ def _numbered(candidate: dict[str, Any], of: int) -> dict[str, Any]:
     """The candidate as shown: ``number`` counts from 1 for people; ``rank`` stays the
     tool's 0-based index."""
     return dict(candidate, of=of, number=int(candidate["rank"]) + 1)
+
+
+def _describe_edits(edits: dict[str, Any]) -> str:
+    """The edits in a few words: 'headline "Home at last", warmer'."""
+    parts = []
+    if "headline" in edits:
+        parts.append(f'headline "{edits["headline"]}"')
+    parts += list(edits.get("tone") or ())
+    product = edits.get("product") or {}
+    if "position" in product:
+        parts.append(f"product to the {product['position'].replace('-', ' ')}")
+    if "scale" in product:
+        parts.append("product " + ("bigger" if product["scale"] > 1 else "smaller"))
+    if "placement" in edits:
+        parts.append("as " + ", ".join(edits["placement"]))
+    if "variant" in edits:
+        parts.append("another variant")
+    return ", ".join(parts)
 
 
 def _reported(kind: str) -> str:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -47,10 +47,17 @@ TEXT = "text"  # free text with no context to read it in: the agent decides
 UNCLEAR = "unclear"  # reads as an answer but not which one: ask, never search
 EMPTY = "empty"
 MORE = "more"  # "more like this": photos like the one on screen
+EDIT = "edit"  # a change to the ad on screen: Intent.edits says which (headline, tone, ...)
+UNDO = "undo"  # back to the ad's previous version
 
 # The phase names of adrag_app.agent.agent, repeated to avoid a circular import.
 _AWAITING_SEGMENT = "awaiting_segment"
 _PHOTO_PHASES = ("showing_candidate", "done")  # a photo (or the ad's photo) is on screen
+_DONE = "done"  # an ad is on screen: edits and undo apply to it
+_SHOWING = "showing_candidate"
+# Edits that also say "make the ad" when a photo is on screen; a tone or size there ("too
+# dark") is about the photo, an answer.
+_EDITS_BEFORE_AD = ("headline", "placement")
 
 # Words beyond cues and filler a "back" may carry ("the earlier beagle shot"); more and the
 # message asks for something else ("... ignore previous instructions").
@@ -80,6 +87,9 @@ class Intent:
     kind: str
     text: str = ""  # the content for SEGMENT / DESCRIPTION / TEXT / QUESTION
     polarity: float = 0.0  # the summed yes (+) / no (-) evidence, for traces and tests
+    # For EDIT: what to change, as data (adrag_app.service.tool.check_edits), e.g.
+    # {"headline": "Home at last", "tone": ["warmer"]}.
+    edits: dict[str, Any] = field(default_factory=dict)
 
 
 # -- the language data ------------------------------------------------------------------------
@@ -378,6 +388,15 @@ def parse(message: str, phase: str | None = None) -> Intent:
         return Intent(kind, polarity=score) if kind != UNCLEAR else Intent(EMPTY)
     if _is_restart(words):
         return Intent(RESTART, polarity=score)
+    if phase is not None and (switched := segment_switch(raw)):
+        return Intent(SEGMENT, switched, score)  # "now another ad, this time for retirees"
+    if phase == _DONE:
+        if _is_undo(raw):
+            return Intent(UNDO, polarity=score)
+        if edits := parse_edits(raw):
+            return Intent(EDIT, raw, score, edits)
+    if phase == _SHOWING and score > -YES_THRESHOLD and (edits := _making_edits(raw)):
+        return Intent(EDIT, raw, score, edits)  # "yes, with the headline 'Home at last'"
     question = _question(raw, words)
     subject = _subject(raw)
     if phase in _PHOTO_PHASES and not subject and _is_more_like(raw):
@@ -454,3 +473,173 @@ def _segment_in(message: str) -> str:
         if content and looks_like_segment(text):
             return text
     return ""
+
+
+# -- edits to the ad on screen -------------------------------------------------------------------
+# Kept apart from the answer reading above: an edit is data for the tool's ``edit_ad``, read
+# only once an ad exists (and a segment switch, at any point after the first segment).
+
+
+@cache
+def _edit_language() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(
+        resources.files("adrag_app.agent").joinpath("language.json").read_text("utf-8")
+    )["edits"]
+    return data
+
+
+def _phrase_pattern(phrase: str) -> str:
+    """A normalised phrase as a regex over raw text: words apart by spaces or punctuation."""
+    return r"\b" + r"[\s\W]*".join(re.escape(w) for w in phrase.split()) + r"\b"
+
+
+def _found(norm: str, phrases: list[str]) -> list[tuple[int, str]]:
+    """(position, phrase) of each phrase in ``norm`` (normalised, space-padded), longest
+    first, each stretch of text used once."""
+    hits = []
+    taken: list[tuple[int, int]] = []
+    for phrase in sorted(phrases, key=len, reverse=True):
+        start = norm.find(f" {phrase} ")
+        while start >= 0:
+            end = start + len(phrase) + 1
+            if not any(a < end and start < b for a, b in taken):
+                hits.append((start, phrase))
+                taken.append((start, end))
+            start = norm.find(f" {phrase} ", end - 1)
+    return sorted(hits)
+
+
+_QUOTED = re.compile(
+    r"\"([^\"]+)\"|\u201c([^\u201d]+)\u201d|\u2018([^\u2019]+)\u2019|(?<![A-Za-z])'([^']+)'(?![A-Za-z])"
+)
+_NEXT_EDIT = re.compile(
+    r"\s*(?:(?:,|;|\band\b|\bthen\b)\s*(?:also\s+)?(?:please\s+)?"
+    r"(?=(?:make|move|put|change|set|add|use|turn|place|do|get|try|give|shift|can|could)\b)"
+    r"|[.;!]\s+(?=(?:also|and|then|plus|oh|but)\b))",
+    re.I,
+)
+
+
+def _headline(message: str) -> tuple[str, str]:
+    """(the message without the headline part, the headline) when the message gives the
+    ad's words ("add the headline 'Home at last'", "headline: Home at last", "change the
+    headline to Home at last"); (message, "") otherwise."""
+    lang = _edit_language()
+    words = "|".join(re.escape(w) for w in lang["headline_words"])
+    named = re.search(rf"\b(?:{words})s?\b", message, re.I)
+    if not named:
+        return message, ""
+    quoted = _QUOTED.search(message)
+    if quoted:
+        text = next(g for g in quoted.groups() if g is not None)
+        rest = message[: quoted.start()] + " " + message[quoted.end() :]
+        return rest, " ".join(text.split())
+    after = message[named.end() :]
+    leads = sorted(lang["headline_lead"], key=len, reverse=True)
+    lead = re.match(
+        r"\s*(?:[:=\-]|" + "|".join(_phrase_pattern(p) for p in leads) + r")\s*:?", after, re.I
+    )
+    before = normalise(message[: named.start()]).split()[-4:]
+    asked = any(w in lang["headline_verbs"] for w in before)
+    if not lead and not asked:
+        return message, ""  # "why is the headline so long?": about the headline, not one
+    text = after[lead.end() :] if lead else after
+    cut = _NEXT_EDIT.search(text)
+    rest = message[: named.start()] + " " + (text[cut.start() :] if cut else "")
+    text = text[: cut.start()] if cut else text
+    text = re.sub(r"(?:\s+(?:please|pls|thanks|thank you))+$", "", text.strip(), flags=re.I)
+    text = " ".join(text.strip(" .!?,;:\"'\u201c\u201d\u2018\u2019").split())
+    return (rest, text) if text else (message, "")
+
+
+def _placements(norm: str) -> list[str]:
+    lang = _edit_language()
+    table = {k: v for k, v in lang["placements"].items() if not k.startswith("_")}
+    by_phrase = {normalise(p): name for name, phrases in table.items() for p in phrases}
+    hits = _found(norm, list(by_phrase))
+    if not hits:
+        return []
+    words = norm.split()
+    if len(words) > 4 and not set(words) & set(lang["placement_cues"]):
+        return []  # a long message merely mentioning "feed" or "display" is not about sizes
+    groups = lang["placement_groups"]
+    names: list[str] = []
+    for _, phrase in hits:
+        name = by_phrase[phrase]
+        names += groups.get(name, [name])
+    return list(dict.fromkeys(names))
+
+
+def _product(norm: str) -> dict[str, Any]:
+    lang = _edit_language()
+    if not _found(norm, [normalise(w) for w in lang["product_words"]]):
+        return {}
+    out: dict[str, Any] = {}
+    for position, phrases in lang["positions"].items():
+        pattern = "|".join(re.escape(normalise(p)) for p in sorted(phrases, key=len, reverse=True))
+        if re.search(
+            rf" (?:to|on|in|at|into|towards|onto) (?:the )?(?:very )?(?:{pattern}) ", norm
+        ):
+            out["position"] = position
+            break
+    for scale, phrases in lang["scale"].items():
+        if _found(norm, [normalise(p) for p in phrases]):
+            out["scale"] = float(scale)
+            break
+    return out
+
+
+def parse_edits(message: str) -> dict[str, Any]:
+    """The changes to the ad a message asks for, as data (``{}`` for none): ``headline``
+    (its words), ``tone`` (a list of warmer / cooler / brighter / darker), ``product``
+    (``position`` and/or ``scale``), ``placement`` (a list of names), ``variant`` (1).
+    Several in one message are all kept ("make it warmer and add the headline 'Home at
+    last'")."""
+    lang = _edit_language()
+    rest, headline = _headline(" ".join(str(message or "").split()))
+    edits: dict[str, Any] = {}
+    if headline:
+        edits["headline"] = headline
+    norm = f" {normalise(rest)} "
+    tone_of = {normalise(p): t for t, phrases in lang["tone"].items() for p in phrases}
+    tones = [tone_of[p] for _, p in _found(norm, list(tone_of))]
+    if tones:
+        edits["tone"] = list(dict.fromkeys(tones))
+    if product := _product(norm):
+        edits["product"] = product
+    if _found(norm, [normalise(p) for p in lang["variant"]]):
+        edits["variant"] = 1
+    elif placements := _placements(norm):
+        edits["placement"] = placements
+    return edits
+
+
+def _making_edits(message: str) -> dict[str, Any]:
+    edits = parse_edits(message)
+    return {k: v for k, v in edits.items() if k in _EDITS_BEFORE_AD} if edits else {}
+
+
+def _is_undo(message: str) -> bool:
+    norm = f" {normalise(message)} "
+    return bool(_found(norm, [normalise(p) for p in _edit_language()["undo"]]))
+
+
+def segment_switch(message: str) -> str:
+    """The new audience of "now another ad, this time for retirees who love small dogs",
+    "same for students", "now an ad for cat lovers"; '' when the message does not switch
+    (or switches to a placement: "now for Google")."""
+    lang = _edit_language()
+    best = None
+    for phrase in sorted(lang["segment_switch"], key=len, reverse=True):
+        match = re.search(_phrase_pattern(normalise(phrase)), message, re.I)
+        if match and (best is None or match.start() < best.start()):
+            best = match
+    if best is None:
+        return ""
+    text = _TRAILING.sub("", message[best.end() :].strip(" .!?,:;")).strip(" .!?,:;")
+    norm = normalise(text)
+    if not norm or norm.split()[0] in {"a", "an"}:
+        return ""  # "now one for a cat by the window": a description, not an audience
+    if _placements(f" {norm} ") and len(norm.split()) <= 3:
+        return ""
+    return text

@@ -94,9 +94,10 @@ class LlmAgent(Agent):
     # -- a turn ------------------------------------------------------------------------------
 
     def _dispatch(self, state: AgentState, intent: intents.Intent, turn: _Turn) -> None:
-        if intent.kind == intents.MORE:
+        if intent.kind in (intents.MORE, intents.EDIT, intents.UNDO):
             # "More like this" (the app's button) names no description for a model to choose:
-            # the state machine searches by the photo on screen.
+            # the state machine searches by the photo on screen. Edits and undo are data for
+            # the tool's edit_ad, read by the rules; the model reads the outcome next turn.
             super()._dispatch(state, intent, turn)
             self._remember(state, turn)
             return
@@ -247,6 +248,8 @@ def screen(state: AgentState) -> str:
         lines.append(f"photos rejected so far: {len(state.rejected)} (kept out of searches)")
     if state.ad:
         lines.append(f"last ad made: {state.ad.get('path', '')}")
+        if state.ad.get("spec"):
+            lines.append(f"its edits so far: {json.dumps(state.ad['spec'], ensure_ascii=False)}")
     return "\n".join(lines)
 
 

@@ -22,13 +22,24 @@ import hashlib
 import json
 import logging
 import re
-import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from adrag_app.llm import ChatClient, short_error
+from adrag_app.planner.facts import (
+    Constraints,
+    FactsBook,
+    Ranked,
+    default_facts,
+    fit_reason,
+    named_breed,
+    rank_breeds,
+    read_constraints,
+)
 from adrag_app.planner.segments import Catalog, Idea, Segment, default_catalog
+from adrag_app.planner.words import normalise
+from adrag_app.planner.words import stem as _stem
 from adrag_assets.settings import LlmSettings, load_settings
 
 log = logging.getLogger(__name__)
@@ -45,6 +56,8 @@ class Proposal:
     filters: dict[str, str] = field(default_factory=dict)
     source: str = "builtin"  # "builtin", "llm", "fallback" (unknown segment) or "marketer"
     note: str = ""  # shown to the marketer as is, e.g. why the LLM planner was not used
+    # What the segment asked of the pet (Constraints.as_dict()), for the marketer and traces.
+    constraints: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -57,6 +70,7 @@ class Proposal:
             filters={str(k): str(v) for k, v in dict(data.get("filters") or {}).items()},
             source=str(data.get("source") or "builtin"),
             note=str(data.get("note") or ""),
+            constraints=dict(data.get("constraints") or {}),
         )
 
 
@@ -123,21 +137,6 @@ _STOP = {
     "our", "my", "their", "people", "customers", "customer", "audience", "segment", "target",
     "consumers", "buyers", "users", "folks", "group", "market",
 }  # fmt: skip
-
-
-def normalise(text: str) -> str:
-    """Lower-case ASCII words separated by single spaces (accents and punctuation dropped)."""
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-    return " ".join(re.sub(r"[^a-z0-9]+", " ", ascii_text.lower()).split())
-
-
-def _stem(word: str) -> str:
-    # Just enough morphology for segment names: "parents" ~ "parent", "families" ~ "family".
-    if len(word) > 4 and word.endswith("ies"):
-        return word[:-3] + "y"
-    if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
-        return word[:-1]
-    return word
 
 
 def tokens(text: str) -> list[str]:
@@ -272,9 +271,11 @@ class BuiltinPlanner:
         self,
         catalog: Catalog | None = None,
         vocabulary: Vocabulary | Callable[[], Vocabulary | None] | None = None,
+        facts: FactsBook | None = None,
     ) -> None:
         self.catalog = catalog or default_catalog()
         self._vocabulary = vocabulary
+        self.facts = facts or default_facts()
 
     def vocabulary(self) -> Vocabulary | None:
         source = self._vocabulary
@@ -286,25 +287,124 @@ class BuiltinPlanner:
                 return None
         return source
 
+    def ranked(self, segment: str, vocabulary: Vocabulary | None) -> tuple[Constraints, Ranked]:
+        """What ``segment`` asks of the pet, and the library's breeds that give it, best
+        first (the curated breeds when the library does not say which it has)."""
+        constraints = read_constraints(segment, self.facts)
+        breeds = library_breeds(vocabulary) or {"dog": list(DOG_BREEDS), "cat": list(CAT_BREEDS)}
+        counts = {
+            " ".join(str(k).lower().replace("_", " ").split()): int(v)
+            for k, v in ((vocabulary or {}).get(BREED_LABEL) or {}).items()
+        }
+        return constraints, rank_breeds(breeds, constraints, self.facts, counts=counts)
+
     def propose(self, segment: str, exclude: Sequence[str] = ()) -> Proposal:
-        used = {normalise(e) for e in exclude}
         vocabulary = self.vocabulary()
-        breeds = library_breeds(vocabulary)
+        constraints, ranked = self.ranked(segment, vocabulary)
+        if constraints and ranked.breeds:
+            return self._propose_for(segment, exclude, vocabulary, constraints, ranked)
+        return self._propose_curated(segment, exclude, vocabulary)
+
+    def _ideas(self, segment: str) -> tuple[Segment | None, list[tuple[Idea, str]]]:
+        """The ideas to offer, in order: the matched segment's, the fallbacks (starting at a
+        place that depends on the segment), then the other segments' (so asking again always
+        gives something new)."""
         matched, _ = match_segment(segment, segments=self.catalog.segments)
         ideas: list[tuple[Idea, str]] = []
         if matched is not None:
             ideas += [(idea, "builtin") for idea in matched.ideas]
-        # Then the fallbacks, starting at a place that depends on the segment.
         fallback = self.catalog.fallback_ideas
         start = _stable_offset(segment, len(fallback))
         ideas += [(idea, "fallback") for idea in fallback[start:] + fallback[:start]]
-        # Then the other segments' ideas: asking again always gives something new.
         ideas += [
             (idea, "fallback")
             for s in self.catalog.segments
             if s is not matched
             for idea in s.ideas
         ]
+        return matched, ideas
+
+    def _propose_for(
+        self,
+        segment: str,
+        exclude: Sequence[str],
+        vocabulary: Vocabulary | None,
+        constraints: Constraints,
+        ranked: Ranked,
+    ) -> Proposal:
+        """A proposal whose breed keeps what the segment asks (species, size, coat...).
+
+        Each curated idea keeps its breed when that breed is among the best fits of its
+        species, else takes the best fit not proposed yet; ideas of a species the segment
+        rules out are skipped, and ideas are tried best fit first. The library's fitting
+        breeds in their own typical settings come after the curated ideas.
+        """
+        used = {normalise(e) for e in exclude}
+        used_breeds = {b for b in ranked.breeds if named_breed(" ".join(used), [b])}
+        matched, ideas = self._ideas(segment)
+        curated_here = {idea.breed for idea in (matched.ideas if matched else ())}
+        kept = ranked.constraints
+        # The curator weighed the matched segment's own keywords when choosing its breeds:
+        # only what the segment says beyond them (and the hard constraints) can overrule one.
+        beyond = read_constraints(_beyond_keywords(segment, matched), self.facts)
+        options: list[tuple[float, str, str, str, str]] = []  # score, description, ...
+        for idea, source in ideas:
+            fitting = ranked.of_species(idea.species)
+            if not fitting:
+                continue  # a species the segment rules out
+            top = ranked.scores[fitting[0]]
+            if self._keeps_curated(idea, source, fitting, ranked, beyond):
+                options.append(
+                    (top, with_articles(idea.description), idea.reason, source, idea.breed)
+                )
+                continue
+            best = [b for b in fitting if ranked.scores[b] >= top - 0.5]
+            fresh = [b for b in best if b not in used_breeds] or best
+            # Among equals, a breed curated for this segment, then the library's order.
+            breed = sorted(fresh, key=lambda b: (b not in curated_here, fitting.index(b)))[0]
+            facts = self.facts.breeds.get(breed)
+            reason = fit_reason(facts, kept) if facts else idea.reason
+            options.append(
+                (ranked.scores[breed], with_articles(idea.fill(breed)), reason, source, breed)
+            )
+        for breed in ranked.breeds:
+            facts = self.facts.breeds.get(breed)
+            if facts is not None:
+                description = with_articles(f"a {breed} {facts.setting}")
+                options.append(
+                    (ranked.scores[breed], description, fit_reason(facts, kept), "builtin", breed)
+                )
+        # Best fit first; among equals, the order above (stable sort).
+        options.sort(key=lambda o: -o[0])
+        fresh_options = [o for o in options if normalise(o[1]) not in used]
+        unseen = [o for o in fresh_options if o[4] not in used_breeds]
+        _, description, reason, source, breed = (unseen or fresh_options or options)[0]
+        if source == "fallback" and matched is None:
+            source = "builtin"  # the segment's own words chose it: not a blind fallback
+        filters = _label_filters(kept, ranked.species.get(breed, ""), vocabulary)
+        return Proposal(description, reason, filters, source, constraints=constraints.as_dict())
+
+    def _keeps_curated(
+        self, idea: Idea, source: str, fitting: list[str], ranked: Ranked, beyond: Constraints
+    ) -> bool:
+        """Whether ``idea`` keeps its own breed: it keeps the hard constraints, and it is
+        among the best fits, by what the segment says beyond the curated segment's keywords
+        for an idea of that segment, by everything it says otherwise."""
+        if idea.breed not in fitting:
+            return False
+        facts = self.facts.breeds.get(idea.breed)
+        if source != "builtin" or facts is None:
+            return ranked.scores[idea.breed] >= ranked.scores[fitting[0]] - 0.5
+        known = [self.facts.breeds[b] for b in fitting if b in self.facts.breeds]
+        return beyond.score(facts) >= max(beyond.score(f) for f in known) - 0.5
+
+    def _propose_curated(
+        self, segment: str, exclude: Sequence[str], vocabulary: Vocabulary | None
+    ) -> Proposal:
+        """The curated table as is: the segment's words ask nothing of the pet."""
+        used = {normalise(e) for e in exclude}
+        breeds = library_breeds(vocabulary)
+        matched, ideas = self._ideas(segment)
         options = []
         for position, (idea, source) in enumerate(ideas):
             description = _fill(idea, breeds, position)
@@ -330,6 +430,39 @@ class BuiltinPlanner:
         return Proposal(f"a {fresh[0]}", "one of the pets in your photo library", {}, "fallback")
 
 
+def _beyond_keywords(segment: str, matched: Segment | None) -> str:
+    """``segment`` without the words of ``matched``'s name and keywords."""
+    if matched is None:
+        return segment
+    known = {w for phrase in _phrases(matched) for w in tokens(phrase)}
+    return " ".join(w for w in normalise(segment).split() if _stem(w) not in known)
+
+
+def with_articles(text: str) -> str:
+    """Fixes "a abyssinian" to "an abyssinian": templates say "a {breed}" for any breed."""
+    return re.sub(r"\b([Aa]) (?=[aeiouAEIOU])", r"\1n ", text)
+
+
+def _label_filters(
+    constraints: Constraints, species: str, vocabulary: Vocabulary | None
+) -> dict[str, str]:
+    """Label filters for the search: the species, and any other hard constraint the library
+    has a label for (a ``size`` or ``coat`` column, say), when the library holds that value.
+    Without a vocabulary (the library does not say), the species only."""
+    wanted = {
+        SPECIES_LABEL: species,
+        **{k: v for k, v in constraints.hard().items() if k not in ("species", "breed")},
+    }
+    out = {}
+    for label, value in wanted.items():
+        if not value:
+            continue
+        held = (vocabulary or {}).get(label)
+        if (vocabulary is None and label == SPECIES_LABEL) or (held is not None and value in held):
+            out[label] = value
+    return out
+
+
 def _fill(idea: Idea, breeds: dict[str, list[str]] | None, position: int) -> str | None:
     """The idea's description with a breed the library has, or None when it has none of its
     species. ``position`` spreads stand-in breeds over ideas rather than repeating one."""
@@ -350,8 +483,43 @@ You help a marketer choose a pet photo for an ad. Given an audience segment, pro
 scene that appeals to that audience, using one of the breeds in our photo library:
 dogs: {dogs}
 cats: {cats}
+What each breed is like (species, size, coat, energy, good with):
+{facts}
+Honour what the segment says about the pet (species, size, coat, energy, home): choose a \
+breed whose facts fit it.
 Answer with a JSON object only, no prose: {{"description": "<a short scene with the breed, \
 under 15 words>", "reason": "<one line: why it fits the segment>", "species": "dog" or "cat"}}"""
+
+
+def _facts_line(facts: Any) -> str:
+    good = ", ".join(sorted(facts.good_with)) or "-"
+    return (
+        f"- {facts.name}: {facts.species}, {facts.size}, {facts.coat} coat, "
+        f"{facts.energy} energy, good with {good}"
+    )
+
+
+def _misfit(
+    description: str, filters: Mapping[str, str], ranked: Ranked, breeds: Mapping[str, list[str]]
+) -> str:
+    """Why a model's description breaks what the segment asks, or '' when it keeps it."""
+    kept = ranked.constraints
+    if not kept.hard() and not kept.not_species:
+        return ""
+    library = [b for names in breeds.values() for b in names]
+    breed = named_breed(description, library)
+    if breed:
+        if breed in ranked.breeds:
+            return ""
+        return f"the {breed} is not {kept.describe().split('; preferably')[0]}"
+    species = filters.get(SPECIES_LABEL) or infer_filters(description).get(SPECIES_LABEL, "")
+    if kept.species and species != kept.species:
+        return f"the segment asks for a {kept.species}"
+    if species in kept.not_species:
+        return f"the segment rules out a {species}"
+    if set(kept.hard()) - {"species"}:
+        return "it names no breed of the library, so its size and coat cannot be checked"
+    return ""
 
 
 def parse_llm_answer(content: str) -> tuple[str, str, dict[str, str]]:
@@ -405,19 +573,55 @@ class LlmPlanner:
         # The breeds the library has, when it says (the built-in planner asks it).
         vocabulary = getattr(self.fallback, "vocabulary", lambda: None)()
         breeds = library_breeds(vocabulary) or {"dog": list(DOG_BREEDS), "cat": list(CAT_BREEDS)}
+        book = getattr(self.fallback, "facts", None) or default_facts()
+        constraints = read_constraints(segment, book)
+        ranked = rank_breeds(breeds, constraints, book)
         system = _SYSTEM_PROMPT.format(
             dogs=", ".join(breeds.get("dog") or ["(none)"]),
             cats=", ".join(breeds.get("cat") or ["(none)"]),
+            facts="\n".join(
+                _facts_line(book.breeds[b])
+                for names in breeds.values()
+                for b in names
+                if b in (book.breeds)
+            )
+            or "(none known)",
         )
         user = f"Audience segment: {' '.join(segment.split())[:300]}"
+        if constraints:
+            user += f"\nThe segment asks for: {constraints.describe()}."
         if exclude:
             user += "\nAlready proposed (propose something different): " + "; ".join(exclude)
         messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
-        content = self.client.complete(messages, temperature=0.7)["content"]
-        description, reason, filters = parse_llm_answer(str(content))
-        if normalise(description) in {normalise(e) for e in exclude}:
-            raise ValueError("the model repeated a description already proposed")
-        return Proposal(description, reason or "suggested by the language model", filters, "llm")
+        for attempt in range(2):
+            content = str(self.client.complete(messages, temperature=0.7)["content"])
+            description, reason, filters = parse_llm_answer(content)
+            if normalise(description) in {normalise(e) for e in exclude}:
+                raise ValueError("the model repeated a description already proposed")
+            problem = _misfit(description, filters, ranked, breeds)
+            if not problem:
+                break
+            if attempt:
+                raise ValueError(f"the model's choice does not fit the segment ({problem})")
+            # Once more, told why: the facts are in the prompt, the model misread them.
+            fits = ", ".join(ranked.breeds[:8]) or "(none)"
+            messages += [
+                {"role": "assistant", "content": content},
+                {
+                    "role": "user",
+                    "content": f"That does not fit: {problem}. Choose one of: {fits}.",
+                },
+            ]
+        if ranked.constraints:
+            species = filters.get(SPECIES_LABEL, "") or ranked.constraints.species
+            filters = _label_filters(ranked.constraints, species, vocabulary)
+        return Proposal(
+            description,
+            reason or "suggested by the language model",
+            filters,
+            "llm",
+            constraints=constraints.as_dict(),
+        )
 
     def propose(self, segment: str, exclude: Sequence[str] = ()) -> Proposal:
         try:

@@ -13,7 +13,14 @@ from typing import Any
 
 from PIL import Image
 
-from adrag_app.service.tool import TOOL_NAME, ToolContext, check_arguments
+from adrag_app.service.tool import (
+    TOOL_NAME,
+    EditUnsupported,
+    ToolContext,
+    check_arguments,
+    check_edits,
+    merge_spec,
+)
 
 
 def png(path: Path, color: tuple[int, int, int] = (120, 80, 40)) -> None:
@@ -42,6 +49,8 @@ class FakeTool:
         self.search_error: BaseException | None = None
         self.paths: list[str] | None = None
         self.ad_path: str | None = None
+        self.edits: list[tuple[dict[str, Any], dict[str, Any], ToolContext]] = []
+        self.unsupported: set[str] = set()  # edit kinds this tool "cannot draw"
 
     @property
     def volume(self) -> Path:
@@ -95,3 +104,29 @@ class FakeTool:
 
     def generations(self) -> list[dict[str, Any]]:
         return [a for a, _ in self.calls if a.get("generate")]
+
+    def edit_ad(
+        self, ad: dict[str, Any], edits: dict[str, Any], context: ToolContext
+    ) -> dict[str, Any]:
+        """A new version: a real file beside the parent's, never the parent itself."""
+        edits = check_edits(edits)
+        self.edits.append((dict(ad), dict(edits), context))
+        unsupported = sorted(set(edits) & self.unsupported)
+        if len(unsupported) == len(edits):
+            raise EditUnsupported(unsupported)
+        version = int(ad.get("version") or 1) + 1
+        path = f"{ad['path'].removesuffix('.png')}-v{version}-{len(self.edits)}.png"
+        png(self._volume / path, (10, 200, 10 + 20 * len(self.edits)))
+        return {
+            "mode": "edit",
+            "ad": {"path": path, "sidecar": path.replace(".png", ".json")},
+            "seed": dict(ad.get("seed") or {}),
+            "brand": ad.get("brand", ""),
+            "generator": "fake",
+            "model": "fake-1",
+            "version": version,
+            "parent": ad["path"],
+            "edits": edits,
+            "spec": merge_spec(ad.get("spec") or {}, edits),
+            "unsupported": unsupported,
+        }
