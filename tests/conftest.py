@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -10,6 +11,23 @@ import pytest
 
 from adrag_assets.settings import Settings, load_settings
 from tests.support.data import PETS, TEST_ENCODER, pets_images
+
+OURS = ("adrag_assets", "adrag_app")
+
+
+@pytest.fixture(autouse=True)
+def _project_imports_stay_the_projects():
+    """Loading the registered encoder in-process (mlflow.pyfunc.load_model) puts the model's
+    ``code_paths`` copy of a few adrag modules first on sys.path and drops adrag's modules
+    from sys.modules, so later tests in the same worker (and processes they spawn) would
+    import a partial adrag. Each test leaves the import state as it found it."""
+    path = list(sys.path)
+    modules = {k: v for k, v in sys.modules.items() if k.startswith(OURS)}
+    yield
+    sys.path[:] = path
+    for name in [k for k in sys.modules if k.startswith(OURS) and k not in modules]:
+        del sys.modules[name]
+    sys.modules.update(modules)
 
 
 @pytest.fixture

@@ -92,8 +92,10 @@ def test_json_replies_are_plain_and_stderr_stays_quiet(home: IndexedHome) -> Non
     saved = str(home.settings().volume / replies[2]["ad"]["path"])
     assert f"saved to {saved}" in replies[2]["text"] and saved in replies[3]["text"]
 
+    # With -v the libraries' own lines come back (open_clip logs its model load; which other
+    # lines appear depends on what the run does first, e.g. MLflow creating its store).
     noisy = run_chat(home, b"retirees\nyes\n", tracing="on", verbose=True).stderr.decode()
-    assert "No pretrained weights" in noisy and "INFO mlflow" in noisy
+    assert "Loaded built-in" in noisy, noisy[-2000:]
 
 
 def test_bad_lines_are_refused_before_anything_reads_them(home: IndexedHome) -> None:

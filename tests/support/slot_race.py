@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import sys
+import types
 from pathlib import Path
 
 BARRIER_TIMEOUT_S = 120
@@ -37,8 +39,15 @@ def race(dagster_home: Path, rounds: int) -> dict[int, list[str]]:
         )
         for name in ("a", "b")
     ]
-    for p in procs:
-        p.start()
+    # spawn runs the parent's __main__ file again in each child: in a test worker that may be
+    # whatever script ran last there (Streamlit's AppTest runs the app as __main__).
+    main = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        for p in procs:
+            p.start()
+    finally:
+        sys.modules["__main__"] = main
     winners: dict[int, list[str]] = {n: [] for n in range(rounds)}
     try:
         for _ in range(2 * rounds):
