@@ -93,13 +93,20 @@ def images(
     stats = sync_images(
         volume.get(), t, log=context.log, paths=config.paths or None, options=options
     )
-    # Thumbnails of the newest few rows, their bytes read from the volume: a query of the
-    # table's bytes column would read every photo's to sort them.
+    # Thumbnails of the newest few rows: sorted on light columns, then their renditions read
+    # by a filtered query (sorting with the picture columns would read every row's).
     newest = f"SELECT path FROM images ORDER BY ingested_at DESC, path LIMIT {THUMBNAILS}"
     added = None
     if stats.added:
         shown = t.query("images", newest).read_all().column("path").to_pylist()
-        added = [(p, b) for p in shown if (b := photo_bytes(volume.get(), p)) is not None]
+        # Made from the renditions ingest just wrote: no original is read again.
+        small = {
+            r["path"]: r["rendition"]
+            for r in rows_where_in(t, "images", ["path", "rendition"], "path", shown)
+        }
+        added = [
+            (p, b) for p in shown if (b := small.get(p) or photo_bytes(volume.get(), p)) is not None
+        ]
     meta = {
         "scope": stats.scope,
         "changed_paths": stats.paths,

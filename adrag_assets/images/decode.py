@@ -84,7 +84,7 @@ def decode(path: str, data: bytes, rendition_px: int = 512) -> Decoded:
         if small:
             rendition = data
         else:
-            picture.thumbnail((rendition_px, rendition_px), Image.Resampling.LANCZOS)
+            picture.thumbnail((rendition_px, rendition_px), Image.Resampling.BICUBIC)
             buf = io.BytesIO()
             picture.save(buf, "JPEG", quality=RENDITION_QUALITY)
             rendition = buf.getvalue()

@@ -77,7 +77,10 @@ def test_rendition_vectors_match_the_original_s(settings):
         data = camera_jpeg(src, size=(2000, 1500))
         rendition = dec.decode("x.jpg", data, 512).rendition
         a, b = encoder.encode_images(
-            [decode_for_model(data, encoder.image_size), decode_for_model(rendition, 224)]
+            [
+                decode_for_model(data, encoder.image_size),
+                decode_for_model(rendition, encoder.image_size),
+            ]
         )
         assert float(a @ b) >= 0.9999, src.name
 
