@@ -159,3 +159,25 @@ def test_a_home_from_before_renditions_upgrades_in_place(settings):
 def vectors(tables: Tables) -> dict[str, np.ndarray]:
     rows = tables.query("image_embeddings", "SELECT path, embedding FROM image_embeddings")
     return {r["path"]: np.asarray(r["embedding"], np.float32) for r in rows.read_all().to_pylist()}
+
+
+def test_the_images_asset_follows_the_settings(settings, instance, monkeypatch):
+    """ADRAG_STORE_ORIGINALS and ADRAG_RENDITION_PX reach the Dagster asset; its thumbnails
+    come from the renditions."""
+    import dagster as dg
+
+    from adrag_assets.defs.photos import images
+    from adrag_assets.defs.resources import resources_from_settings
+
+    monkeypatch.setenv("ADRAG_STORE_ORIGINALS", "on")
+    monkeypatch.setenv("ADRAG_RENDITION_PX", "128")
+    src = sorted(pets_images().glob("*.jpg"))[0]
+    (settings.raw_dir / "cam.jpg").write_bytes(camera_jpeg(src))
+    run = dg.materialize([images], resources=resources_from_settings(settings), instance=instance)
+    assert run.success
+    row = Tables(settings.tables_dir).read("images", ["bytes", "rendition"]).to_pylist()[0]
+    assert row["bytes"] == (settings.raw_dir / "cam.jpg").read_bytes()
+    with Image.open(io.BytesIO(row["rendition"])) as r:
+        assert max(r.size) == 128
+    meta = run.get_asset_materialization_events()[0].materialization.metadata
+    assert "data:image/jpeg;base64," in meta["sample"].value
