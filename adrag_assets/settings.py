@@ -218,6 +218,14 @@ class Settings(_Section):
     precision: Precision = Field("auto", validation_alias="ADRAG_PRECISION")
     batch_size: int = Field(32, gt=0, validation_alias="ADRAG_BATCH_SIZE")
     device: str = Field("cpu", validation_alias="ADRAG_DEVICE")
+    # Long side of the rendition ingest keeps per photo (what the model reads): above every
+    # supported model input (224..448) with margin.
+    rendition_px: int = Field(512, ge=64, le=4096, validation_alias="ADRAG_RENDITION_PX")
+    # on: `images` also keeps each original's bytes (a lakehouse copy); off: they stay in
+    # the volume only.
+    store_originals: bool = Field(False, validation_alias="ADRAG_STORE_ORIGINALS")
+    # Threads decoding photos at ingest (Pillow releases the GIL); 0: one per CPU.
+    decode_workers: int = Field(0, ge=0, le=64, validation_alias="ADRAG_DECODE_WORKERS")
     milvus_uri: str = Field(None, validation_alias="ADRAG_MILVUS_URI", validate_default=True)
     milvus_token: str = Field("", repr=False, validation_alias="ADRAG_MILVUS_TOKEN")
     keep_old_collections: bool = Field(False, validation_alias="ADRAG_KEEP_OLD_COLLECTIONS")

@@ -28,10 +28,19 @@ IMAGES = pa.schema(
         ("size", pa.int64()),
         ("mtime", TS),
         ("labels", pa.string()),  # a JSON object, keys sorted
+        # The original's bytes: only with ADRAG_STORE_ORIGINALS=on (and in rows written before
+        # renditions); otherwise null, the original staying in the volume at ``path``.
         ("bytes", pa.binary()),
         ("ingested_at", TS),
+        # What the model reads: the upright photo, long side <= ADRAG_RENDITION_PX (decode.py).
+        # Null only in rows written before renditions, which still carry ``bytes``.
+        ("rendition", pa.binary()),
+        ("taken_at", pa.timestamp("us")),  # EXIF, the camera's own clock (no time zone)
+        ("camera_make", pa.string()),
+        ("camera_model", pa.string()),
     ]
 )
+
 # One row per photo file; lets an unchanged file be skipped after a stat.
 VOLUME_FILES = pa.schema(
     [
@@ -192,6 +201,19 @@ class Tables:
         missing = {k: v for k, v in want.items() if have.get(k) != v}
         if missing:
             dt.alter.set_table_properties(missing, raise_if_not_exists=False)
+        return bool(missing)
+
+    def ensure_columns(self, name: str) -> bool:
+        """Give an existing table the columns its schema gained since it was made (null in
+        the old rows): an in-place schema change, no row rewritten. True when that took a
+        commit."""
+        from deltalake import Field
+
+        dt = self.open(name)
+        have = set(dt.schema().to_arrow().names)
+        missing = [f for f in TABLES[name][0] if f.name not in have]
+        if missing:
+            dt.alter.add_columns([Field.from_arrow(f.with_nullable(True)) for f in missing])
         return bool(missing)
 
     def properties(self, name: str) -> dict[str, str]:

@@ -14,7 +14,7 @@ from pydantic import Field
 
 from adrag_assets.defs.resources import GROUP, POOL, TablesResource, VolumeResource
 from adrag_assets.images.decode import MAX_PHOTO_BYTES
-from adrag_assets.images.sync import full_scan_needed, rows_where_in, sync_images
+from adrag_assets.images.sync import IngestOptions, full_scan_needed, rows_where_in, sync_images
 from adrag_assets.images.thumbnails import thumbnail_markdown
 from adrag_assets.settings import load_settings
 from adrag_assets.tables import Tables
@@ -55,7 +55,9 @@ raw_photos = dg.AssetSpec(
             deps=[raw_photos],
             group_name=GROUP,
             description="Delta table: one row per distinct photo (image_id = sha256 of the "
-            "bytes), with path, bytes, format, size, dimensions, mtime and labels.",
+            "bytes), with path, bytes, format, size, dimensions, mtime, labels, EXIF taken-at and "
+            "camera, and the rendition the model reads (originals' bytes only with "
+            "ADRAG_STORE_ORIGINALS=on).",
             kinds={"delta"},
         ),
         dg.AssetSpec(
@@ -86,14 +88,25 @@ def images(
     tables: TablesResource,
 ):
     t = tables.get()
-    stats = sync_images(volume.get(), t, log=context.log, paths=config.paths or None)
-    # Thumbnails of the newest few rows, their bytes read from the volume: a query of the
-    # table's bytes column would read every photo's to sort them.
+    s = load_settings()
+    options = IngestOptions(s.rendition_px, s.store_originals, s.decode_workers)
+    stats = sync_images(
+        volume.get(), t, log=context.log, paths=config.paths or None, options=options
+    )
+    # Thumbnails of the newest few rows: sorted on light columns, then their renditions read
+    # by a filtered query (sorting with the picture columns would read every row's).
     newest = f"SELECT path FROM images ORDER BY ingested_at DESC, path LIMIT {THUMBNAILS}"
     added = None
     if stats.added:
         shown = t.query("images", newest).read_all().column("path").to_pylist()
-        added = [(p, b) for p in shown if (b := photo_bytes(volume.get(), p)) is not None]
+        # Made from the renditions ingest just wrote: no original is read again.
+        small = {
+            r["path"]: r["rendition"]
+            for r in rows_where_in(t, "images", ["path", "rendition"], "path", shown)
+        }
+        added = [
+            (p, b) for p in shown if (b := small.get(p) or photo_bytes(volume.get(), p)) is not None
+        ]
     meta = {
         "scope": stats.scope,
         "changed_paths": stats.paths,

@@ -20,7 +20,9 @@ With no record for the configured encoder (first ingest, a new encoder), a recor
 cannot serve (vacuumed, a recreated table) or the feed just turned on, the run reconciles
 the whole table instead, by SQL joins streamed in batches: never every row in Python.
 
-Photos stream from Delta in batches (never all bytes in memory): while the model encodes one
+Photos are read as their renditions (small upright JPEGs made at ingest, never the originals;
+rows written before renditions fall back to their stored bytes) and stream from Delta in
+batches: while the model encodes one
 batch, a worker thread decodes and preprocesses the next. Each vector written is checked
 (finite, unit norm) on the way, which is what the run's asset check reports.
 """
@@ -37,6 +39,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from tqdm.auto import tqdm
 
 from adrag_assets.embeddings.versions import (
@@ -59,6 +62,8 @@ PROP_IMAGES_VERSION = "adrag.images_version"
 PROP_IMAGES_ENCODER = "adrag.images_encoder"
 _ORDER = {"delete": 0, "update_preimage": 1, "insert": 2, "update_postimage": 3}
 _LIGHT = ["image_id", "path", "labels"]
+# The picture the model reads: the rendition, or the original's bytes in rows from before.
+_PICTURE = "COALESCE(rendition, bytes) AS bytes"
 
 
 @dataclass
@@ -121,11 +126,13 @@ def norm_errors(vectors: np.ndarray) -> tuple[np.ndarray, float]:
 
 
 def iter_image_batches(tables: Tables, ids: list[str], batch_size: int) -> Iterator[pa.RecordBatch]:
-    """Stream (image_id, path, labels, bytes) for ``ids`` from Delta, ``batch_size`` at a time."""
+    """Stream (image_id, path, labels, bytes) for ``ids`` from Delta, ``batch_size`` at a
+    time; ``bytes`` is the picture the model reads (see ``_PICTURE``)."""
     for start in range(0, len(ids), batch_size):
         part = ids[start : start + batch_size]
         sql = (
-            f"SELECT image_id, path, labels, bytes FROM images WHERE image_id IN ({_quoted(part)})"
+            f"SELECT image_id, path, labels, {_PICTURE} FROM images "
+            f"WHERE image_id IN ({_quoted(part)})"
         )
         table = tables.query("images", sql).read_all()
         yield from table.to_batches()
@@ -180,6 +187,8 @@ def sync_embeddings(
     eid = encoder.encoder_id
     stats = EmbedStats(encoder_id=eid)
     ensure_version_column(tables)
+    if tables.exists("images"):
+        tables.ensure_columns("images")  # a table from before renditions: null in old rows
     # The feed starts when it is turned on: whatever came before needs one full reconcile.
     feed_new = tables.ensure_configuration("images")
     target = tables.version("images")
@@ -296,12 +305,18 @@ def _feed_photos(
         return
     reader = pa.RecordBatchReader.from_stream(
         tables.open("images").load_cdf(
-            starting_version=start, ending_version=end, columns=["image_id", "bytes"]
+            starting_version=start,
+            ending_version=end,
+            columns=["image_id", "rendition", "bytes"],
         )
     )
-    plain = pa.schema([("image_id", pa.string()), ("bytes", pa.binary())])
+    plain = pa.schema(
+        [("image_id", pa.string()), ("rendition", pa.binary()), ("bytes", pa.binary())]
+    )
     for batch in reader:
         batch = batch.select(plain.names).cast(plain)  # the feed hands out view types
+        picture = pc.coalesce(batch.column("rendition"), batch.column("bytes"))
+        batch = pa.record_batch({"image_id": batch.column("image_id"), "bytes": picture})
         ids = batch.column("image_id").to_pylist()
         keep = []
         for k, i in enumerate(ids):

@@ -1,6 +1,9 @@
 """Bring the volume's ``raw/`` folder into the ``images`` Delta table, incrementally.
 
-Only new or changed files (by size and mtime) are read; each is hashed and fully decoded.
+Only new or changed files (by size and mtime) are read; each is hashed and decoded once, at
+reduced scale, by a pool of threads (Pillow releases the GIL while it decodes), which gives its
+check, size, EXIF facts and the rendition the model reads (:func:`decode.decode`). The
+original's bytes stay in the volume unless ``store_originals``.
 Given a change set (the paths the upload sensor saw change), only those paths are stat'ed
 and only the rows they and their images touch are read; without one, all of ``raw/`` is
 scanned, with the same outcome.
@@ -18,7 +21,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
@@ -65,7 +70,23 @@ def labels_json(labels: dict) -> str:
     return json.dumps(labels, sort_keys=True, ensure_ascii=False)
 
 
-def read_photo(volume: Volume, st: FileStat) -> tuple[bytes, dec.Decoded] | None:
+@dataclass(frozen=True)
+class IngestOptions:
+    """How photos are read: the rendition's long side, whether ``images`` keeps originals'
+    bytes, and how many threads decode (0: one per CPU)."""
+
+    rendition_px: int = 512
+    store_originals: bool = False
+    decode_workers: int = 0
+
+    @property
+    def workers(self) -> int:
+        return self.decode_workers or os.cpu_count() or 1
+
+
+def read_photo(
+    volume: Volume, st: FileStat, rendition_px: int = 512
+) -> tuple[bytes, dec.Decoded] | None:
     """Read and decode one listed file; None when it vanished since the listing.
 
     Raises :class:`~adrag_assets.images.decode.RejectedImage` naming the file and why.
@@ -84,7 +105,7 @@ def read_photo(volume: Volume, st: FileStat) -> tuple[bytes, dec.Decoded] | None
         raise dec.RejectedImage(
             f"{st.path}: cannot read ({getattr(e, 'strerror', None) or e})"
         ) from None
-    return data, dec.decode(st.path, data)
+    return data, dec.decode(st.path, data, rendition_px)
 
 
 def _chunks(files: list[FileStat]) -> Iterator[list[FileStat]]:
@@ -138,19 +159,23 @@ def sync_images(
     log: logging.Logger | None = None,
     on_rejected: Callable[[str], None] | None = None,
     paths: Sequence[str] | None = None,
+    options: IngestOptions | None = None,
 ) -> IngestStats:
     """Sync ``raw/`` into the tables. ``paths`` is a change set (photo paths added, changed or
     deleted, as the upload sensor saw them): only those are looked at, and only the rows
     they touch are read. None (or a set :func:`full_scan_needed` refuses) scans everything:
     the reconciler, with the same outcome a change set would have had."""
     log = log or logging.getLogger(__name__)
+    options = options or IngestOptions()
+    if tables.exists("images") and tables.ensure_columns("images"):
+        log.info("images: table upgraded in place (rendition, taken_at and camera columns)")
     if paths is not None:
         paths = sorted({volume.relative(p) for p in paths})
         why = full_scan_needed(paths) or _orphan_sidecars_beside(tables, paths)
         if why is None:
-            return _sync_changes(volume, tables, paths, log, on_rejected)
+            return _sync_changes(volume, tables, paths, log, on_rejected, options)
         log.info("images: full scan instead of the change set: %s", why)
-    return _sync_all(volume, tables, log, on_rejected)
+    return _sync_all(volume, tables, log, on_rejected, options)
 
 
 def _sync_all(
@@ -158,6 +183,7 @@ def _sync_all(
     tables: Tables,
     log: logging.Logger,
     on_rejected: Callable[[str], None] | None,
+    options: IngestOptions,
 ) -> IngestStats:
     photos, sidecars = vol.scan(volume)
     stats = IngestStats(files=len(photos), scope="full")
@@ -197,6 +223,7 @@ def _sync_all(
         stats,
         log,
         lambda path: labels_json(upfront.get(path, {})),
+        options,
     )
     for path, image_id in read.accepted.items():
         manifest[path] = (0, 0, image_id)
@@ -236,6 +263,7 @@ def _sync_changes(
     paths: list[str],
     log: logging.Logger,
     on_rejected: Callable[[str], None] | None,
+    options: IngestOptions,
 ) -> IngestStats:
     stats = IngestStats(scope="changes", paths=len(paths))
     now = {p: vol.stat_listed(volume, p) for p in paths}
@@ -277,6 +305,7 @@ def _sync_changes(
         stats,
         log,
         lambda path: upfront[path][1] if path in upfront else "{}",
+        options,
     )
     if on_rejected:
         for reason in read.reasons:
@@ -466,6 +495,7 @@ def _read_files(
     stats: IngestStats,
     log: logging.Logger,
     labels_of: Callable[[str], str],
+    options: IngestOptions,
 ) -> _Read:
     """Read, hash and decode ``to_read`` in bounded chunks, writing each chunk's image rows,
     then its manifest and rejected rows. ``in_table`` says which image ids the table has;
@@ -477,92 +507,109 @@ def _read_files(
     inserted: set[str] = set()
     bar = tqdm(total=len(to_read), desc="images", unit="file", disable=None)
     done = 0
-    for chunk in _chunks(to_read):
-        decoded, file_rows, reject_rows = [], [], []
-        for st in chunk:
-            try:
-                got = read_photo(volume, st)
-            except dec.RejectedImage as e:
-                reason = str(e)
-            except Exception as e:  # one bad file never stops the others
-                reason = f"{st.path}: cannot ingest ({type(e).__name__}: {e})"
-            else:
-                reason = None
-            if reason is not None:
-                reason = _storable(reason)
-                reject_rows.append(
+
+    def look(st: FileStat) -> tuple[tuple[bytes | None, dec.Decoded] | None, str | None]:
+        """(bytes kept or None, decoded) or None if vanished; or the reason it is rejected."""
+        try:
+            got = read_photo(volume, st, options.rendition_px)
+        except dec.RejectedImage as e:
+            return None, str(e)
+        except Exception as e:  # one bad file never stops the others
+            return None, f"{st.path}: cannot ingest ({type(e).__name__}: {e})"
+        if got is None:
+            return None, None
+        # Dropped here, in the worker: only renditions wait for the commit.
+        return ((got[0] if options.store_originals else None), got[1]), None
+
+    with ThreadPoolExecutor(options.workers, thread_name_prefix="adrag-decode") as pool:
+        for chunk in _chunks(to_read):
+            decoded, file_rows, reject_rows = [], [], []
+            # A chunk at a time (bounded by CHUNK files and CHUNK_BYTES), in the listing's order.
+            for st, (got, reason) in zip(chunk, pool.map(look, chunk), strict=True):
+                if reason is not None:
+                    reason = _storable(reason)
+                    reject_rows.append(
+                        {
+                            "path": st.path,
+                            "size": st.size,
+                            "mtime_ns": st.mtime_ns,
+                            "reason": reason,
+                            "rejected_at": now,
+                        }
+                    )
+                    out.reasons.append(reason)
+                    log.warning("rejected %s", reason)
+                    continue
+                if got is not None:  # None: vanished since the listing; the next run sees it gone
+                    decoded.append((st, *got))
+            have = in_table({d.image_id for _, _, d in decoded} - inserted)
+            image_rows = []
+            for st, data, d in decoded:
+                out.accepted[st.path] = d.image_id
+                file_rows.append(
                     {
                         "path": st.path,
                         "size": st.size,
                         "mtime_ns": st.mtime_ns,
-                        "reason": reason,
-                        "rejected_at": now,
+                        "image_id": d.image_id,
                     }
                 )
-                out.reasons.append(reason)
-                log.warning("rejected %s", reason)
-                continue
-            if got is not None:  # None: vanished since the listing; the next run sees it gone
-                decoded.append((st, *got))
-        have = in_table({d.image_id for _, _, d in decoded} - inserted)
-        image_rows = []
-        for st, data, d in decoded:
-            out.accepted[st.path] = d.image_id
-            file_rows.append(
-                {"path": st.path, "size": st.size, "mtime_ns": st.mtime_ns, "image_id": d.image_id}
+                if d.image_id in inserted or d.image_id in have:
+                    continue
+                inserted.add(d.image_id)
+                labels = labels_of(st.path)
+                out.written[d.image_id] = (st.path, _digest(labels))
+                image_rows.append(
+                    {
+                        "image_id": d.image_id,
+                        "path": st.path,
+                        "format": d.format,
+                        "width": d.width,
+                        "height": d.height,
+                        "size": st.size,
+                        "mtime": datetime.fromtimestamp(st.mtime_ns / 1e9, UTC),
+                        "labels": labels,
+                        "bytes": data,
+                        "ingested_at": now,
+                        "rendition": d.rendition,
+                        "taken_at": d.taken_at,
+                        "camera_make": d.camera_make,
+                        "camera_model": d.camera_model,
+                    }
+                )
+            del decoded
+            # Images first: a crash before the manifest is written only means a re-read (which
+            # finds the row). An append, not a merge: a merge reads the whole table, photos and
+            # all, to look for the keys; ``in_table`` has told which are new.
+            if image_rows:
+                tables.open("images")  # created on first use
+                write_deltalake(
+                    tables.uri("images"),
+                    pa.Table.from_pylist(image_rows, IMAGES),
+                    mode="append",
+                    storage_options=tables.storage_options,
+                )
+            stats.added += len(image_rows)
+            del image_rows
+            tables.upsert("volume_files", pa.Table.from_pylist(file_rows, VOLUME_FILES), ["path"])
+            tables.upsert("rejected_images", pa.Table.from_pylist(reject_rows, REJECTED), ["path"])
+            tables.delete_keys("volume_files", "path", [r["path"] for r in reject_rows])
+            tables.delete_keys(
+                "rejected_images",
+                "path",
+                [r["path"] for r in file_rows if r["path"] in rejected_before],
             )
-            if d.image_id in inserted or d.image_id in have:
-                continue
-            inserted.add(d.image_id)
-            labels = labels_of(st.path)
-            out.written[d.image_id] = (st.path, _digest(labels))
-            image_rows.append(
-                {
-                    "image_id": d.image_id,
-                    "path": st.path,
-                    "format": d.format,
-                    "width": d.width,
-                    "height": d.height,
-                    "size": st.size,
-                    "mtime": datetime.fromtimestamp(st.mtime_ns / 1e9, UTC),
-                    "labels": labels,
-                    "bytes": data,
-                    "ingested_at": now,
-                }
+            out.rejected += [r["path"] for r in reject_rows]
+            stats.newly_rejected += len(reject_rows)
+            bar.update(len(chunk))
+            done += len(chunk)
+            log.info(
+                "images: read %d/%d files, %d new images, %d rejected so far",
+                done,
+                len(to_read),
+                stats.added,
+                stats.newly_rejected,
             )
-        del decoded
-        # Images first: a crash before the manifest is written only means a re-read (which
-        # finds the row). An append, not a merge: a merge reads the whole table, photos and
-        # all, to look for the keys; ``in_table`` has told which are new.
-        if image_rows:
-            tables.open("images")  # created on first use
-            write_deltalake(
-                tables.uri("images"),
-                pa.Table.from_pylist(image_rows, IMAGES),
-                mode="append",
-                storage_options=tables.storage_options,
-            )
-        stats.added += len(image_rows)
-        del image_rows
-        tables.upsert("volume_files", pa.Table.from_pylist(file_rows, VOLUME_FILES), ["path"])
-        tables.upsert("rejected_images", pa.Table.from_pylist(reject_rows, REJECTED), ["path"])
-        tables.delete_keys("volume_files", "path", [r["path"] for r in reject_rows])
-        tables.delete_keys(
-            "rejected_images",
-            "path",
-            [r["path"] for r in file_rows if r["path"] in rejected_before],
-        )
-        out.rejected += [r["path"] for r in reject_rows]
-        stats.newly_rejected += len(reject_rows)
-        bar.update(len(chunk))
-        done += len(chunk)
-        log.info(
-            "images: read %d/%d files, %d new images, %d rejected so far",
-            done,
-            len(to_read),
-            stats.added,
-            stats.newly_rejected,
-        )
     bar.close()
     return out
 
