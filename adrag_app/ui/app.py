@@ -48,7 +48,7 @@ UPLOAD_SEEN = "upload_seen"
 PLACEMENTS = "placements_choice"
 GALLERY_SEGMENT = "gallery_segment"
 PREVIEW_PX = 640  # a creative as the conversation shows it; downloads are full size
-THUMB_PX = 260  # in the gallery
+THUMB_PX = 480  # in the gallery
 GALLERY_ROWS = 12
 
 
@@ -59,7 +59,8 @@ def _secrets() -> dict[str, Any]:
         return {}
 
 
-st.set_page_config(page_title="adrag: ads from your photos", page_icon="🐾")
+# Wide: an ad's sizes are shown side by side.
+st.set_page_config(page_title="adrag: ads from your photos", page_icon="🐾", layout="wide")
 apply_secrets(_secrets())
 try:
     settings = load_settings()
@@ -196,8 +197,9 @@ def _preview(uri: str, path: str, px: int) -> bytes:
     return support.preview(support.read_volume_image(uri, path, under=layout.ADS), px)
 
 
-@st.cache_data(ttl=10, show_spinner=False)
-def _past_creatives(uri: str) -> list[dict[str, Any]]:
+@st.cache_data(ttl=60, show_spinner=False)
+def _past_creatives(uri: str, latest: str) -> list[dict[str, Any]]:
+    # ``latest`` (the ad on screen) is in the key: a new ad or version shows at once.
     return support.past_creatives(uri)
 
 
@@ -279,7 +281,8 @@ def show_ad(ad: dict[str, Any], key: str) -> None:
 def show_gallery() -> None:
     """Past creatives from the volume's sidecars, one row per version of an ad."""
     try:
-        found = _past_creatives(volume.uri)
+        latest = (conversation().snapshot()[2].get("ad") or {}).get("path", "")
+        found = _past_creatives(volume.uri, latest)
     except OSError as e:
         st.error(f"The past creatives cannot be read: {e}")
         return
@@ -290,13 +293,16 @@ def show_gallery() -> None:
     segment = st.selectbox(
         "Segment", ["All segments", *segments], key=GALLERY_SEGMENT, help="Show one segment's ads"
     )
-    rows = support.gallery_sets(found, "" if segment == "All segments" else segment)
+    rows = support.gallery_sets(
+        found, "" if segment == "All segments" else segment, order=list(_placement_labels())
+    )
     for n, row in enumerate(rows[:GALLERY_ROWS]):
         first = row[0]
         with st.container(border=True):
             st.markdown(
                 f"**{first.get('headline', '')}** · {first.get('segment') or 'no segment'} · "
-                f"version {first.get('version', 1)} · {str(first.get('created_at', ''))[:16]}"
+                f"version {first.get('version', 1)} · "
+                f"{str(first.get('created_at', ''))[:16].replace('T', ' ')} UTC"
             )
             show_sizes(row, f"gallery-{n}", px=THUMB_PX)
             paths = [m["path"] for m in row]
@@ -332,8 +338,8 @@ def show_actions(message: dict[str, Any], key: str, phase: str) -> None:
             actions.append(("Undo", "undo", "secondary"))
     else:
         return
-    for column, (label, answer, kind) in zip(st.columns(len(actions) + 2), actions, strict=False):
-        with column:
+    with st.container(horizontal=True):
+        for label, answer, kind in actions:
             st.button(label, key=f"act-{key}-{answer}", type=kind, on_click=send, args=(answer,))
 
 

@@ -94,9 +94,12 @@ def past_creatives(volume: Volume | str | Path, limit: int = GALLERY_LIMIT) -> l
     return found
 
 
-def gallery_sets(creatives: list[dict[str, Any]], segment: str = "") -> list[list[dict[str, Any]]]:
+def gallery_sets(
+    creatives: list[dict[str, Any]], segment: str = "", order: list[str] | None = None
+) -> list[list[dict[str, Any]]]:
     """``creatives`` grouped by (set, variant, version) in their order, kept to ``segment``
-    when one is given: one row of the gallery is one version of one ad in all its sizes."""
+    when one is given: one row of the gallery is one version of one ad in all its sizes, in
+    the placements' ``order``."""
     rows: dict[tuple[str, int, int], list[dict[str, Any]]] = {}
     for meta in creatives:
         if segment and meta.get("segment") != segment:
@@ -107,7 +110,10 @@ def gallery_sets(creatives: list[dict[str, Any]], segment: str = "") -> list[lis
             int(meta.get("version") or 1),
         )
         rows.setdefault(key, []).append(meta)
-    return list(rows.values())
+    rank = {name: i for i, name in enumerate(order or ())}
+    return [
+        sorted(row, key=lambda m: rank.get(m.get("placement"), len(rank))) for row in rows.values()
+    ]
 
 
 def preview(data: bytes, px: int) -> bytes:

@@ -267,9 +267,8 @@ def test_paths_that_escape_the_volume_are_refused(home: IndexedHome, tmp_path: P
         pytest.skip("no ad generated yet in this session")  # only when run on its own
     at = start({"ad": ads[0].relative_to(volume).as_posix()})
     assert not at.error
-    assert [b.key for b in at.get("download_button") if "shared" in b.key] == [
-        f"png-shared-{ads[0].relative_to(volume).as_posix()}"
-    ]
+    shared = [b.key for b in at.get("download_button") if "shared" in b.key]
+    assert f"png-shared-{ads[0].relative_to(volume).as_posix()}" in shared
 
 
 def test_no_index_is_said_in_plain_words(home: IndexedHome, tmp_path: Path) -> None:

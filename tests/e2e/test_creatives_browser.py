@@ -109,6 +109,7 @@ def test_a_conversation_to_a_creative_set_its_zip_and_an_edit(
                 expect(last.get_by_test_id("stImage").filter(has_text=caption)).to_be_visible()
             for label in ("Another variant", "More like this"):
                 expect(page.get_by_role("button", name=label, exact=True)).to_be_visible()
+            page.mouse.move(0, 0)  # no tooltip over the page
             page.screenshot(path=str(ARTIFACTS / "11-creative-set.png"), full_page=True)
 
             with page.expect_download() as download:
@@ -121,11 +122,13 @@ def test_a_conversation_to_a_creative_set_its_zip_and_an_edit(
             say("make it warmer and add the headline 'Home at last'", "This is version 2")
             edited = page.get_by_test_id("stChatMessage").last
             expect(edited.get_by_text("Home at last").first).to_be_visible()
+            page.mouse.move(0, 0)
             page.screenshot(path=str(ARTIFACTS / "12-edited.png"), full_page=True)
 
             page.get_by_role("tab", name="Past creatives").click()
             expect(page.get_by_text("Home at last · families with young children")).to_be_visible()
             wait_idle(page)
+            page.mouse.move(0, 0)
             page.screenshot(path=str(ARTIFACTS / "13-gallery.png"), full_page=True)
         finally:
             browser.close()
