@@ -97,14 +97,14 @@ def test_marketer_makes_an_ad_in_a_real_browser(home: IndexedHome, app_url: str)
             expect(page.get_by_role("button", name="Use this photo")).to_have_count(0)
 
             # The default set: the Meta feed and a story, side by side.
-            images = page.locator("[data-testid='stImage']")
+            images = page.get_by_test_id("stChatMessage").last.get_by_test_id("stImage")
             ad = images.filter(has_text="1080×1350").locator("img")
             expect(ad).to_be_visible()
             expect(images.filter(has_text="1080×1920").locator("img")).to_be_visible()
             assert ad.evaluate("img => img.complete && img.naturalWidth") > 200
-            expect(
-                page.get_by_role("button", name="Download the set (2 sizes, zip)")
-            ).to_be_visible()
+            last = page.get_by_test_id("stChatMessage").last
+            zip_button = last.get_by_role("button", name="Download the set (2 sizes, zip)")
+            expect(zip_button).to_be_visible()
             expect(page.get_by_role("button", name="Another variant")).to_be_visible()
             link = page.get_by_role("link", name="See it in Dagster")
             assert link.get_attribute("href") == "http://127.0.0.1:3999/assets/ad_creatives"
