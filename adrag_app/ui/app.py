@@ -50,6 +50,7 @@ GALLERY_SEGMENT = "gallery_segment"
 PREVIEW_PX = 640  # a creative as the conversation shows it; downloads are full size
 THUMB_PX = 480  # in the gallery
 GALLERY_ROWS = 12
+MIN_ROW_RATIOS = 2.6  # a row of sizes is at least this many heights wide
 
 
 def _secrets() -> dict[str, Any]:
@@ -215,7 +216,10 @@ def show_sizes(creatives: list[dict[str, Any]], key: str, *, px: int = PREVIEW_P
     """Every size of one ad side by side, at one height (a column as wide as its ratio)."""
     labels = _placement_labels()
     ratios = [max(0.3, c.get("width", 1) / max(1, c.get("height", 1))) for c in creatives]
-    for creative, column in zip(creatives, st.columns(ratios), strict=True):
+    # An empty column keeps two tall sizes from filling a wide page (one screen high at most).
+    spacer = [MIN_ROW_RATIOS - sum(ratios)] if sum(ratios) < MIN_ROW_RATIOS else []
+    columns = st.columns(ratios + spacer)
+    for creative, column in zip(creatives, columns, strict=False):
         with column:
             try:
                 data = _preview(volume.uri, creative["path"], px)
