@@ -106,6 +106,8 @@ class AgentState:
     # "version", "parent" (the parent's path, "" for an ad made from a photo), "edits",
     # "spec"): "undo" walks back through them; nothing is ever deleted.
     versions: list[dict[str, Any]] = field(default_factory=list)
+    # The placements the ad is made in (the app's toggles); empty: the tool's default set.
+    placements: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return copy.deepcopy(asdict(self))
@@ -133,6 +135,10 @@ class AgentState:
             isinstance(v, dict) and isinstance(v.get("path"), str) for v in state.versions
         ):
             raise ValueError("versions must be a list of ads ({path, ...} objects)")
+        if not isinstance(state.placements, list) or not all(
+            isinstance(p, str) for p in state.placements
+        ):
+            raise ValueError("placements must be a list of placement names")
         if not isinstance(state.conversation_id, str):
             raise ValueError("conversation_id must be a string")
         if not isinstance(state.history, list) or not all(
@@ -454,7 +460,11 @@ class Agent:
     # -- steps ---------------------------------------------------------------------------
 
     def _restart(self, state: AgentState) -> None:
-        kept = {"brand": state.brand, "conversation_id": state.conversation_id}
+        kept = {
+            "brand": state.brand,
+            "conversation_id": state.conversation_id,
+            "placements": state.placements,
+        }
         for key, value in asdict(AgentState()).items():
             setattr(state, key, value)
         for key, value in kept.items():
@@ -507,7 +517,13 @@ class Agent:
     def _context(self, state: AgentState) -> ToolContext:
         filters = dict((state.proposal or {}).get("filters") or {})
         return ToolContext(
-            state.segment, filters, state.brand, self.user, tuple(state.excluded), state.like
+            state.segment,
+            filters,
+            state.brand,
+            self.user,
+            tuple(state.excluded),
+            state.like,
+            tuple(state.placements),
         )
 
     def _call_tool(
@@ -650,9 +666,21 @@ class Agent:
             raise _RefusedPath(f"the tool returned an ad path outside the volume ({e})") from e
         if not found:
             raise _RefusedPath(f"the tool returned an ad path that is not a file: {path!r}")
+        creatives = []
+        for creative in output.get("creatives") or ():
+            # Every size of the set is shown and downloaded: each must be a file in the volume.
+            other = str((creative or {}).get("path") or "")
+            try:
+                found = is_file(open_volume(self.tool.volume), other)
+            except ValueError as e:
+                raise _RefusedPath(f"the tool returned a creative outside the volume ({e})") from e
+            if not found:
+                raise _RefusedPath(f"the tool returned a creative that is not a file: {other!r}")
+            creatives.append(_creative_summary(creative))
         return {
             "path": path,
             "sidecar": str(ad.get("sidecar") or ""),
+            "creatives": creatives,
             "seed": dict(output.get("seed") or {}),
             "brand": str(output.get("brand") or ""),
             "generator": str(output.get("generator") or ""),
@@ -712,6 +740,17 @@ def new_conversation_id() -> str:
 
 class _RefusedPath(RuntimeError):
     pass
+
+
+# What the conversation keeps of each creative of a set (the sidecar holds the rest).
+_CREATIVE_KEYS = (
+    "path", "sidecar", "placement", "width", "height", "headline", "primary_text", "cta",
+    "version", "parent", "set_id",
+)  # fmt: skip
+
+
+def _creative_summary(creative: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: creative[k] for k in _CREATIVE_KEYS if k in creative}
 
 
 def _reject(state: AgentState) -> None:

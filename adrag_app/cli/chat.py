@@ -65,7 +65,31 @@ def reply_json(reply: Reply, text: str | None = None) -> dict[str, Any]:
         "phase": reply.phase,
         "text": reply.text if text is None else text,
         "candidate": candidate,
-        "ad": {"path": reply.ad["path"]} if reply.ad else None,
+        "ad": (
+            {
+                "path": reply.ad["path"],
+                "version": reply.ad.get("version", 1),
+                "parent": reply.ad.get("parent", ""),
+                # Every size of the creative set, as `adrag generate --json` names them.
+                "creatives": [
+                    {
+                        k: c.get(k)
+                        for k in (
+                            "path",
+                            "placement",
+                            "width",
+                            "height",
+                            "headline",
+                            "version",
+                            "parent",
+                        )
+                    }
+                    for c in reply.ad.get("creatives") or ()
+                ],
+            }
+            if reply.ad
+            else None
+        ),
         "notes": reply.notes,
         "error": reply.error,
     }

@@ -518,6 +518,7 @@ def make_creatives(
     instance: dg.DagsterInstance | None = None,
     index: MilvusIndex | None = None,
     contact_sheet: bool = True,
+    parent: Creative | None = None,
 ) -> list[Creative]:
     """Creatives for ``description``: ``variants`` photos (the best first) x ``placements``
     (names, a comma list, or ``"all"``), ordered by variant then placement.
@@ -525,6 +526,8 @@ def make_creatives(
     ``headline``: the marketer's own (wins over written copy; refused if it uses a banned
     word). ``segment``: who the ad is for; the copy is written for them, never quoting them.
     Everything is written and reported, or nothing is (a failed generation leaves no file).
+    ``parent``: the creative these replace ("another variant" in a conversation): they are
+    its next version and name it as their parent.
     """
     settings = settings or load_settings()
     description, segment, user = redact(description), redact(segment), redact(user)
@@ -584,8 +587,8 @@ def make_creatives(
             look,
             folder=folder,
             set_id=set_id,
-            version=1,
-            parent=None,
+            version=parent.version + 1 if parent else 1,
+            parent=parent.path if parent else None,
             scene=scene,
             segment=segment,
             encoder_id=encoder_id,

@@ -9,9 +9,11 @@ The tool returns paths (relative to the volume) and small JSON, never image byte
 
 * retrieval (``generate=false``): ``{"mode": "retrieve", "candidates": [{"rank", "path",
   "score", "image_id", "labels"}, ...]}`` — the top-3 for the description;
-* generation (``generate=true``): ``{"mode": "generate", "ad": {"path", "sidecar"},
-  "seed": {"rank", "path", "image_id"}, "generator", "model"}`` for photo ``seed_index`` of
-  that same top-3 (the service is deterministic, so it is the photo the marketer saw).
+* generation (``generate=true``): a creative set (:func:`make_creatives`) of photo
+  ``seed_index`` of that same top-3 (the service is deterministic, so it is the photo the
+  marketer saw) in the context's placements: ``{"mode": "generate", "ad": {"path",
+  "sidecar"}, "creatives": [{"path", "placement", "width", "height", "headline", ...}],
+  "seed": {"rank", "path", "image_id"}, "generator", "model"}``; ``ad`` is its first creative.
 
 Errors are raised, not returned: the agent turns them into words for the marketer.
 
@@ -20,14 +22,12 @@ Edits to an ad already made go through a second, explicit seam, :meth:`ServiceTo
 ``{"headline": "Home at last", "tone": ["warmer"]}``, ``{"placement": ["story"]}``,
 ``{"product": {"position": "left", "scale": 1.25}}``, ``{"variant": 1}``. It returns the new
 version, ``{"mode": "edit", "ad": {"path", "sidecar"}, "seed", "version", "parent", "edits",
-"spec", "unsupported", ...}``: a new file, the parent left as it was. The default
-implementation regenerates the ad locally (headline, tone, variant); the creative renderer
-(placements, product layout) plugs in behind the same method.
+"spec", "creatives", ...}``: new files (:func:`edit_creative`), each sidecar naming the
+creative it was made from as its ``parent``; the parents are left as they were.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import time
@@ -37,13 +37,19 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import dagster as dg
-from PIL import Image, ImageEnhance
 
-from adrag_app.generators import GeneratedImage, Generator, make_generator
+from adrag_app.creative.layout import Look
+from adrag_app.generators import Generator
 from adrag_app.service import ad_service as service
+from adrag_app.service.creatives import (
+    Creative,
+    Edit,
+    edit_creative,
+    load_creative,
+    make_creatives,
+)
 from adrag_assets.index.milvus import MilvusIndex
 from adrag_assets.settings import Settings, load_settings
-from adrag_assets.volume import open_volume
 
 TOOL_NAME = "find_or_make_ad"
 EDIT_NAME = "edit_ad"
@@ -58,7 +64,9 @@ POSITIONS = (
 MAX_HEADLINE = 120  # what the ad service prints at most; placements set their own limits
 SCALE_RANGE = (0.25, 4.0)
 _PLACEMENT = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,39}$")
-MAX_SIDECAR_BYTES = 1_000_000
+# The set a conversation makes when the marketer has not picked placements: the feed and a
+# story, the two a Meta campaign cannot do without.
+DEFAULT_PLACEMENTS = ("meta_feed", "story")
 TOOL_SCHEMA: dict[str, Any] = {
     "type": "function",
     "name": TOOL_NAME,
@@ -98,7 +106,8 @@ class ToolContext:
 
     ``exclude``: image ids that must not be among the top-3 (rejected in this conversation).
     ``like``: an image id: the top-3 are the photos most like it ("more like this"), not the
-    description's best matches. A generation must carry the ``exclude`` and ``like`` its photos
+    description's best matches. ``placements``: the sizes the ad is made in (the marketer's
+    toggles). A generation must carry the ``exclude`` and ``like`` its photos
     were searched with, since the service searches again and ``seed_index`` points into that
     top-3.
     """
@@ -109,6 +118,7 @@ class ToolContext:
     user: str = ""
     exclude: tuple[str, ...] = ()
     like: str = ""
+    placements: tuple[str, ...] = ()  # the creative set's placements; () = DEFAULT_PLACEMENTS
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -145,7 +155,8 @@ class Tool(Protocol):
 
 
 class ServiceTool:
-    """The real tool: :func:`service.retrieve` and :func:`service.generate_ad`."""
+    """The real tool: :func:`service.retrieve`, :func:`make_creatives` and
+    :func:`edit_creative`."""
 
     name = TOOL_NAME
 
@@ -206,11 +217,50 @@ class ServiceTool:
                     for c in found
                 ],
             }
-        ad = service.generate_ad(
+        made = self._make_set(
             description,
             seed_index,
-            brand=context.brand,
+            context,
+            placements=list(context.placements) or list(DEFAULT_PLACEMENTS),
+        )
+        return _set_output("generate", made, seed_index)
+
+    # -- creative sets ---------------------------------------------------------------------
+
+    def _make_set(
+        self,
+        description: str,
+        seed_index: int,
+        context: ToolContext,
+        *,
+        placements: list[str],
+        headline: str | None = None,
+        look: Look | None = None,
+        parent: Creative | None = None,
+    ) -> list[Creative]:
+        """Photo ``seed_index`` of the description's top-3 x ``placements``: the photos
+        ranked above it are left out of the search, so the set's one variant is that photo."""
+        filters = dict(context.filters) or None
+        exclude = tuple(context.exclude)
+        if seed_index:
+            above = service.retrieve(
+                description,
+                service.TOP_K,
+                filters,
+                settings=self.settings,
+                index=self.index,
+                exclude=exclude,
+                like=context.like,
+            )[:seed_index]
+            exclude = (*exclude, *(c.image_id for c in above))
+        return make_creatives(
+            description,
+            placements,
+            1,
+            headline=headline,
             segment=context.segment,
+            look=look,
+            brand=context.brand,
             user=context.user,
             filters=filters,
             exclude=exclude,
@@ -219,99 +269,134 @@ class ServiceTool:
             generator=self.generator,
             instance=self.instance,
             index=self.index,
+            contact_sheet=False,
+            parent=parent,
         )
-        meta = ad.metadata
-        return {
-            "mode": "generate",
-            "ad": {"path": ad.path, "sidecar": ad.sidecar},
-            "seed": {
-                "rank": meta.get("seed_index", seed_index),
-                "path": meta.get("seed_path", ""),
-                "image_id": meta.get("seed_image_id", ""),
-            },
-            "brand": meta.get("brand_path", ""),
-            "generator": meta.get("generator", ""),
-            "model": meta.get("model", ""),
-        }
-
-    # -- edits -----------------------------------------------------------------------------
-
-    # What the default implementation can apply; the rest is reported as unsupported.
-    edits_supported = ("headline", "tone", "variant")
 
     def edit_ad(
         self, ad: Mapping[str, Any], edits: Mapping[str, Any], context: ToolContext
     ) -> dict[str, Any]:
-        """A new version of ``ad`` (``{"path", "sidecar", ...}`` as this tool returned it)
-        with ``edits`` applied on top of the edits it already carries; the parent stays.
+        """A new version of the creative set ``ad`` (``{"path", "creatives": [...]}`` as this
+        tool returned it) with ``edits`` applied; every creative of the new set records the
+        one it was made from as its ``parent``, and nothing is overwritten.
 
-        The default: the same brief and photo regenerated by :func:`service.generate_ad` with
-        the version's headline, its tone applied to the image, and, for a variant, the next
-        photo of the same top-3; the sidecar records ``version``, ``parent``, ``edits`` and
-        ``spec``. Placement and product edits need the creative renderer: they are kept in
-        ``spec`` and listed in ``unsupported``; an edit with nothing this can apply raises
-        :class:`EditUnsupported`.
+        Headline, tone and product edits are :func:`edit_creative` calls, one per placement of
+        the set; a placement edit renders the set's first creative in each placement asked
+        for; "another variant" makes the set again from the next photo of the same top-3,
+        keeping the headline and look of the version it replaces.
         """
         edits = check_edits(edits)
-        store = open_volume(self.settings.volume_uri)
-        sidecar_rel = store.relative(str(ad.get("sidecar") or ""))
+        paths = [str(c["path"]) for c in ad.get("creatives") or ()] or [str(ad.get("path"))]
         try:
-            parent = json.loads(store.read_bytes(sidecar_rel, MAX_SIDECAR_BYTES))
-        except (OSError, ValueError) as e:
-            raise service.AdServiceError(
-                f"the ad's record {store.display(sidecar_rel)} cannot be read "
-                f"({type(e).__name__}); make the ad again"
-            ) from e
-        spec = merge_spec(parent.get("spec") or {}, edits)
-        unsupported = sorted(k for k in edits if k not in self.edits_supported)
-        if len(unsupported) == len(edits):
-            raise EditUnsupported(unsupported)
-        seed_index = int(parent.get("seed_index") or 0)
+            current = [load_creative(p, self.settings) for p in paths]
+        except service.AdServiceError as e:
+            raise service.AdServiceError(f"{e}; make the ad again") from e
+        spec = merge_spec(ad.get("spec") or {}, edits)
+        change = _as_edit(edits)
+        seed_index = int((ad.get("seed") or {}).get("rank") or 0)
         if "variant" in edits:
             seed_index = (seed_index + int(edits["variant"])) % service.TOP_K
-        generator = self.generator or make_generator(self.settings.generator)
-        if spec.get("tone"):
-            generator = ToneGenerator(generator, tuple(spec["tone"]))
-        made = service.generate_ad(
-            str(parent["description"]),
-            seed_index,
-            brand=parent.get("brand_path") or context.brand,
-            segment=context.segment,
-            user=context.user,
-            filters=dict(parent.get("filters") or {}) or None,
-            exclude=tuple(context.exclude),
-            like=context.like,
-            headline=spec.get("headline"),
-            settings=self.settings,
-            generator=generator,
-            instance=self.instance,
-            index=self.index,
-        )
-        version = int(parent.get("version") or 1) + 1
+            first = current[0].metadata
+            made = self._make_set(
+                str(first["description"]),
+                seed_index,
+                context,
+                placements=list(edits.get("placement") or [c.placement for c in current]),
+                headline=change.headline or first["render"]["headline_override"],
+                look=_edited_look(Look(**first["render"]["look"]), change),
+                parent=current[0],
+            )
+        elif "placement" in edits:
+            made = [
+                edit_creative(
+                    current[0].path,
+                    replace(change, placement=name),
+                    user=context.user,
+                    settings=self.settings,
+                    generator=self.generator,
+                    instance=self.instance,
+                )
+                for name in edits["placement"]
+            ]
+        else:
+            made = [
+                edit_creative(
+                    c.path,
+                    change,
+                    user=context.user,
+                    settings=self.settings,
+                    generator=self.generator,
+                    instance=self.instance,
+                )
+                for c in current
+            ]
         lineage = {
-            "version": version,
-            "parent": str(parent.get("path") or ad.get("path") or ""),
+            "version": int(ad.get("version") or 1) + 1,
+            "parent": str(ad.get("path") or paths[0]),
             "edits": edits,
             "spec": spec,
         }
-        meta = {**made.metadata, **lineage}
-        store.write_all_or_nothing(
-            [(made.sidecar, json.dumps(meta, indent=2, ensure_ascii=False).encode() + b"\n")]
-        )
-        return {
-            "mode": "edit",
-            "ad": {"path": made.path, "sidecar": made.sidecar},
-            "seed": {
-                "rank": meta.get("seed_index", seed_index),
-                "path": meta.get("seed_path", ""),
-                "image_id": meta.get("seed_image_id", ""),
-            },
-            "brand": meta.get("brand_path", ""),
-            "generator": meta.get("generator", ""),
-            "model": meta.get("model", ""),
-            **lineage,
-            "unsupported": unsupported,
-        }
+        return {**_set_output("edit", made, seed_index), **lineage, "unsupported": []}
+
+
+# A step of each tone on the creative renderer's scales (Look.warmth, Look.brightness: -1..1).
+TONE_STEPS = {
+    "warmer": ("warmth", 0.5),
+    "cooler": ("warmth", -0.5),
+    "brighter": ("brightness", 0.4),
+    "darker": ("brightness", -0.4),
+}
+# Where the conversation can put the product, as the layout names it; the centre is refused:
+# it is where the pet is.
+LAYOUT_POSITION = {"top": "top-right", "bottom": "bottom-right"}
+
+
+def _as_edit(edits: Mapping[str, Any]) -> Edit:
+    """The conversation's edit data as the creative renderer's :class:`Edit` (no placement)."""
+    steps = {"warmth": 0.0, "brightness": 0.0}
+    for tone in edits.get("tone") or ():
+        name, step = TONE_STEPS[tone]
+        steps[name] += step
+    product = edits.get("product") or {}
+    position = product.get("position")
+    if position == "center":
+        raise ValueError("the product cannot go in the centre: that is where the pet is")
+    return Edit(
+        headline=edits.get("headline"),
+        warmth=steps["warmth"] or None,
+        brightness=steps["brightness"] or None,
+        product_position=LAYOUT_POSITION.get(position, position) if position else None,
+        product_scale=float(product["scale"]) if "scale" in product else None,
+    )
+
+
+def _edited_look(look: Look, edit: Edit) -> Look:
+    return replace(
+        look,
+        warmth=min(1.0, max(-1.0, look.warmth + (edit.warmth or 0.0))),
+        brightness=min(1.0, max(-1.0, look.brightness + (edit.brightness or 0.0))),
+        product_position=edit.product_position or look.product_position,
+        product_scale=min(1.6, max(0.5, look.product_scale * (edit.product_scale or 1.0))),
+    )
+
+
+def _set_output(mode: str, made: list[Creative], seed_index: int) -> dict[str, Any]:
+    """What the agent gets for a creative set: its first creative as the ad (path, sidecar)
+    and every creative of the set as small JSON."""
+    first = made[0].metadata
+    return {
+        "mode": mode,
+        "ad": {"path": made[0].path, "sidecar": made[0].sidecar},
+        "creatives": [c.as_dict() for c in made],
+        "seed": {
+            "rank": seed_index,
+            "path": first.get("seed_path", ""),
+            "image_id": first.get("seed_image_id", ""),
+        },
+        "brand": first.get("brand_path", ""),
+        "generator": first.get("generator", ""),
+        "model": first.get("model", ""),
+    }
 
 
 class Editor(Protocol):
@@ -415,41 +500,3 @@ def merge_spec(spec: Mapping[str, Any], edits: Mapping[str, Any]) -> dict[str, A
     if "variant" in edits:
         out["variant"] = int(out.get("variant") or 0) + int(edits["variant"])
     return out
-
-
-# One step of each tone: (red, green, blue) channel gains, or a brightness factor.
-_TONE_GAINS = {"warmer": (1.08, 1.0, 0.9), "cooler": (0.9, 1.0, 1.08)}
-_TONE_BRIGHTNESS = {"brighter": 1.12, "darker": 0.88}
-
-
-def apply_tone(png: bytes, tones: tuple[str, ...]) -> bytes:
-    """``png`` with each tone step applied in turn, as PNG (fixed settings: deterministic)."""
-    image = Image.open(io.BytesIO(png)).convert("RGB")
-    for tone in tones:
-        if tone in _TONE_GAINS:
-            bands = [
-                band.point(lambda v, g=gain: min(255, round(v * g)))
-                for band, gain in zip(image.split(), _TONE_GAINS[tone], strict=True)
-            ]
-            image = Image.merge("RGB", bands)
-        else:
-            image = ImageEnhance.Brightness(image).enhance(_TONE_BRIGHTNESS[tone])
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", optimize=False, compress_level=6)
-    return buffer.getvalue()
-
-
-class ToneGenerator:
-    """A generator whose images get the tone steps of a version ("warmer", "darker"...)."""
-
-    def __init__(self, inner: Generator, tones: tuple[str, ...]) -> None:
-        self.inner = inner
-        self.tones = tones
-        self.name = inner.name
-        self.model = inner.model
-
-    def generate(
-        self, seed_image: Path, brand_image: Path, prompt: str, *, seed: int | None = None
-    ) -> GeneratedImage:
-        image = self.inner.generate(seed_image, brand_image, prompt, seed=seed)
-        return replace(image, png=apply_tone(image.png, self.tones))

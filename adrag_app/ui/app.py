@@ -17,18 +17,21 @@ a widget or the ``?ad=`` URL parameter that escapes the volume is refused.
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import PurePosixPath
 from typing import Any
 
 import streamlit as st
 
-from adrag_app.agent.agent import PROPOSED, SHOWING, Agent, AgentState, Reply
+from adrag_app.agent.agent import DONE, PROPOSED, SHOWING, Agent, AgentState, Reply
 from adrag_app.agent.llm_agent import make_agent as build_agent
+from adrag_app.creative.placements import PlacementError, load_placements
 from adrag_app.planner.planner import make_planner
 from adrag_app.planner.segments import SegmentsFileError, load_catalog
 from adrag_app.service.ad_service import list_brand_images
-from adrag_app.service.tool import ServiceTool
+from adrag_app.service.creatives import export_zip
+from adrag_app.service.tool import DEFAULT_PLACEMENTS, ServiceTool
 from adrag_app.ui import support
 from adrag_assets import volume as layout
 from adrag_assets.embeddings.spec import RANDOM_WARNING
@@ -42,6 +45,12 @@ CHAT = "chat_message"
 BRAND = "brand_choice"
 SEGMENT_FIELD = "segment_field"
 UPLOAD_SEEN = "upload_seen"
+PLACEMENTS = "placements_choice"
+GALLERY_SEGMENT = "gallery_segment"
+PREVIEW_PX = 640  # a creative as the conversation shows it; downloads are full size
+THUMB_PX = 480  # in the gallery
+GALLERY_ROWS = 12
+MIN_ROW_RATIOS = 2.6  # a row of sizes is at least this many heights wide
 
 
 def _secrets() -> dict[str, Any]:
@@ -51,7 +60,8 @@ def _secrets() -> dict[str, Any]:
         return {}
 
 
-st.set_page_config(page_title="adrag: ads from your photos", page_icon="🐾")
+# Wide: an ad's sizes are shown side by side.
+st.set_page_config(page_title="adrag: ads from your photos", page_icon="🐾", layout="wide")
 apply_secrets(_secrets())
 try:
     settings = load_settings()
@@ -120,6 +130,7 @@ def run_turn(message: str, state: dict[str, Any]) -> tuple[dict[str, Any], dict[
     unexpected failure is said plainly and leaves the state as it was."""
     current = AgentState.from_dict(state)
     current.brand = session.get(BRAND) or None
+    current.placements = list(session.get(PLACEMENTS) or DEFAULT_PLACEMENTS)
     try:
         current, reply = make_agent().handle(current, message)
     except Exception as e:
@@ -181,28 +192,135 @@ def show_candidate(candidate: dict[str, Any]) -> None:
         )
 
 
-def show_ad(ad: dict[str, Any], key: str) -> None:
+@st.cache_data(max_entries=256, show_spinner=False)
+def _preview(uri: str, path: str, px: int) -> bytes:
+    # Keyed on the path: a creative is never rewritten (an edit is a new file).
+    return support.preview(support.read_volume_image(uri, path, under=layout.ADS), px)
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def _past_creatives(uri: str, latest: str) -> list[dict[str, Any]]:
+    # ``latest`` (the ad on screen) is in the key: a new ad or version shows at once.
+    return support.past_creatives(uri)
+
+
+def _placement_labels() -> dict[str, str]:
     try:
-        data = support.read_volume_image(volume, ad["path"], under=layout.ADS)
-    except support.RefusedPath as e:
-        st.error(f"This ad is not shown: {e}")
-        return
-    st.image(data, caption="Your ad", width="stretch", output_format="PNG")
+        return {name: p.label for name, p in load_placements(volume).items()}
+    except PlacementError as e:
+        st.error(f"The placements file cannot be used: {e}")
+        return {}
+
+
+def show_sizes(creatives: list[dict[str, Any]], key: str, *, px: int = PREVIEW_PX) -> None:
+    """Every size of one ad side by side, at one height (a column as wide as its ratio)."""
+    labels = _placement_labels()
+    ratios = [max(0.3, c.get("width", 1) / max(1, c.get("height", 1))) for c in creatives]
+    # An empty column keeps two tall sizes from filling a wide page (one screen high at most).
+    spacer = [MIN_ROW_RATIOS - sum(ratios)] if sum(ratios) < MIN_ROW_RATIOS else []
+    columns = st.columns(ratios + spacer)
+    for creative, column in zip(creatives, columns, strict=False):
+        with column:
+            try:
+                data = _preview(volume.uri, creative["path"], px)
+            except support.RefusedPath as e:
+                st.error(f"This creative is not shown: {e}")
+                continue
+            size = f"{creative['width']}×{creative['height']}" if "width" in creative else ""
+            label = labels.get(creative.get("placement", ""), creative.get("placement", "Ad"))
+            st.image(data, caption=" · ".join(p for p in (label, size) if p), width="stretch")
+            st.download_button(
+                "PNG",
+                lambda path=creative["path"]: support.read_volume_image(volume, path, layout.ADS),
+                file_name=PurePosixPath(creative["path"]).name,
+                mime="image/png",
+                key=f"png-{key}-{creative['path']}",
+                on_click="ignore",
+                icon=":material/download:",
+                help=f"Download this size ({size})",
+            )
+
+
+def _zip_name(creatives: list[dict[str, Any]]) -> str:
+    first = creatives[0]
+    variant, version = first.get("variant", 0) + 1, first.get("version", 1)
+    return f"adrag-{first.get('set_id', 'ad')}-v{variant}-r{version}.zip"
+
+
+def show_ad(ad: dict[str, Any], key: str) -> None:
+    creatives = ad.get("creatives") or [{"path": ad["path"]}]
+    first = creatives[0]
+    if first.get("headline"):
+        st.markdown(f"**{first['headline']}**  \n{first.get('primary_text', '')}")
+    show_sizes(creatives, key)
     with st.expander("Engineering details"):
-        st.caption(f"Saved in the volume at `{ad['path']}`")
+        st.caption(
+            "Saved in the volume at "
+            + ", ".join(f"`{c['path']}`" for c in creatives)
+            + (f" · version {ad['version']}" if ad.get("version") else "")
+            + (f", made from `{ad['parent']}`" if ad.get("parent") else "")
+        )
     left, right = st.columns(2)
     with left:
-        st.download_button(
-            "Download the ad",
-            data,
-            file_name=PurePosixPath(ad["path"]).name,
-            mime="image/png",
-            key=f"download-{key}",
-            on_click="ignore",
-            icon=":material/download:",
-        )
+        if "placement" in first:
+            paths = [c["path"] for c in creatives]
+            st.download_button(
+                f"Download the set ({len(paths)} sizes, zip)",
+                lambda: export_zip(paths, settings),
+                file_name=_zip_name(creatives),
+                mime="application/zip",
+                key=f"zip-{key}",
+                on_click="ignore",
+                icon=":material/folder_zip:",
+                type="primary",
+                help="Every size of this ad and manifest.csv (file, placement, size, headline, "
+                "primary text, call to action), ready for the ads manager.",
+            )
     with right:
-        st.link_button("See it in Dagster", config.asset_url(), icon=":material/open_in_new:")
+        st.link_button(
+            "See it in Dagster", config.asset_url("ad_creatives"), icon=":material/open_in_new:"
+        )
+
+
+def show_gallery() -> None:
+    """Past creatives from the volume's sidecars, one row per version of an ad."""
+    try:
+        latest = (conversation().snapshot()[2].get("ad") or {}).get("path", "")
+        found = _past_creatives(volume.uri, latest)
+    except OSError as e:
+        st.error(f"The past creatives cannot be read: {e}")
+        return
+    if not found:
+        st.info("No creatives yet: the ads you make appear here.")
+        return
+    segments = sorted({str(m.get("segment") or "") for m in found} - {""})
+    segment = st.selectbox(
+        "Segment", ["All segments", *segments], key=GALLERY_SEGMENT, help="Show one segment's ads"
+    )
+    rows = support.gallery_sets(
+        found, "" if segment == "All segments" else segment, order=list(_placement_labels())
+    )
+    for n, row in enumerate(rows[:GALLERY_ROWS]):
+        first = row[0]
+        with st.container(border=True):
+            st.markdown(
+                f"**{first.get('headline', '')}** · {first.get('segment') or 'no segment'} · "
+                f"version {first.get('version', 1)} · "
+                f"{str(first.get('created_at', ''))[:16].replace('T', ' ')} UTC"
+            )
+            show_sizes(row, f"gallery-{n}", px=THUMB_PX)
+            paths = [m["path"] for m in row]
+            st.download_button(
+                f"Download the set ({len(paths)} sizes, zip)",
+                lambda paths=paths: export_zip(paths, settings),
+                file_name=_zip_name(row),
+                mime="application/zip",
+                key=f"gallery-zip-{n}-{first['path']}",
+                on_click="ignore",
+                icon=":material/folder_zip:",
+            )
+    if len(rows) > GALLERY_ROWS:
+        st.caption(f"The {GALLERY_ROWS} newest of {len(rows)}; the rest are kept in the volume.")
 
 
 def show_actions(message: dict[str, Any], key: str, phase: str) -> None:
@@ -214,10 +332,18 @@ def show_actions(message: dict[str, Any], key: str, phase: str) -> None:
         actions.append(("More like this", "more like this", "secondary"))
     elif phase == PROPOSED and not message.get("candidate"):
         actions = [("Search", "yes", "primary"), ("Another idea", "no", "secondary")]
+    elif message.get("ad") and phase == DONE:
+        actions = [
+            ("Another variant", "another variant", "primary"),
+            ("More like this", "more like this", "secondary"),
+            ("Warmer", "make it warmer", "secondary"),
+        ]
+        if message["ad"].get("parent"):
+            actions.append(("Undo", "undo", "secondary"))
     else:
         return
-    for column, (label, answer, kind) in zip(st.columns(len(actions) + 2), actions, strict=False):
-        with column:
+    with st.container(horizontal=True):
+        for label, answer, kind in actions:
             st.button(label, key=f"act-{key}-{answer}", type=kind, on_click=send, args=(answer,))
 
 
@@ -250,7 +376,17 @@ def show_shared_ad() -> None:
         st.error(f"The ad in this link cannot be shown: {e}")
         return
     with st.expander("Shared ad", expanded=True):
-        show_ad({"path": wanted}, "shared")
+        try:
+            meta = json.loads(volume.read_bytes(wanted.removesuffix(".png") + ".json", 1_000_000))
+        except (OSError, ValueError):
+            meta = {}
+        show_ad(
+            {
+                "path": wanted,
+                "creatives": [meta if meta.get("path") == wanted else {"path": wanted}],
+            },
+            "shared",
+        )
 
 
 # -- callbacks (run before the script: what was sent is queued before anything else runs) ----
@@ -278,26 +414,34 @@ def on_restart() -> None:
 # -- the page --------------------------------------------------------------------------------
 
 st.title("adrag")
-st.caption("Name your audience; I'll propose a pet, find our best matching photo and make the ad.")
+st.caption(
+    "Name your audience; I'll propose a pet, find our best matching photo and make the ad in "
+    "every size you pick."
+)
 show_shared_ad()
 
 # No max_chars: Streamlit would cut a longer message silently; the check refuses it in words.
 st.chat_input(
-    "An audience segment, yes / not quite / back, or your own description",
+    "An audience segment, yes / not quite / back, a change (warmer, a headline...), or your "
+    "own description",
     key=CHAT,
     on_submit=on_chat,
 )
-transcript, queue, state = conversation().snapshot()
-for i, message in enumerate(transcript):
-    # With a message waiting, the last reply's buttons must not be drawn: they answer it.
-    last = not queue and i == len(transcript) - 1
-    show_message(message, str(i), latest=last, phase=state["phase"])
-waiting = []
-for item in queue:
-    if item.kind == support.MESSAGE:
-        show_message({"role": "user", "text": item.text}, f"q-{item.id}")
-    waiting.append((item, st.container()))
-take_turns(waiting)
+chat_tab, gallery_tab = st.tabs(["Conversation", "Past creatives"])
+with chat_tab:
+    transcript, queue, state = conversation().snapshot()
+    for i, message in enumerate(transcript):
+        # With a message waiting, the last reply's buttons must not be drawn: they answer it.
+        last = not queue and i == len(transcript) - 1
+        show_message(message, str(i), latest=last, phase=state["phase"])
+    waiting = []
+    for item in queue:
+        if item.kind == support.MESSAGE:
+            show_message({"role": "user", "text": item.text}, f"q-{item.id}")
+        waiting.append((item, st.container()))
+    take_turns(waiting)
+with gallery_tab:
+    show_gallery()
 
 # The sidebar is written last so it reflects this turn (the segment may just have changed).
 with st.sidebar:
@@ -311,6 +455,19 @@ with st.sidebar:
         help="Change it to start over with a new segment.",
     )
     st.button("Start over", on_click=on_restart, icon=":material/restart_alt:")
+
+    labels = _placement_labels()
+    if labels:
+        st.pills(
+            "Placements",
+            list(labels),
+            selection_mode="multi",
+            default=[p for p in DEFAULT_PLACEMENTS if p in labels],
+            format_func=lambda name: labels[name],
+            key=PLACEMENTS,
+            help="The sizes the next ad is made in. Changing them does not redo an ad already "
+            "made: ask for it, e.g. *as a story*.",
+        )
 
     st.subheader("Brand image")
     upload = st.file_uploader(

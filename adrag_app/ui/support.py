@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import io
+import json
 import re
 import threading
 import uuid
@@ -27,7 +28,7 @@ from adrag_app.agent.agent import GREETING, SHOWING, AgentState
 from adrag_app.agent.chat_input import REFUSED, MessageRefused, check_message, shortened
 from adrag_assets.embeddings.spec import RANDOM_WARNING, EncoderSpec
 from adrag_assets.settings import Settings
-from adrag_assets.volume import BRAND_UPLOADS, Volume, is_file, open_volume
+from adrag_assets.volume import ADS, BRAND_UPLOADS, Volume, is_file, open_volume
 
 UPLOAD_FORMATS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}
 MAX_UPLOAD_PIXELS = 40_000_000  # a 40 MP product shot is plenty; more is likely a bomb
@@ -65,6 +66,64 @@ def read_volume_image(volume: Volume | str | Path, path: str, under: str | None 
         return store.read_bytes(rel)
     except FileNotFoundError:  # removed since the look above
         raise RefusedPath(f"{shown!r} does not exist in the storage volume") from None
+
+
+GALLERY_LIMIT = 60  # the newest creatives the gallery reads; older ones stay in the volume
+MAX_SIDECAR_BYTES = 1_000_000
+
+
+def past_creatives(volume: Volume | str | Path, limit: int = GALLERY_LIMIT) -> list[dict[str, Any]]:
+    """The newest creatives in the volume's ``ads/``, newest first, each its sidecar (a
+    sidecar that cannot be read is skipped: the gallery shows what it can)."""
+    store = open_volume(volume) if isinstance(volume, str | Path) else volume
+    sidecars = sorted(
+        (f for f in store.walk(ADS) if f.problem is None and f.path.endswith(".json")),
+        key=lambda f: f.mtime_ns,
+        reverse=True,
+    )
+    found = []
+    for stat in sidecars:
+        try:
+            meta = json.loads(store.read_bytes(stat.path, MAX_SIDECAR_BYTES))
+        except (OSError, ValueError):
+            continue
+        if isinstance(meta, dict) and meta.get("kind") == "creative" and meta.get("path"):
+            found.append(meta)
+            if len(found) >= limit:
+                break
+    return found
+
+
+def gallery_sets(
+    creatives: list[dict[str, Any]], segment: str = "", order: list[str] | None = None
+) -> list[list[dict[str, Any]]]:
+    """``creatives`` grouped by (set, variant, version) in their order, kept to ``segment``
+    when one is given: one row of the gallery is one version of one ad in all its sizes, in
+    the placements' ``order``."""
+    rows: dict[tuple[str, int, int], list[dict[str, Any]]] = {}
+    for meta in creatives:
+        if segment and meta.get("segment") != segment:
+            continue
+        key = (
+            str(meta.get("set_id")),
+            int(meta.get("variant") or 0),
+            int(meta.get("version") or 1),
+        )
+        rows.setdefault(key, []).append(meta)
+    rank = {name: i for i, name in enumerate(order or ())}
+    return [
+        sorted(row, key=lambda m: rank.get(m.get("placement"), len(rank))) for row in rows.values()
+    ]
+
+
+def preview(data: bytes, px: int) -> bytes:
+    """``data`` (an image) at most ``px`` on its longer side, as PNG: what a page shows; the
+    full size is only downloaded."""
+    with Image.open(io.BytesIO(data)) as image:
+        image.thumbnail((px, px))
+        out = io.BytesIO()
+        image.convert("RGB").save(out, format="PNG")
+    return out.getvalue()
 
 
 def _safe_stem(name: str) -> str:

@@ -28,7 +28,7 @@ from tests.support.data import REPO
 
 APP = REPO / "adrag_app" / "ui" / "app.py"
 DAGSTER_URL = "http://dagster.example:3123"
-ASSET = dg.AssetKey("generated_ads")
+ASSET = dg.AssetKey("ad_creatives")
 TIMEOUT = 120  # first turns load the encoder and MLflow; generous but bounded
 
 
@@ -107,28 +107,46 @@ def test_a_whole_conversation_from_segment_to_ad(home: IndexedHome) -> None:
     shown = state["candidates"][1]["path"]
 
     done = click(at, "Use this photo")
-    assert "Your ad" in captions(done) and not labels(at)
+    # The default creative set: the Meta feed and a story, side by side.
+    assert captions(done) == ["Meta feed 4:5 · 1080×1350", "Stories / Reels 9:16 · 1080×1920"]
+    # The buttons stay after an ad (they disappeared before).
+    assert labels(at) == ["Another variant", "More like this", "Warmer"]
     state = agent_state(at)
     assert state["phase"] == "done"
     ad = state["ad"]
     assert ad["seed"]["path"] == shown and ad["brand"] == "brand/bottle.png"
-    assert (settings.volume / ad["path"]).is_file()
+    assert [c["placement"] for c in ad["creatives"]] == ["meta_feed", "story"]
+    for creative in ad["creatives"]:
+        assert (settings.volume / creative["path"]).is_file()
     sidecar = json.loads((settings.volume / ad["sidecar"]).read_text())
-    assert sidecar["segment"] == "young urban professionals" and sidecar["seed_index"] == 1
-    assert [b.label for b in at.get("download_button")] == ["Download the ad"]
+    assert sidecar["segment"] == "young urban professionals" and sidecar["seed_path"] == shown
+    own = [b.label for b in done.get("download_button")]
+    assert own == ["PNG", "PNG", "Download the set (2 sizes, zip)"]
     links = [b.proto.url for b in at.get("link_button")]
-    assert f"{DAGSTER_URL}/assets/generated_ads" in links
+    assert f"{DAGSTER_URL}/assets/ad_creatives" in links
     assert not any(ad["path"] in m.value for m in done.markdown)  # paths: engineering only
     assert any(ad["path"] in c.value for c in done.caption)
 
     records = ad_records(home)
-    assert len(records) == before + 1
-    meta = records[0].asset_materialization.metadata
-    assert meta["path"].value == ad["path"] and meta["segment"].value == sidecar["segment"]
-
+    assert len(records) == before + 2  # one materialization per creative
+    paths = {r.asset_materialization.metadata["path"].value for r in records[:2]}
+    assert paths == {c["path"] for c in ad["creatives"]}
     # The page re-renders the whole conversation from the session on every rerun.
     at.run()
-    assert len(at.chat_message) == 13 and "Your ad" in captions(at.chat_message[-1])
+    assert len(at.chat_message) == 13 and "Stories" in captions(at.chat_message[-1])[1]
+
+    # A placement toggled in the sidebar: the next set is made in it too.
+    at.sidebar.button_group(key="placements_choice").set_value(
+        ["meta_feed", "story", "google_square"]
+    ).run()
+    say(at, "show me a beagle in a park")
+    done = click(at, "Use this photo")
+    assert captions(done)[-1] == "Google Display square · 1200×1200"
+
+    # The gallery of past creatives reads the sidecars, filtered by segment.
+    at.selectbox(key="gallery_segment").set_value("young urban professionals").run()
+    gallery = [m.value for m in at.tabs[1].markdown]
+    assert gallery and all("young urban professionals" in m for m in gallery)
 
 
 def test_more_like_this_shows_photos_like_the_one_on_screen(home: IndexedHome) -> None:
@@ -237,8 +255,8 @@ def test_paths_that_escape_the_volume_are_refused(home: IndexedHome, tmp_path: P
     for wanted in refused:
         at = start({"ad": wanted})
         assert at.error and "cannot be shown" in at.error[0].value, wanted
-        assert all("Your ad" not in img.captions for img in at.image)
-        assert not at.get("download_button")
+        # Only the gallery's own buttons: nothing of the refused link is served.
+        assert not [b for b in at.get("download_button") if "shared" in b.key]
     for wanted in refused[:5]:
         with pytest.raises(app_support.RefusedPath):
             app_support.read_volume_image(volume, wanted)
@@ -248,7 +266,9 @@ def test_paths_that_escape_the_volume_are_refused(home: IndexedHome, tmp_path: P
     if not ads:
         pytest.skip("no ad generated yet in this session")  # only when run on its own
     at = start({"ad": ads[0].relative_to(volume).as_posix()})
-    assert not at.error and [b.label for b in at.get("download_button")] == ["Download the ad"]
+    assert not at.error
+    shared = [b.key for b in at.get("download_button") if "shared" in b.key]
+    assert f"png-shared-{ads[0].relative_to(volume).as_posix()}" in shared
 
 
 def test_no_index_is_said_in_plain_words(home: IndexedHome, tmp_path: Path) -> None:
@@ -300,8 +320,8 @@ def test_the_responses_agent_over_the_real_service_is_traced(home: IndexedHome) 
     assert spans["predict"].span_type == "AGENT" and spans["predict"].parent_id is None
     tool = spans["find_or_make_ad"]
     assert tool.parent_id == spans["agent_turn"].span_id
-    assert spans["generate_ad"].parent_id == tool.span_id
-    assert {"retrieve", "generate_image", "report_to_dagster"} <= set(spans)
+    assert spans["make_creatives"].parent_id == tool.span_id
+    assert spans["retrieve"].parent_id == spans["make_creatives"].span_id
 
 
 def test_a_failed_generation_is_said_plainly_and_nothing_is_saved(home: IndexedHome) -> None:

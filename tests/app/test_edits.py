@@ -23,13 +23,7 @@ from adrag_app.agent import intents
 from adrag_app.agent.agent import DONE, PROPOSED, SHOWING, Agent, AgentState, Reply
 from adrag_app.planner.facts import default_facts, named_breed
 from adrag_app.planner.planner import BuiltinPlanner, normalise
-from adrag_app.service.tool import (
-    EditUnsupported,
-    ServiceTool,
-    ToolContext,
-    check_edits,
-    merge_spec,
-)
+from adrag_app.service.tool import ServiceTool, check_edits, merge_spec
 from tests.support.app_home import CLEARED, IndexedHome, indexed_home, using_env
 from tests.support.fake_tool import FakeTool
 
@@ -251,7 +245,11 @@ def _rgb_means(path: Path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"), dtype=float).reshape(-1, 3).mean(axis=0)
 
 
-def test_the_service_tool_regenerates_each_version_and_records_its_parent(
+def _sidecar(volume: Path, creative: dict) -> dict:
+    return json.loads((volume / creative["sidecar"]).read_text())
+
+
+def test_the_service_tool_makes_creative_sets_and_each_edit_a_version_with_parents(
     home: IndexedHome,
 ) -> None:
     with using_env({**home.env, "ADRAG_TRACING": "off"}):
@@ -259,35 +257,67 @@ def test_the_service_tool_regenerates_each_version_and_records_its_parent(
         volume = Path(settings.volume)
         chat = Chat(Agent(ServiceTool(settings), BuiltinPlanner(), user="tester"))
         first = _made_ad(chat).ad
+        # The default set: the feed and a story of the chosen photo, real files and sidecars.
+        assert [(c["placement"], c["width"], c["height"]) for c in first["creatives"]] == [
+            ("meta_feed", 1080, 1350),
+            ("story", 1080, 1920),
+        ]
+        for creative in first["creatives"]:
+            with Image.open(volume / creative["path"]) as im:
+                assert im.size == (creative["width"], creative["height"])
+            meta = _sidecar(volume, creative)
+            assert meta["version"] == 1 and meta["parent"] is None
+            assert meta["segment"] == "families with young children"
+            assert "families" not in meta["headline"].lower()  # copy for them, not about them
         original = (volume / first["path"]).read_bytes()
 
         warmer = chat.say("make it warmer and add the headline 'Home at last'").ad
-        meta = json.loads((volume / warmer["sidecar"]).read_text())
-        assert meta["parent"] == first["path"] and meta["version"] == 2
-        assert meta["headline"] == "Home at last" and meta["spec"]["tone"] == ["warmer"]
-        assert meta["seed_image_id"] == first["seed"]["image_id"]  # the same photo
-        assert (
-            hashlib.sha256((volume / warmer["path"]).read_bytes()).hexdigest()
-            == (meta["ad_sha256"])
-        )
+        assert len(warmer["creatives"]) == 2
+        for old, new in zip(first["creatives"], warmer["creatives"], strict=True):
+            meta = _sidecar(volume, new)
+            assert meta["parent"] == old["path"] and meta["version"] == 2
+            assert meta["headline"] == "Home at last" and meta["placement"] == old["placement"]
+            assert meta["seed_image_id"] == first["seed"]["image_id"]  # the same photo
+            assert meta["render"]["look"]["warmth"] > 0
+            assert hashlib.sha256((volume / new["path"]).read_bytes()).hexdigest() == meta["sha256"]
         before, after = _rgb_means(volume / first["path"]), _rgb_means(volume / warmer["path"])
         assert after[0] > before[0] + 2 and after[2] < before[2] - 2  # redder, less blue
 
+        story = chat.say("can I get this as an Instagram story?")
+        assert story.intent == "edit" and not story.error, story.text
+        (made,) = story.ad["creatives"]
+        meta = _sidecar(volume, made)
+        assert (meta["placement"], meta["width"], meta["height"]) == ("story", 1080, 1920)
+        assert meta["parent"] == warmer["path"] and meta["headline"] == "Home at last"
+
+        bigger = chat.say("move the bottle to the left and make it bigger").ad
+        meta = _sidecar(volume, bigger["creatives"][0])
+        assert meta["parent"] == made["path"]
+        assert meta["render"]["look"]["product_position"] == "left"
+        assert meta["render"]["look"]["product_scale"] > 1
+
         variant = chat.say("another variant").ad
-        meta = json.loads((volume / variant["sidecar"]).read_text())
-        assert meta["parent"] == warmer["path"] and meta["version"] == 3
+        meta = _sidecar(volume, variant["creatives"][0])
+        assert meta["parent"] == bigger["path"]
+        assert meta["version"] == _sidecar(volume, bigger["creatives"][0])["version"] + 1
         assert meta["seed_image_id"] != first["seed"]["image_id"]  # the next photo
         assert meta["headline"] == "Home at last"  # earlier edits stay
+        assert meta["render"]["look"]["product_position"] == "left"
 
-        story = chat.say("can I get this as an Instagram story?")
-        assert story.intent == "edit" and story.error == "edit_unsupported"
-        assert chat.state.ad["path"] == variant["path"]
-
-        assert chat.say("undo").ad["path"] == warmer["path"]
+        assert chat.say("undo").ad["path"] == bigger["path"]
+        assert chat.say("undo").ad["path"] == story.ad["path"]
         assert (volume / first["path"]).read_bytes() == original  # the parent untouched
+        assert all(
+            (volume / c["path"]).is_file() for v in chat.state.versions for c in v["creatives"]
+        )
 
-        with pytest.raises(EditUnsupported):
-            ServiceTool(settings).edit_ad(chat.state.ad, {"placement": ["story"]}, ToolContext())
+        # A segment switch: the next set's copy is written for the new segment.
+        chat.say("now another ad, this time for retirees who love small dogs")
+        chat.say("yes")
+        retirees = chat.say("yes").ad
+        meta = _sidecar(volume, retirees["creatives"][0])
+        assert meta["segment"] == "retirees who love small dogs" and meta["parent"] is None
+        assert "retirees" not in meta["headline"].lower()
 
 
 def test_adrag_chat_reads_edits_not_answers_or_segments(home: IndexedHome) -> None:
@@ -319,8 +349,10 @@ def test_adrag_chat_reads_edits_not_answers_or_segments(home: IndexedHome) -> No
     volume = Path(home.settings().volume)
     meta = json.loads((volume / edited.replace(".png", ".json")).read_text())
     assert meta["parent"] == first and meta["headline"] == "Home at last"
-    assert replies[4]["phase"] == "done" and replies[4]["error"] == "edit_unsupported"
-    assert replies[5]["ad"]["path"] == first
+    story = replies[4]["ad"]
+    assert replies[4]["phase"] == "done" and not replies[4]["error"]
+    assert [(c["placement"], c["parent"]) for c in story["creatives"]] == [("story", edited)]
+    assert replies[5]["ad"]["path"] == edited
     assert replies[6]["phase"] == "proposed" and "retirees" in replies[6]["text"]
     breed = named_breed(replies[6]["text"], default_facts().breeds)
     assert default_facts().breeds[breed].size == "small"

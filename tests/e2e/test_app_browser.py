@@ -9,26 +9,26 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from adrag_app.cli.stack import free_port
-from tests.support.app_home import IndexedHome, forget_mlflow, indexed_home, stop, using_env
+from tests.support.app_browser import (
+    PLACEHOLDER,
+    TURN_TIMEOUT_MS,
+    need_chromium,
+    serving_app,
+    wait_idle,
+)
+from tests.support.app_home import IndexedHome, forget_mlflow, indexed_home, using_env
 from tests.support.data import REPO
 from tests.support.fake_llm import FakeLlm, text
 from tests.support.stack import CHROMIUM, CHROMIUM_ARGS
 
 ARTIFACTS = REPO / "test-artifacts" / "app"
-PLACEHOLDER = "An audience segment"
-TURN_TIMEOUT_MS = 90_000  # the first search loads the encoder in the app process
 
 
 @pytest.fixture(scope="module")
@@ -39,72 +39,11 @@ def home(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
         forget_mlflow()
 
 
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-            return r.status == 200
-    except OSError:
-        return False
-
-
-@contextmanager
-def serving_app(home: IndexedHome, log: Path, **env: str) -> Iterator[str]:
-    """A `streamlit run` of the app with ``env`` on a free port, stopped (and its group killed)
-    whatever happens; its URL."""
-    port = free_port()
-    env = {**os.environ, **home.env, "ADRAG_DAGSTER_URL": "http://127.0.0.1:3999", **env}
-    proc = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "streamlit"),
-            "run",
-            str(REPO / "adrag_app" / "ui" / "app.py"),
-            "--server.headless=true",
-            f"--server.port={port}",
-            "--server.address=127.0.0.1",
-            "--server.fileWatcherType=none",
-            "--browser.gatherUsageStats=false",
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while not _healthy(url):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"the app did not start:\n{log.read_text()[-4000:]}")
-            time.sleep(0.5)
-        yield url
-    except BaseException:
-        print(f"--- streamlit log ---\n{log.read_text()[-4000:]}")
-        raise
-    finally:
-        stop(proc)
-
-
 @pytest.fixture(scope="module")
 def app_url(home: IndexedHome, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """One app process for the module."""
     with serving_app(home, tmp_path_factory.mktemp("streamlit") / "streamlit.log") as url:
         yield url
-
-
-def need_chromium() -> None:
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CI"):
-            pytest.fail("Debian's chromium is missing: `make setup` installs it")
-        pytest.skip("Debian's chromium is not installed (make setup installs it)")
-
-
-def wait_idle(page) -> None:
-    """Until the page's script run is over (stale elements fade out while one runs)."""
-    page.wait_for_function(
-        "!document.querySelector('[data-testid=\"stStatusWidget\"] button')",
-        timeout=TURN_TIMEOUT_MS,
-    )
 
 
 def test_marketer_makes_an_ad_in_a_real_browser(home: IndexedHome, app_url: str) -> None:
@@ -157,12 +96,18 @@ def test_marketer_makes_an_ad_in_a_real_browser(home: IndexedHome, app_url: str)
             click("Use this photo", "Your ad is ready", "05-ad.png")
             expect(page.get_by_role("button", name="Use this photo")).to_have_count(0)
 
-            ad = page.locator("[data-testid='stImage']").filter(has_text="Your ad").locator("img")
+            # The default set: the Meta feed and a story, side by side.
+            images = page.get_by_test_id("stChatMessage").last.get_by_test_id("stImage")
+            ad = images.filter(has_text="1080×1350").locator("img")
             expect(ad).to_be_visible()
+            expect(images.filter(has_text="1080×1920").locator("img")).to_be_visible()
             assert ad.evaluate("img => img.complete && img.naturalWidth") > 200
-            expect(page.get_by_role("button", name="Download the ad")).to_be_visible()
+            last = page.get_by_test_id("stChatMessage").last
+            zip_button = last.get_by_role("button", name="Download the set (2 sizes, zip)")
+            expect(zip_button).to_be_visible()
+            expect(page.get_by_role("button", name="Another variant")).to_be_visible()
             link = page.get_by_role("link", name="See it in Dagster")
-            assert link.get_attribute("href") == "http://127.0.0.1:3999/assets/generated_ads"
+            assert link.get_attribute("href") == "http://127.0.0.1:3999/assets/ad_creatives"
             ad.scroll_into_view_if_needed()
             page.screenshot(path=str(ARTIFACTS / "06-ad-closeup.png"))
             # The sidebar's lower half: encoder warning and index health.
