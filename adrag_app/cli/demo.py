@@ -160,12 +160,33 @@ def main(images: Path | None) -> None:
     if not brand.is_dir():
         draw_brand(brand / "demo-bottle.png")
         click.echo(f"\nbrand image: drew a stand-in product bottle at {brand / 'demo-bottle.png'}")
-    click.echo(f'\nadrag generate "{QUERIES[0]}" --segment "{SEGMENT}"')
-    cli.main(["generate", QUERIES[0], "--segment", SEGMENT], standalone_mode=False)
+    pack = settings.home / "demo-creatives.zip"
     click.echo(
-        "\nThe ad above is a PNG in the volume with a .json sidecar beside it (prompt, seed "
-        "photo, brand image, generator). In the Dagster UI it is a materialization of the "
-        "asset generated_ads (Assets -> generated_ads), downstream of image_index."
+        f'\nadrag generate "{QUERIES[0]}" --segment "{SEGMENT}" --placement all --variants 1 '
+        f"--zip {pack}"
+    )
+    cli.main(
+        [
+            "generate",
+            QUERIES[0],
+            "--segment",
+            SEGMENT,
+            "--placement",
+            "all",
+            "--variants",
+            "1",
+            "--zip",
+            str(pack),
+        ],
+        standalone_mode=False,
+    )
+    click.echo(
+        "\nThe creatives above are PNGs in the volume, one per placement (Meta feed 4:5 and 1:1, "
+        "Stories 9:16, Google Display 1.91:1 and square), each with a .json sidecar (texts, "
+        "contrast, boxes, source photo, generator), and a contact sheet beside them; the zip "
+        f"holds the set with a manifest.csv ({pack}). In the Dagster UI each is a "
+        "materialization of the asset ad_creatives (Assets -> ad_creatives), downstream of "
+        "image_index."
     )
     click.echo(
         f"\nEverything lives under {settings.home}. Same commands by hand:\n"
