@@ -47,10 +47,12 @@ serving-venv: $(STAMP)
 demo: setup
 	ADRAG_HOME=$${ADRAG_HOME:-$(CURDIR)/.adrag-demo} $(BIN)/python -m adrag_app.cli.demo
 
-# One worker per CPU, a test file per worker (files share module fixtures). A single file
-# or test: `.venv/bin/python -m pytest tests/assets/test_sensor.py`.
+# Four workers, a test file per worker (files share module fixtures), the files that run whole
+# stacks first (tests/conftest.py). Four on two cores: most of those files wait on services
+# they started (18 min with 4 workers against 27 with 2, on the same loaded machine). A single
+# file or test: `.venv/bin/python -m pytest tests/assets/test_sensor.py`.
 test: setup
-	$(BIN)/python -m pytest -n auto --dist loadfile
+	$(BIN)/python -m pytest -n 4 --dist loadfile
 
 bench: setup
 	$(BIN)/python -m bench.throughput

@@ -14,6 +14,27 @@ from tests.support.data import PETS, TEST_ENCODER, pets_images
 
 OURS = ("adrag_assets", "adrag_app")
 
+# Files that run whole stacks (minutes each) start first: with a test file per worker
+# (`make test`), a long file picked up last would be the suite's tail on its own.
+SLOW_FIRST = (
+    "tests/e2e/",
+    "tests/assets/test_automation.py",
+    "tests/assets/test_concurrency.py",
+    "tests/assets/test_eval_cli.py",
+    "tests/assets/test_damaged_tables.py",
+    "tests/assets/test_encoder_serving.py",
+    "tests/assets/test_sensor_retry.py",
+    "tests/assets/test_dead_runs.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def slow_rank(item: pytest.Item) -> int:
+        path = item.nodeid.split("::")[0]
+        return next((i for i, p in enumerate(SLOW_FIRST) if path.startswith(p)), len(SLOW_FIRST))
+
+    items.sort(key=slow_rank)  # stable: the order within each rank is kept
+
 
 @pytest.fixture(autouse=True)
 def _project_imports_stay_the_projects():

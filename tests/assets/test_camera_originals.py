@@ -1,7 +1,7 @@
 """Camera originals: one reduced-scale decode per photo gives its check, upright size, EXIF facts
 and the rendition the model reads; originals stay in the volume unless asked; a home made by
 the code before renditions upgrades in place with nothing re-embedded. Real Delta tables, the
-tiny real CLIP, and the previous layout built by the main checkout's own code."""
+tiny real CLIP, and the previous layout built by the previous code itself (from git)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,9 @@ from adrag_assets.tables import Tables
 from adrag_assets.volume import open_volume
 from tests.support.data import TEST_ENCODER, pets_images
 
-MAIN = Path("/work/main")
+REPO = Path(__file__).resolve().parents[2]
+# The last commit whose `images` kept photo bytes and no rendition (this repo's history).
+BEFORE_RENDITIONS = "c04fbbde424bcdf9d33709e95f296282f78ba783"
 ORIENTATION, MAKE, MODEL, EXIF_IFD, TAKEN = 0x0112, 0x010F, 0x0110, 0x8769, 0x9003
 
 
@@ -111,10 +113,23 @@ def test_originals_stay_in_the_volume_unless_asked(settings):
     assert rows["raw/cam.jpg"] == (settings.raw_dir / "cam.jpg").read_bytes()
 
 
-@pytest.mark.skipif(not (MAIN / "adrag_assets").is_dir(), reason="needs the main checkout")
-def test_a_home_from_before_renditions_upgrades_in_place(settings):
-    """Built by the previous code (the main checkout, bytes in Delta, no rendition column),
-    then ingested by this code: old rows keep their vectors, new photos get renditions."""
+def previous_code(into: Path) -> Path:
+    """The adrag packages as they were before renditions, from this repo's git history."""
+    into.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", BEFORE_RENDITIONS, "adrag_assets", "adrag_app"],
+        capture_output=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True, timeout=120)
+    return into
+
+
+def test_a_home_from_before_renditions_upgrades_in_place(settings, tmp_path):
+    """Built by the previous code (bytes in Delta, no rendition column), then ingested by
+    this code: old rows keep their vectors, new photos get renditions."""
+    old = previous_code(tmp_path / "previous-code")
     src = sorted(pets_images().glob("*.jpg"))
     for p in src[:4]:
         shutil.copy(p, settings.raw_dir / p.name)
@@ -126,11 +141,11 @@ def test_a_home_from_before_renditions_upgrades_in_place(settings):
         "t = Tables(sys.argv[2]); sync_images(open_volume(sys.argv[1]), t); "
         f"sync_embeddings(t, load_encoder({TEST_ENCODER!r}, 'fp32'))"
     )
-    env = {**os.environ, "PYTHONPATH": str(MAIN)}
+    env = {**os.environ, "PYTHONPATH": str(old)}
     subprocess.run(
         [sys.executable, "-c", build, settings.volume_uri, settings.tables_uri],
         env=env,
-        cwd=MAIN,  # ``-c`` puts the working folder first on sys.path
+        cwd=old,  # ``-c`` puts the working folder first on sys.path
         check=True,
         timeout=300,
     )
