@@ -52,7 +52,7 @@ demo: setup
 # they started (18 min with 4 workers against 27 with 2, on the same loaded machine). A single
 # file or test: `.venv/bin/python -m pytest tests/assets/test_sensor.py`.
 test: setup
-	$(BIN)/python -m pytest -n 4 --dist loadfile
+	$(BIN)/python -m pytest -n 4 --dist loadfile --durations=25
 
 bench: setup
 	$(BIN)/python -m bench.throughput

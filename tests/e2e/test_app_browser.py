@@ -20,6 +20,7 @@ from tests.support.app_browser import (
     PLACEHOLDER,
     TURN_TIMEOUT_MS,
     need_chromium,
+    patient_expect,
     serving_app,
     wait_idle,
 )
@@ -51,7 +52,9 @@ def test_marketer_makes_an_ad_in_a_real_browser(home: IndexedHome, app_url: str)
         if os.environ.get("CI"):
             pytest.fail("Debian's chromium is missing: `make setup` installs it")
         pytest.skip("Debian's chromium is not installed (make setup installs it)")
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import sync_playwright
+
+    expect = patient_expect()
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as pw:
@@ -125,7 +128,9 @@ def test_the_app_refuses_an_ad_link_outside_the_volume(home: IndexedHome, app_ur
         if os.environ.get("CI"):
             pytest.fail("Debian's chromium is missing: `make setup` installs it")
         pytest.skip("Debian's chromium is not installed (make setup installs it)")
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import sync_playwright
+
+    expect = patient_expect()
 
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -148,7 +153,9 @@ def test_a_message_sent_during_a_turn_waits_for_it(home: IndexedHome, tmp_path: 
     answer until the test lets it go): both are kept, shown in order and answered in order;
     the first stays the segment."""
     need_chromium()
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import sync_playwright
+
+    expect = patient_expect()
 
     release = threading.Event()
     proposal = json.dumps(

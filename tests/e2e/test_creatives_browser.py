@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,7 @@ from tests.support.app_browser import (
     PLACEHOLDER,
     TURN_TIMEOUT_MS,
     need_chromium,
+    patient_expect,
     serving_app,
     wait_idle,
 )
@@ -61,7 +63,9 @@ def test_a_conversation_to_a_creative_set_its_zip_and_an_edit(
     home: IndexedHome, app_url: str
 ) -> None:
     need_chromium()
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import sync_playwright
+
+    expect = patient_expect()
 
     volume = Path(home.settings().volume)
     placements = load_placements()
@@ -126,7 +130,10 @@ def test_a_conversation_to_a_creative_set_its_zip_and_an_edit(
             page.screenshot(path=str(ARTIFACTS / "12-edited.png"), full_page=True)
 
             page.get_by_role("tab", name="Past creatives").click()
-            expect(page.get_by_text("Home at last · families with young children")).to_be_visible()
+            # Newest first; other tests in this worker may have added sets of their own.
+            ours = re.compile(r"^Home at last · families with young children · ")
+            newest = page.get_by_text(ours)
+            expect(newest.first).to_contain_text("version 2")
             wait_idle(page)
             page.mouse.move(0, 0)
             page.screenshot(path=str(ARTIFACTS / "13-gallery.png"), full_page=True)

@@ -68,6 +68,15 @@ def serving_app(home: IndexedHome, log: Path, **env: str) -> Iterator[str]:
         stop(proc)
 
 
+def patient_expect():
+    """Playwright's ``expect`` waiting as long as a turn may take: on a loaded machine the
+    sidebar's first health check alone can outlast its 5 s default."""
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=TURN_TIMEOUT_MS)
+    return expect
+
+
 def need_chromium() -> None:
     if not Path(CHROMIUM).exists():
         if os.environ.get("CI"):
