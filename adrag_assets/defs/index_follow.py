@@ -21,6 +21,7 @@ import time
 import dagster as dg
 
 from adrag_assets.defs.audit import AUDIT_CHECKS
+from adrag_assets.defs.backoff import doubling_backoff
 from adrag_assets.defs.resources import EncoderResource, MilvusResource, TablesResource
 from adrag_assets.embeddings.spec import EncoderError, EncoderSpec
 from adrag_assets.index.follow import index_lag
@@ -28,7 +29,6 @@ from adrag_assets.index.milvus import MilvusError, MilvusIndex
 from adrag_assets.settings import load_settings
 
 JOB_NAME = "index_sync_job"
-MAX_BACKOFF_S = 600  # the longest wait before asking again for a lag a run did not fix
 IN_FLIGHT = [
     dg.DagsterRunStatus.QUEUED,
     dg.DagsterRunStatus.NOT_STARTED,
@@ -57,12 +57,6 @@ def index_writer_in_flight(instance: dg.DagsterInstance) -> dg.DagsterRun | None
         if run.asset_selection is None or INDEX_KEY in run.asset_selection:
             return run
     return None
-
-
-def backoff_s(attempts: int, interval: float) -> float:
-    """How long to wait after ``attempts`` requests that left the lag in place: one interval,
-    then doubling, at most MAX_BACKOFF_S."""
-    return min(MAX_BACKOFF_S, interval * 2 ** max(0, attempts - 1))
 
 
 @dg.sensor(
@@ -110,7 +104,8 @@ def index_follows_delta(
         return dg.SkipReason(f"{lag}; run {running.run_id} in flight may sync it, waiting")
     attempts = int(previous.get("attempts", 0))
     asked_at = float(previous.get("asked_at", 0))
-    wait = backoff_s(attempts, load_settings().sensor_interval) if attempts else 0
+    s = load_settings()
+    wait = doubling_backoff(attempts, s.sensor_interval, s.retry_max_seconds)
     if time.time() - asked_at < wait:
         return dg.SkipReason(
             f"{lag}; {attempts} run(s) asked did not fix it, asking again in "

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import dagster as dg
 from pydantic import Field
 
+from adrag_assets.defs.backoff import doubling_backoff
 from adrag_assets.defs.resources import GROUP, POOL, TablesResource, VolumeResource
 from adrag_assets.images.decode import MAX_PHOTO_BYTES
 from adrag_assets.images.sync import IngestOptions, full_scan_needed, rows_where_in, sync_images
@@ -331,8 +332,7 @@ class Attempts:
         doubling with each further one, at most ``cap``."""
         if not self.failures:
             return 0.0
-        backoff = min(base * 2 ** (self.failures - 1), cap)
-        return max(0.0, self.last_end + backoff - now)
+        return max(0.0, self.last_end + doubling_backoff(self.failures, base, cap) - now)
 
 
 def attempts_of(instance: dg.DagsterInstance, digest: str) -> Attempts:

@@ -18,7 +18,8 @@ import dagster as dg
 import pytest
 from dagster._core.storage.dagster_run import DagsterRun
 
-from adrag_assets.defs.index_follow import JOB_NAME, backoff_s, index_follows_delta
+from adrag_assets.defs.backoff import doubling_backoff
+from adrag_assets.defs.index_follow import JOB_NAME, index_follows_delta
 from adrag_assets.defs.resources import resources_from_settings
 from adrag_assets.embeddings.spec import EncoderSpec
 from adrag_assets.index.follow import index_lag
@@ -148,14 +149,14 @@ def test_waits_for_a_run_in_flight_and_backs_off_a_lag_left_in_place(settings, i
     assert isinstance(first, dg.RunRequest)
     cursor = json.loads(ticker.cursor)
     assert cursor["attempts"] == 1
-    interval = load_settings().sensor_interval
-    cursor["asked_at"] -= backoff_s(1, interval) + 1  # the backoff has passed
+    s = load_settings()
+    cursor["asked_at"] -= doubling_backoff(1, s.sensor_interval, s.retry_max_seconds) + 1
     ticker.cursor = json.dumps(cursor)
     second = ticker.tick()
     assert isinstance(second, dg.RunRequest) and second.run_key != first.run_key
     assert json.loads(ticker.cursor)["attempts"] == 2
-    assert backoff_s(2, interval) == 2 * backoff_s(1, interval)
-    assert backoff_s(30, interval) == 600
+    backoff = [doubling_backoff(n, s.sensor_interval, s.retry_max_seconds) for n in (0, 1, 2, 30)]
+    assert backoff == [0, s.sensor_interval, 2 * s.sensor_interval, s.retry_max_seconds]
 
 
 def test_a_milvus_lite_file_is_left_to_the_runs_and_a_dead_server_is_said(
