@@ -9,7 +9,7 @@ name or a list of them), or else from ``campaigns/access.yaml`` in the volume::
 
 Each role lists emails or ``*@domain`` patterns; a user gets the highest role that matches and
 nobody who matches none gets in. A refusal is one sentence naming the role needed
-(:class:`Refused`), raised by the tool itself, so a forged tool call is refused like a button.
+(:class:`NotAllowed`), raised by the tool itself, so a forged tool call is refused like a button.
 Without sign-in (laptop mode) there is no role and nothing is refused.
 """
 
@@ -52,7 +52,7 @@ class AccessFileError(ValueError):
     """``campaigns/access.yaml`` cannot be used: names the file and the entry at fault."""
 
 
-class Refused(PermissionError):
+class NotAllowed(PermissionError):
     """One sentence naming the role an action needs."""
 
 
@@ -182,7 +182,7 @@ def allowed(role: Role | str | None, action: str) -> bool:
 
 
 def require(role: Role | str | None, action: str) -> None:
-    """Raise :class:`Refused` unless ``role`` may do ``action``."""
+    """Raise :class:`NotAllowed` unless ``role`` may do ``action``."""
     if not allowed(role, action):
         needed, what = ACTIONS[action]
-        raise Refused(f"{what} needs the {needed.label} role.")
+        raise NotAllowed(f"{what} needs the {needed.label} role.")

@@ -40,7 +40,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from adrag_app.access.roles import Person, Refused
+from adrag_app.access.roles import NotAllowed, Person
 from adrag_app.access.spending import LimitReached
 from adrag_app.agent import intents
 from adrag_app.generators import GenerationError
@@ -823,7 +823,7 @@ def _generation_failure(error: BaseException) -> str:
     """Plain words for a failed generation: why, and that nothing was saved."""
     if isinstance(error, GenerationError):
         why = str(error)
-    elif isinstance(error, Refused | LimitReached):
+    elif isinstance(error, NotAllowed | LimitReached):
         return str(error)  # one sentence: the role needed, or the limit reached
     elif isinstance(error, _RefusedPath):
         # The tool did run: do not claim nothing was saved, only that it is not shown.
