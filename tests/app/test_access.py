@@ -4,6 +4,8 @@ durable daily count of paid generations (a real Delta table, two real processes)
 from __future__ import annotations
 
 import multiprocessing
+import os
+import subprocess
 from datetime import date
 from pathlib import Path
 
@@ -22,8 +24,10 @@ from adrag_app.access.roles import (
 )
 from adrag_app.access.spending import LimitReached, Spending
 from adrag_app.agent.agent import SHOWING, Agent, AgentState
+from adrag_app.cli.stack import StackError, check_exposure
 from adrag_app.service.tool import ServiceTool, ToolContext
 from adrag_assets.settings import load_settings
+from tests.support.cli import ADRAG
 
 ACCESS = """
 admin: [lea@brand.com]
@@ -190,3 +194,35 @@ def test_two_processes_reserving_at_once_never_exceed_the_limit(tmp_path: Path) 
         p.join(60)
     assert sum(granted) == 5, granted
     assert Spending(tmp_path).used("ana") == (5, 5)
+
+
+# -- adrag up -----------------------------------------------------------------------------------
+
+
+def test_adrag_up_will_not_serve_the_app_beyond_this_machine_without_sign_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))  # no ~/.streamlit/secrets.toml
+    work = tmp_path / "work"
+    work.mkdir()
+    with pytest.raises(StackError, match="listen on 0.0.0.0 without sign-in") as e:
+        check_exposure("0.0.0.0", False, cwd=work)
+    assert "--insecure-no-auth" in str(e.value)
+    check_exposure("127.0.0.1", False, cwd=work)
+    check_exposure("0.0.0.0", True, cwd=work)
+    (work / ".streamlit").mkdir()
+    (work / ".streamlit" / "secrets.toml").write_text('[auth]\nclient_id = "x"\n')
+    check_exposure("0.0.0.0", False, cwd=work)
+    # The command says why, and starts nothing.
+    home = tmp_path / "home"
+    done = subprocess.run(
+        [ADRAG, "up", "--app-address", "0.0.0.0"],
+        cwd=tmp_path,
+        env={**os.environ, "HOME": str(tmp_path / "user"), "ADRAG_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode != 0
+    assert "without sign-in" in done.stderr and "--insecure-no-auth" in done.stderr
+    assert not (home / "logs").exists()
