@@ -28,6 +28,7 @@ from adrag_app.cli.stack import StackError, check_exposure
 from adrag_app.service.tool import ServiceTool, ToolContext
 from adrag_assets.settings import load_settings
 from tests.support.cli import ADRAG
+from tests.support.spending_worker import reserve_many
 
 ACCESS = """
 admin: [lea@brand.com]
@@ -166,24 +167,11 @@ def test_the_count_survives_a_reopen_and_refuses_over_the_limits(tmp_path: Path)
     assert not (tmp_path / "free").exists()
 
 
-def _reserve_many(root: str, user: str, tries: int, start, results) -> None:
-    spending = Spending(root, per_user=5)
-    start.wait()
-    granted = 0
-    for _ in range(tries):
-        try:
-            spending.reserve(user, 1)
-            granted += 1
-        except LimitReached:
-            pass
-    results.put(granted)
-
-
 def test_two_processes_reserving_at_once_never_exceed_the_limit(tmp_path: Path) -> None:
     ctx = multiprocessing.get_context("spawn")
     start, results = ctx.Event(), ctx.Queue()
     procs = [
-        ctx.Process(target=_reserve_many, args=(str(tmp_path), "ana", 4, start, results))
+        ctx.Process(target=reserve_many, args=(str(tmp_path), "ana", 5, 4, start, results))
         for _ in range(2)
     ]
     for p in procs:

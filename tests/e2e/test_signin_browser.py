@@ -12,7 +12,9 @@ ends the session.
 from __future__ import annotations
 
 import json
+import re
 import secrets
+import shutil
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -58,6 +60,7 @@ def home(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
         finally:
             # Other modules share this home: they run without roles or limits.
             access.unlink()
+            shutil.rmtree(Path(settings.tables_uri) / "generations", ignore_errors=True)
             forget_mlflow()
 
 
@@ -213,11 +216,13 @@ def test_sign_in_roles_and_the_daily_limit_in_a_real_browser(
             assert len(api.creates) == 2 and _files(volume) == files
             shot("04-over-the-limit.png")
 
-            # "My ads" in the gallery: the creator's own.
+            # "My ads" in the gallery: the creator's one set, none of the other tests' ads.
             page.get_by_role("tab", name="Past creatives").click()
+            wait_idle(page)
             page.get_by_text("My ads").click()
             wait_idle(page)
-            expect(page.get_by_text("· families with young children ·").first).to_be_visible()
+            rows = page.get_by_text(re.compile(r"· version \d+ · \d{4}-\d\d-\d\d"))
+            expect(rows).to_have_count(1)
 
             # A tampered session cookie is refused: back to the sign-in page.
             cookie = next(c for c in context.cookies() if c["name"] == "_streamlit_user")
