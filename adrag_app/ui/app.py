@@ -28,7 +28,14 @@ from typing import Any
 
 import streamlit as st
 
-from adrag_app.access.roles import AccessFileError, Person, allowed, load_access, person_for
+from adrag_app.access.roles import (
+    ACCESS_FILE,
+    AccessFileError,
+    Person,
+    allowed,
+    load_access,
+    person_for,
+)
 from adrag_app.agent.agent import DONE, PROPOSED, SHOWING, Agent, AgentState, Reply
 from adrag_app.agent.llm_agent import make_agent as build_agent
 from adrag_app.creative.placements import PlacementError, load_placements
@@ -471,7 +478,7 @@ def signed_in() -> Person | None:
         where = (
             f"the {config.roles_claim!r} claim of your company account"
             if config.roles_claim
-            else volume.display("campaigns/access.yaml")
+            else volume.display(ACCESS_FILE)
         )
         st.error(f"{email} has no role in adrag: an admin can give you one in {where}.")
         _sign_out_button()

@@ -25,6 +25,7 @@ import pytest
 from oidc_provider_mock import run_server_in_thread
 
 from adrag_app.cli.stack import free_port
+from adrag_app.service.creatives import make_creatives
 from tests.support.app_browser import (
     PLACEHOLDER,
     TURN_TIMEOUT_MS,
@@ -111,6 +112,11 @@ def test_sign_in_roles_and_the_daily_limit_in_a_real_browser(
         f'server_metadata_url = "{provider}/.well-known/openid-configuration"\n'
     )
     volume = Path(home.settings().volume)
+    # Someone else's ad (free: the local compositor), for the gallery's "My ads" to leave out.
+    make_creatives(
+        "a dog on grass", ["meta_feed"], 1, user="other@brand.com", settings=home.settings(),
+        contact_sheet=False,
+    )  # fmt: skip
     before = set(_sidecars(volume))
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     log = tmp_path / "streamlit.log"
@@ -219,9 +225,11 @@ def test_sign_in_roles_and_the_daily_limit_in_a_real_browser(
             # "My ads" in the gallery: the creator's one set, none of the other tests' ads.
             page.get_by_role("tab", name="Past creatives").click()
             wait_idle(page)
+            rows = page.get_by_text(re.compile(r"· version \d+ · \d{4}-\d\d-\d\d"))
+            expect(rows.first).to_be_visible()
+            assert rows.count() >= 2  # someone else's set too
             page.get_by_text("My ads").click()
             wait_idle(page)
-            rows = page.get_by_text(re.compile(r"· version \d+ · \d{4}-\d\d-\d\d"))
             expect(rows).to_have_count(1)
 
             # A tampered session cookie is refused: back to the sign-in page.
