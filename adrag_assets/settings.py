@@ -174,7 +174,16 @@ class AppSettings(_Section):
     max_upload_mb: int = Field(10, gt=0, validation_alias="ADRAG_MAX_UPLOAD_MB")
     # A chat message longer than this is refused before anything reads it (app and `adrag chat`).
     max_message_chars: int = Field(2000, gt=0, validation_alias="ADRAG_MAX_MESSAGE_CHARS")
+    # Who asks, when nobody signs in (laptop mode); a signed-in user replaces it.
     user: str = Field("", validation_alias="ADRAG_APP_USER")
+    # Roles from this ID-token claim (a role name or a list of them); empty: from the access
+    # file in the volume (campaigns/access.yaml). Used only with sign-in ([auth] configured).
+    roles_claim: str = Field("", validation_alias="ADRAG_ROLES_CLAIM")
+    # Paid generations (model calls) a day: per user, and for the whole brand; 0: no limit.
+    generations_per_day: int = Field(0, ge=0, validation_alias="ADRAG_GENERATIONS_PER_DAY")
+    brand_generations_per_day: int = Field(
+        0, ge=0, validation_alias="ADRAG_BRAND_GENERATIONS_PER_DAY"
+    )
 
     @field_validator("dagster_url")
     @classmethod

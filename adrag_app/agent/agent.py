@@ -40,6 +40,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from adrag_app.access.roles import NotAllowed, Person
+from adrag_app.access.spending import LimitReached
 from adrag_app.agent import intents
 from adrag_app.generators import GenerationError
 from adrag_app.planner.planner import (
@@ -216,10 +218,19 @@ class Agent:
 
     driver = "rules"  # who reads the messages: "rules" here, "llm" in LlmAgent
 
-    def __init__(self, tool: Tool, planner: Planner | None = None, *, user: str = "") -> None:
+    def __init__(
+        self,
+        tool: Tool,
+        planner: Planner | None = None,
+        *,
+        user: str = "",
+        person: Person | None = None,
+    ) -> None:
         self.tool = tool
         self.planner = planner or make_planner()
-        self.user = user
+        # Who signed in (their role binds every tool call); None: no sign-in, ``user`` only.
+        self.person = person
+        self.user = person.display if person else user
 
     # -- entry points --------------------------------------------------------------------
 
@@ -240,6 +251,12 @@ class Agent:
                 "planner": getattr(self.planner, "name", ""),
                 "driver": self.driver,
                 "conversation_id": state.conversation_id,
+                # Who signed in (subject and email; never a token or cookie).
+                **(
+                    {"user_subject": self.person.subject, "user_email": self.person.email}
+                    if self.person
+                    else {}
+                ),
             },
         ) as span:
             span.set_session(state.conversation_id, self.user)
@@ -516,6 +533,7 @@ class Agent:
 
     def _context(self, state: AgentState) -> ToolContext:
         filters = dict((state.proposal or {}).get("filters") or {})
+        person = self.person
         return ToolContext(
             state.segment,
             filters,
@@ -524,6 +542,9 @@ class Agent:
             tuple(state.excluded),
             state.like,
             tuple(state.placements),
+            subject=person.subject if person else "",
+            email=person.email if person else "",
+            role=person.role.label if person else "",
         )
 
     def _call_tool(
@@ -802,6 +823,8 @@ def _generation_failure(error: BaseException) -> str:
     """Plain words for a failed generation: why, and that nothing was saved."""
     if isinstance(error, GenerationError):
         why = str(error)
+    elif isinstance(error, NotAllowed | LimitReached):
+        return str(error)  # one sentence: the role needed, or the limit reached
     elif isinstance(error, _RefusedPath):
         # The tool did run: do not claim nothing was saved, only that it is not shown.
         return f"The ad was refused and is not shown: {_sentence(str(error))}"

@@ -32,6 +32,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from adrag_app.access.roles import Person
 from adrag_app.agent import intents
 from adrag_app.agent.agent import (
     AWAITING_SEGMENT,
@@ -84,8 +85,9 @@ class LlmAgent(Agent):
         *,
         client: ChatClient,
         user: str = "",
+        person: Person | None = None,
     ) -> None:
-        super().__init__(tool, planner, user=user)
+        super().__init__(tool, planner, user=user, person=person)
         self.client = client
 
     def __repr__(self) -> str:  # the client's repr has no key
@@ -259,13 +261,14 @@ def make_agent(
     llm: LlmSettings | None = None,
     *,
     user: str = "",
+    person: Person | None = None,
     transport: Any = None,
 ) -> Agent:
     """The LLM-driven agent when a model is configured for it (``llm.drives_agent``), else
     the rule-driven one. ``transport`` is an httpx transport, for tests."""
     if llm is None or not llm.drives_agent:
-        return Agent(tool, planner, user=user)
+        return Agent(tool, planner, user=user, person=person)
     client = ChatClient(
         llm.base_url, llm.model, llm.api_key, timeout=llm.timeout_s, transport=transport
     )
-    return LlmAgent(tool, planner, client=client, user=user)
+    return LlmAgent(tool, planner, client=client, user=user, person=person)

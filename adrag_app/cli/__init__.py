@@ -464,13 +464,34 @@ def maintain(ctx: click.Context, as_json: bool) -> None:
 @click.option(
     "--milvus-port", type=int, default=None, help="Port for the Milvus Lite server it starts."
 )
+@click.option(
+    "--app-address",
+    default="127.0.0.1",
+    show_default=True,
+    help="Where the app listens (0.0.0.0: every interface; needs sign-in). Dagster stays on "
+    "127.0.0.1.",
+)
+@click.option(
+    "--insecure-no-auth",
+    is_flag=True,
+    help="Serve the app beyond this machine without sign-in (anyone reaching it can search "
+    "every photo and spend the brand's generation credit).",
+)
 @click.pass_context
-def up(ctx: click.Context, dagster_port: int, app_port: int, milvus_port: int | None) -> None:
+def up(
+    ctx: click.Context,
+    dagster_port: int,
+    app_port: int,
+    milvus_port: int | None,
+    app_address: str,
+    insecure_no_auth: bool,
+) -> None:
     """Run Milvus Lite server, Dagster (webserver + daemon) and the app until Ctrl-C."""
-    from adrag_app.cli.stack import StackError, run_stack
+    from adrag_app.cli.stack import StackError, check_exposure, run_stack
 
     try:
-        run_stack(ctx.obj["settings"], dagster_port, app_port, milvus_port)
+        check_exposure(app_address, insecure_no_auth)
+        run_stack(ctx.obj["settings"], dagster_port, app_port, milvus_port, app_address)
     except StackError as e:
         fail(str(e))
 

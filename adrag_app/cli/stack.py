@@ -28,6 +28,7 @@ import subprocess
 import sys
 import threading
 import time
+import tomllib
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -346,8 +347,40 @@ def workspace_file(settings: Settings) -> Path:
     return path
 
 
+def streamlit_auth_configured(cwd: Path | None = None) -> bool:
+    """Whether the app will ask for sign-in: an ``[auth]`` table in a ``secrets.toml``
+    Streamlit reads (``.streamlit/`` in the working folder, then in the home folder)."""
+    for folder in ((cwd or Path.cwd()) / ".streamlit", Path.home() / ".streamlit"):
+        path = folder / "secrets.toml"
+        try:
+            data = tomllib.loads(path.read_text("utf-8"))
+        except FileNotFoundError:
+            continue
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+            raise StackError(f"{path} cannot be read ({type(e).__name__}: {e})") from None
+        if isinstance(data.get("auth"), dict) and data["auth"]:
+            return True
+    return False
+
+
+def check_exposure(address: str, insecure_no_auth: bool, cwd: Path | None = None) -> None:
+    """Refuse to serve the app beyond this machine without sign-in, unless told to."""
+    if address in LOCALHOSTS or insecure_no_auth or streamlit_auth_configured(cwd):
+        return
+    raise StackError(
+        f"the app would listen on {address} without sign-in: anyone who can reach it could "
+        "search every photo, read every ad and spend the brand's generation credit. Configure "
+        "[auth] in .streamlit/secrets.toml (README: Sign-in, roles and limits), keep the "
+        "default --app-address 127.0.0.1, or pass --insecure-no-auth"
+    )
+
+
 def run_stack(
-    settings: Settings, dagster_port: int, app_port: int, milvus_port: int | None
+    settings: Settings,
+    dagster_port: int,
+    app_port: int,
+    milvus_port: int | None,
+    app_address: str = "127.0.0.1",
 ) -> None:
     require_free(dagster_port, "the Dagster UI")
     require_free(app_port, "the app")
@@ -427,7 +460,7 @@ def run_stack(
                 "--server.port",
                 str(app_port),
                 "--server.address",
-                "127.0.0.1",
+                app_address,
                 "--server.headless",
                 "true",
                 "--browser.gatherUsageStats",
@@ -446,6 +479,8 @@ def run_stack(
         click.secho("\nadrag is up:", bold=True)
         click.echo(f"  Dagster UI   {dagster_url}/asset-groups")
         click.echo(f"  app          http://127.0.0.1:{app_port}")
+        if app_address not in LOCALHOSTS:
+            click.echo(f"               listening on {app_address} (Dagster: 127.0.0.1 only)")
         click.echo(f"  Milvus       {uri}")
         click.echo(f"  volume       {settings.volume}  (drop photos into raw/)")
         if settings.dagster_pg_url:

@@ -30,6 +30,7 @@ from typing import Any
 import dagster as dg
 from PIL import Image
 
+from adrag_app.access.spending import Spending
 from adrag_app.generators import Generator, make_generator
 from adrag_assets import tracing
 from adrag_assets.ads.writeback import report_ad
@@ -459,8 +460,18 @@ def generate_ad(
             },
         ) as tool:
             started = time.perf_counter()
+            # A model call is paid: counted against the daily limits first (the local
+            # compositor is free). Refused over them before anything is spent.
+            paid = getattr(generator, "name", "") != "local"
+            spending = Spending.from_settings(settings)
+            reservation = spending.reserve(user, 1) if paid else None
             try:
-                image = generator.generate(seed_file, brand_file, prompt, seed=gen_seed)
+                try:
+                    image = generator.generate(seed_file, brand_file, prompt, seed=gen_seed)
+                except BaseException:
+                    if reservation is not None:
+                        spending.give_back(reservation)
+                    raise
                 metadata = {
                     "schema_version": SIDECAR_VERSION,
                     "ad_id": ad_id,

@@ -36,6 +36,8 @@ import dagster as dg
 import yaml
 from PIL import Image, ImageOps
 
+from adrag_app.access.roles import Person
+from adrag_app.access.spending import Spending
 from adrag_app.creative import export
 from adrag_app.creative.brandkit import KIT_FILE, BrandKit, load_kit
 from adrag_app.creative.copywriter import Copy, cut_at_word, refuse_banned, write_copy
@@ -367,6 +369,7 @@ def _metadata(
     segment: str,
     encoder_id: str,
     user: str,
+    person: Person | None,
     headline_override: str | None,
     base_path: str | None,
 ) -> dict[str, Any]:
@@ -413,6 +416,9 @@ def _metadata(
         "base_path": base_path,
         "encoder_id": encoder_id,
         "user": user,
+        # Who signed in (never a token or cookie): the provider's subject and the email.
+        "user_subject": person.subject if person else None,
+        "user_email": person.email if person else None,
         "created_at": datetime.now(UTC).isoformat(),
         "sha256": hashlib.sha256(png).hexdigest(),
         "notes": (
@@ -446,19 +452,33 @@ def _produce(
     segment: str,
     encoder_id: str,
     user: str,
+    person: Person | None,
     headline_override: str | None,
     bases: dict[tuple[int, str], tuple[str, bytes, dict[str, Any]]],
 ) -> tuple[list[tuple[dict[str, Any], bytes, Image.Image]], list[tuple[str, bytes]]]:
-    """Render every (variant, placement); returns (metadata, png) pairs and new base files."""
+    """Render every (variant, placement); returns (metadata, png) pairs and new base files.
+    Model calls are paid: they are reserved against the daily limits first (refused over
+    them, before anything is spent); the local compositor is free and not counted."""
     new_bases: list[tuple[str, bytes]] = []
     if not ctx.local:
-        for source in sources:
-            for ratio in dict.fromkeys(p.aspect_ratio for p in chosen):
-                if (source.variant, ratio) not in bases:
-                    png, gen = _generate_base(ctx, source, ratio, scene)
-                    rel = f"{folder}/v{source.variant + 1}-base-{_ratio_slug(ratio)}.png"
-                    bases[(source.variant, ratio)] = (rel, png, gen)
-                    new_bases.append((rel, png))
+        missing = [
+            (source, ratio)
+            for source in sources
+            for ratio in dict.fromkeys(p.aspect_ratio for p in chosen)
+            if (source.variant, ratio) not in bases
+        ]
+        spending = Spending.from_settings(ctx.settings)
+        reservation = spending.reserve(person.subject if person else user, len(missing))
+        try:
+            for source, ratio in missing:
+                png, gen = _generate_base(ctx, source, ratio, scene)
+                rel = f"{folder}/v{source.variant + 1}-base-{_ratio_slug(ratio)}.png"
+                bases[(source.variant, ratio)] = (rel, png, gen)
+                new_bases.append((rel, png))
+        except BaseException:
+            if not new_bases:  # nothing was generated: nothing to count
+                spending.give_back(reservation)
+            raise
 
     def one(job: tuple[_Source, Placement]) -> tuple[dict[str, Any], bytes, Image.Image]:
         source, placement = job
@@ -489,6 +509,7 @@ def _produce(
             segment=segment,
             encoder_id=encoder_id,
             user=user,
+            person=person,
             headline_override=headline_override,
             base_path=base_path,
         )
@@ -510,6 +531,7 @@ def make_creatives(
     look: Look | None = None,
     brand: str | Path | None = None,
     user: str = "",
+    person: Person | None = None,
     filters: dict[str, str] | None = None,
     exclude: Sequence[str] = (),
     like: str = "",
@@ -527,7 +549,8 @@ def make_creatives(
     word). ``segment``: who the ad is for; the copy is written for them, never quoting them.
     Everything is written and reported, or nothing is (a failed generation leaves no file).
     ``parent``: the creative these replace ("another variant" in a conversation): they are
-    its next version and name it as their parent.
+    its next version and name it as their parent. ``person``: who signed in (recorded with
+    ``user``, and counted against the daily limits of paid generations).
     """
     settings = settings or load_settings()
     description, segment, user = redact(description), redact(segment), redact(user)
@@ -545,7 +568,7 @@ def make_creatives(
             "variants": variants,
             "segment": segment,
         },
-        attributes={"user": user},
+        attributes=_who(user, person),
     ) as root:
         scene = _check_description(description)
         ctx = _context(settings, brand, generator)
@@ -593,6 +616,7 @@ def make_creatives(
             segment=segment,
             encoder_id=encoder_id,
             user=user,
+            person=person,
             headline_override=headline,
             bases={},
         )
@@ -607,6 +631,14 @@ def make_creatives(
         root.set_attributes({"duration_s": round(time.perf_counter() - started, 3)})
     log.info("%d creatives in %s (%s)", len(items), folder, ctx.generator.name)
     return [Creative.from_metadata(meta) for meta, _, _ in items]
+
+
+def _who(user: str, person: Person | None) -> dict[str, str]:
+    """Who asked, as a trace records it (never a token or cookie)."""
+    who = {"user": user}
+    if person is not None:
+        who.update(user_subject=person.subject, user_email=person.email)
+    return who
 
 
 def _items(
@@ -666,6 +698,7 @@ def edit_creative(
     edit: Edit,
     *,
     user: str = "",
+    person: Person | None = None,
     settings: Settings | None = None,
     generator: Generator | None = None,
     instance: dg.DagsterInstance | None = None,
@@ -729,6 +762,7 @@ def edit_creative(
         segment=meta["segment"],
         encoder_id=meta["encoder_id"],
         user=redact(user),
+        person=person,
         headline_override=headline_override,
         bases=bases,
     )

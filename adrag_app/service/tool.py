@@ -38,6 +38,7 @@ from typing import Any, Protocol
 
 import dagster as dg
 
+from adrag_app.access.roles import ROLE_NAMES, Person, require
 from adrag_app.creative.layout import Look
 from adrag_app.generators import Generator
 from adrag_app.service import ad_service as service
@@ -119,9 +120,19 @@ class ToolContext:
     exclude: tuple[str, ...] = ()
     like: str = ""
     placements: tuple[str, ...] = ()  # the creative set's placements; () = DEFAULT_PLACEMENTS
+    # Who signed in and their role (viewer, creator, admin); "" = no sign-in (laptop mode):
+    # nothing is refused. The tool checks the role itself, whatever a model asked for.
+    subject: str = ""
+    email: str = ""
+    role: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def person(self) -> Person | None:
+        role = ROLE_NAMES.get(self.role)
+        return Person(self.subject, self.email, role) if role and self.subject else None
 
 
 def check_arguments(arguments: dict[str, Any]) -> tuple[str, int, bool]:
@@ -217,6 +228,7 @@ class ServiceTool:
                     for c in found
                 ],
             }
+        require(context.role, "generate")
         made = self._make_set(
             description,
             seed_index,
@@ -262,6 +274,7 @@ class ServiceTool:
             look=look,
             brand=context.brand,
             user=context.user,
+            person=context.person,
             filters=filters,
             exclude=exclude,
             like=context.like,
@@ -285,6 +298,7 @@ class ServiceTool:
         for; "another variant" makes the set again from the next photo of the same top-3,
         keeping the headline and look of the version it replaces.
         """
+        require(context.role, "generate")
         edits = check_edits(edits)
         paths = [str(c["path"]) for c in ad.get("creatives") or ()] or [str(ad.get("path"))]
         try:
@@ -312,6 +326,7 @@ class ServiceTool:
                     current[0].path,
                     replace(change, placement=name),
                     user=context.user,
+                    person=context.person,
                     settings=self.settings,
                     generator=self.generator,
                     instance=self.instance,
@@ -324,6 +339,7 @@ class ServiceTool:
                     c.path,
                     change,
                     user=context.user,
+                    person=context.person,
                     settings=self.settings,
                     generator=self.generator,
                     instance=self.instance,

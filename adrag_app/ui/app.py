@@ -11,6 +11,10 @@ Configuration is :func:`adrag_assets.settings.load_settings` (the app's own sect
 ``settings.app``): ``ADRAG_*`` variables from the environment, or Streamlit secrets with the
 same names; the environment wins.
 
+With ``[auth]`` in ``.streamlit/secrets.toml`` (Streamlit's own OpenID Connect sign-in), a
+visitor who is not signed in sees only the sign-in page, and a signed-in one acts with the
+role :mod:`adrag_app.access.roles` gives them; without it (laptop mode) nobody signs in.
+
 Images are read through :func:`app_support.read_volume_image` only: a path from the agent,
 a widget or the ``?ad=`` URL parameter that escapes the volume is refused.
 """
@@ -24,6 +28,14 @@ from typing import Any
 
 import streamlit as st
 
+from adrag_app.access.roles import (
+    ACCESS_FILE,
+    AccessFileError,
+    Person,
+    allowed,
+    load_access,
+    person_for,
+)
 from adrag_app.agent.agent import DONE, PROPOSED, SHOWING, Agent, AgentState, Reply
 from adrag_app.agent.llm_agent import make_agent as build_agent
 from adrag_app.creative.placements import PlacementError, load_placements
@@ -47,6 +59,7 @@ SEGMENT_FIELD = "segment_field"
 UPLOAD_SEEN = "upload_seen"
 PLACEMENTS = "placements_choice"
 GALLERY_SEGMENT = "gallery_segment"
+GALLERY_MINE = "gallery_mine"
 PREVIEW_PX = 640  # a creative as the conversation shows it; downloads are full size
 THUMB_PX = 480  # in the gallery
 GALLERY_ROWS = 12
@@ -122,7 +135,7 @@ def make_agent() -> Agent:
         st.warning(f"The brand's segments file cannot be used, so the built-in one is: {e}")
         catalog = None
     planner = make_planner(settings.llm, catalog=catalog, vocabulary=tool.label_counts)
-    return build_agent(tool, planner, settings.llm, user=config.user)
+    return build_agent(tool, planner, settings.llm, user=config.user, person=person)
 
 
 def run_turn(message: str, state: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -293,6 +306,11 @@ def show_gallery() -> None:
     if not found:
         st.info("No creatives yet: the ads you make appear here.")
         return
+    if person is not None and st.toggle("My ads", key=GALLERY_MINE, help="Only the ads you made"):
+        found = [m for m in found if m.get("user_subject") == person.subject]
+        if not found:
+            st.info("You have not made an ad yet.")
+            return
     segments = sorted({str(m.get("segment") or "") for m in found} - {""})
     segment = st.selectbox(
         "Segment", ["All segments", *segments], key=GALLERY_SEGMENT, help="Show one segment's ads"
@@ -324,15 +342,18 @@ def show_gallery() -> None:
 
 
 def show_actions(message: dict[str, Any], key: str, phase: str) -> None:
-    """Buttons for the answers the latest reply asks for; typing them works the same."""
+    """Buttons for the answers the latest reply asks for; typing them works the same. A
+    viewer gets no button that generates (the tool refuses it too)."""
+    may_generate = allowed(person.role if person else None, "generate")
     if message.get("candidate") and phase == SHOWING:
-        actions = [("Use this photo", "yes", "primary"), ("Next", "no", "secondary")]
+        actions = [("Use this photo", "yes", "primary")] if may_generate else []
+        actions.append(("Next", "no", "secondary"))
         if message["candidate"].get("number", 1) > 1:
             actions.append(("Back", "back", "secondary"))
         actions.append(("More like this", "more like this", "secondary"))
     elif phase == PROPOSED and not message.get("candidate"):
         actions = [("Search", "yes", "primary"), ("Another idea", "no", "secondary")]
-    elif message.get("ad") and phase == DONE:
+    elif message.get("ad") and phase == DONE and may_generate:
         actions = [
             ("Another variant", "another variant", "primary"),
             ("More like this", "more like this", "secondary"),
@@ -411,8 +432,63 @@ def on_restart() -> None:
     conversation().submit("", config.max_message_chars, kind=support.RESTART)
 
 
+# -- sign-in ---------------------------------------------------------------------------------
+
+
+def _auth_section() -> dict[str, Any] | None:
+    auth = _secrets().get("auth")
+    return auth if isinstance(auth, dict) and auth else None
+
+
+def _provider(auth: dict[str, Any]) -> str | None:
+    """None for one provider configured in ``[auth]`` itself, else the first ``[auth.NAME]``."""
+    if "client_id" in auth:
+        return None
+    return next((name for name, value in auth.items() if isinstance(value, dict)), None)
+
+
+def _sign_out_button() -> None:
+    st.button("Sign out", on_click=st.logout, icon=":material/logout:")
+
+
+def signed_in() -> Person | None:
+    """The signed-in person, or None without ``[auth]`` (laptop mode). Stops the page with
+    the sign-in page for a visitor, and with one sentence for a user who has no role."""
+    auth = _auth_section()
+    if auth is None:
+        return None
+    if not st.user.is_logged_in:
+        st.title("adrag")
+        st.write("Sign in with your company account to search the brand's photos and make ads.")
+        st.button(
+            "Sign in", on_click=st.login, args=(_provider(auth),), type="primary",
+            icon=":material/login:",
+        )  # fmt: skip
+        st.stop()
+    claims = st.user.to_dict()
+    email = str(claims.get("email") or claims.get("sub") or "")
+    try:
+        rules = None if config.roles_claim else load_access(settings.volume_uri)
+    except AccessFileError as e:
+        st.error(f"Your role cannot be decided: the access file is not valid ({e}).")
+        _sign_out_button()
+        st.stop()
+    found = person_for(claims, claim=config.roles_claim, rules=rules)
+    if found is None:
+        where = (
+            f"the {config.roles_claim!r} claim of your company account"
+            if config.roles_claim
+            else volume.display(ACCESS_FILE)
+        )
+        st.error(f"{email} has no role in adrag: an admin can give you one in {where}.")
+        _sign_out_button()
+        st.stop()
+    return found
+
+
 # -- the page --------------------------------------------------------------------------------
 
+person = signed_in()
 st.title("adrag")
 st.caption(
     "Name your audience; I'll propose a pet, find our best matching photo and make the ad in "
@@ -445,6 +521,9 @@ with gallery_tab:
 
 # The sidebar is written last so it reflects this turn (the segment may just have changed).
 with st.sidebar:
+    if person is not None:
+        st.caption(f"Signed in as **{person.display}** · {person.role.label}")
+        _sign_out_button()
     st.header("Campaign")
     session[SEGMENT_FIELD] = conversation().snapshot()[2]["segment"]
     st.text_input(
@@ -470,11 +549,16 @@ with st.sidebar:
         )
 
     st.subheader("Brand image")
-    upload = st.file_uploader(
-        "Upload a product image",
-        type=list(support.UPLOAD_FORMATS.values()) + ["jpeg"],
-        max_upload_size=config.max_upload_mb,
-        help=f"PNG, JPEG or WebP, at most {config.max_upload_mb} MB.",
+    # Changing the brand kit is an admin's; the others pick from what is there.
+    upload = (
+        st.file_uploader(
+            "Upload a product image",
+            type=list(support.UPLOAD_FORMATS.values()) + ["jpeg"],
+            max_upload_size=config.max_upload_mb,
+            help=f"PNG, JPEG or WebP, at most {config.max_upload_mb} MB.",
+        )
+        if allowed(person.role if person else None, "brand")
+        else None
     )
     if upload is not None and session.get(UPLOAD_SEEN) != upload.file_id:
         session[UPLOAD_SEEN] = upload.file_id

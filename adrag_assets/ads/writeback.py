@@ -101,6 +101,8 @@ _CREATIVE_KEYS = (
     "version",
     "parent",
     "user",
+    "user_subject",
+    "user_email",
     "created_at",
     "path",
     "sidecar",

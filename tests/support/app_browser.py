@@ -31,10 +31,12 @@ def _healthy(url: str) -> bool:
 
 
 @contextmanager
-def serving_app(home: IndexedHome, log: Path, **env: str) -> Iterator[str]:
-    """A `streamlit run` of the app with ``env`` on a free port, stopped (and its group killed)
-    whatever happens; its URL."""
-    port = free_port()
+def serving_app(
+    home: IndexedHome, log: Path, *, port: int | None = None, **env: str
+) -> Iterator[str]:
+    """A `streamlit run` of the app with ``env`` on ``port`` (default: a free one), stopped
+    (and its group killed) whatever happens; its URL."""
+    port = port or free_port()
     env = {**os.environ, **home.env, "ADRAG_DAGSTER_URL": "http://127.0.0.1:3999", **env}
     proc = subprocess.Popen(
         [
