@@ -30,6 +30,7 @@ from tests.support.app_browser import (
     PLACEHOLDER,
     TURN_TIMEOUT_MS,
     need_chromium,
+    patient_expect,
     serving_app,
     wait_idle,
 )
@@ -98,7 +99,9 @@ def test_sign_in_roles_and_the_daily_limit_in_a_real_browser(
     home: IndexedHome, provider: str, tmp_path: Path
 ) -> None:
     need_chromium()
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import sync_playwright
+
+    expect = patient_expect()
 
     port = free_port()
     cookie_secret, client_secret = secrets.token_hex(32), secrets.token_hex(24)
@@ -136,7 +139,6 @@ def test_sign_in_roles_and_the_daily_limit_in_a_real_browser(
         sync_playwright() as pw,
     ):
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        expect.set_options(timeout=TURN_TIMEOUT_MS)  # the first page loads the app's imports
         try:
             context = browser.new_context(viewport={"width": 1400, "height": 1000})
             page = context.new_page()
