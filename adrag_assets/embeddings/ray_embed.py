@@ -51,7 +51,7 @@ RESULT = pa.schema(
 class RayEmbedder:
     """How ``image_embeddings`` embeds on Ray: the encoder each actor loads, the pool's size,
     and the fewest photos worth a cluster. ``connect`` joins the cluster on first use (in
-    Dagster, dagster-ray's resource; by default Ray's own, or a local one Ray Data starts)."""
+    Dagster, dagster-ray's resource does); without it, ``ray.init`` must have been called."""
 
     encoder_spec: str
     precision: str = "auto"
@@ -119,8 +119,10 @@ class RayEmbedder:
                 log.info("embedded %d/%d images on Ray", done, len(wanted))
         flush()
         stats.seconds += time.perf_counter() - started
-        if done < len(wanted):  # Ray said it finished: a row missing here is a bug, not a photo
-            raise RuntimeError(f"Ray handed back {done} of {len(wanted)} images")
+        if done < len(wanted):
+            # Ray said it finished, so this is no photo's fault: fail the run before the sync
+            # record moves on, and the next run embeds what is missing.
+            raise RuntimeError(f"Ray handed back {done} of {len(wanted)} images to embed")
 
     def pipeline(
         self, tables: Tables, wanted: pa.Array, version: int

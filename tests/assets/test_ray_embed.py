@@ -6,8 +6,10 @@ ids and vectors, and an encoder actor that dies mid-job must leave no duplicate 
 
 from __future__ import annotations
 
-import functools
+import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -18,10 +20,10 @@ import pytest
 from adrag_assets.defs.embeddings import image_embeddings
 from adrag_assets.defs.photos import images
 from adrag_assets.defs.resources import RayEmbedResource, resources_from_settings
-from adrag_assets.settings import Settings, load_settings
+from adrag_assets.settings import Settings, SettingsError, load_settings
 from adrag_assets.tables import Tables
 from tests.support import ray_faults
-from tests.support.data import TEST_ENCODER, copy_few_pets
+from tests.support.data import REPO, TEST_ENCODER, copy_few_pets
 
 ray = pytest.importorskip("ray")
 from ray.cluster_utils import Cluster  # noqa: E402
@@ -150,8 +152,6 @@ def test_two_node_cluster_with_an_actor_dying_mid_job_gives_the_in_process_rows(
 ):
     s = copy_without_vectors(embedded, tmp_path / "home")
     marker = tmp_path / "died"
-    ray.cloudpickle.register_pickle_by_value(ray_faults)
-    hook = functools.partial(ray_faults.die_once, str(marker))
     meta = embed_on_ray(
         s,
         instance,
@@ -159,7 +159,12 @@ def test_two_node_cluster_with_an_actor_dying_mid_job_gives_the_in_process_rows(
             address=cluster.address,
             actors=2,
             min_images=0,
-            ray_init_options={"runtime_env": {"worker_process_setup_hook": hook}},
+            ray_init_options={
+                "runtime_env": {
+                    "worker_process_setup_hook": f"{ray_faults.__name__}.die_once",
+                    "env_vars": {ray_faults.MARKER: str(marker)},
+                }
+            },
         ),
     )
     assert marker.exists()  # an actor did die, after decoding its first batch
@@ -174,3 +179,33 @@ def test_below_the_threshold_embeds_in_process_without_ray(embedded, instance, t
     assert meta["embedded_on"] == "this process"
     assert not ray.is_initialized()
     assert_same(vectors(s), embedded[1])
+
+
+def test_the_code_location_loads_without_ray_whether_or_not_an_address_is_set(tmp_path):
+    """Ray and dagster-ray are imported by a run that embeds on Ray, never by loading defs."""
+    code = (
+        "import sys\n"
+        "from adrag_assets.definitions import defs\n"
+        "defs()\n"
+        "print(sorted(m for m in ('ray', 'dagster_ray') if m in sys.modules))\n"
+    )
+    for address in ("", "local"):
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, "ADRAG_HOME": str(tmp_path), "ADRAG_RAY_ADDRESS": address},
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=REPO,
+            check=True,
+        )
+        assert out.stdout.strip().splitlines()[-1] == "[]", out.stderr
+
+
+def test_a_bad_ray_address_is_named():
+    with pytest.raises(SettingsError) as e:
+        load_settings({"ADRAG_RAY_ADDRESS": "http://head:8265", "ADRAG_RAY_ACTORS": "0"})
+    assert e.value.problems == [
+        "ADRAG_RAY_ADDRESS='http://head:8265': expected local, auto, HOST:PORT or ray://HOST:PORT",
+        "ADRAG_RAY_ACTORS='0': expected a number greater than 0",
+    ]
