@@ -133,14 +133,16 @@ class RayEmbedder:
 
         gpus = ray.cluster_resources().get("GPU", 0) > 0
         images = tables.uri("images")
+        readers = max(2, self.actors // 4)
         ds = ray.data.read_delta(
             images,
             version=version,
             storage_options=tables.storage_options,
             columns=["image_id", "path", "labels", "rendition", "bytes"],
             # Reading is light next to the model: it must not wait for the CPUs the actors
-            # hold for the whole run.
+            # hold for the whole run, and a few tasks at a time keep up with them.
             num_cpus=0,
+            concurrency=readers,
         )
         ds = ds.map_batches(
             _keep_wanted,
@@ -148,6 +150,7 @@ class RayEmbedder:
             batch_format="pyarrow",
             batch_size=None,
             num_cpus=0,
+            compute=ray.data.TaskPoolStrategy(size=readers),
         )
         ds = ds.map_batches(
             _Encode,
