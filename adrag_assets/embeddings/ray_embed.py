@@ -27,6 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from adrag_assets.embeddings.sync import WRITE_EVERY, _check_vectors
 from adrag_assets.embeddings.versions import EMBED_VERSION
 from adrag_assets.tables import EMBEDDINGS, TS, Tables
 
@@ -59,7 +60,7 @@ class RayEmbedder:
     actors: int = 2
     min_images: int = 0
     connect: Callable[[], object] = field(default=lambda: None, repr=False)
-    write_every: int = 256  # rows per Delta commit, as in-process
+    write_every: int = WRITE_EVERY  # rows per Delta commit, as in-process
 
     def takes(self, todo: int) -> bool:
         return todo > 0 and todo >= self.min_images
@@ -75,8 +76,6 @@ class RayEmbedder:
     ) -> None:
         """Embed ``ids`` (chunks of image ids) read from ``images`` at ``images_version``;
         upsert their rows into ``image_embeddings`` as they come back."""
-        from adrag_assets.embeddings.sync import _check_vectors
-
         wanted = pa.array(sorted({i for chunk in ids for i in chunk}), pa.string())
         if not len(wanted):
             return
