@@ -1,7 +1,8 @@
 """image_embeddings on a real local Ray cluster (ADRAG_RAY_ADDRESS): `ray.init` on 2 CPUs, and a
 2-node `ray.cluster_utils.Cluster` shared by the module's other tests. Each run starts from a
-copy of one home whose 40 photos were ingested and embedded in-process: Ray must give the same
-ids and vectors, and an encoder actor that dies mid-job must leave no duplicate or missing row.
+copy of one home whose photos were ingested and embedded in-process (40, then 8 more): Ray must
+give the same ids and vectors, from the change feed and from a full reconcile, and an encoder
+actor that dies mid-job must leave no duplicate or missing row.
 """
 
 from __future__ import annotations
@@ -68,23 +69,29 @@ def ray_tmp(tmp_path_factory: pytest.TempPathFactory):
     shutil.rmtree(short, ignore_errors=True)
 
 
+MORE = ("boxer",)  # the 8 photos added after the first 40
+
+
 @pytest.fixture(scope="module")
-def embedded(tmp_path_factory: pytest.TempPathFactory, instance) -> tuple[Path, dict]:
-    """A home with 40 photos ingested and embedded in-process; its vectors."""
+def embedded(tmp_path_factory: pytest.TempPathFactory, instance) -> tuple[Path, Path, dict]:
+    """Homes embedded in-process: with 40 photos (a copy), then with 8 more; the 48 vectors."""
     home = tmp_path_factory.mktemp("base") / "home"
     s = home_settings(home)
     copy_few_pets(s.raw_dir)
     res = resources_from_settings(s)
-    result = dg.materialize([images, image_embeddings], resources=res, instance=instance)
-    assert result.success
+    assert dg.materialize([images, image_embeddings], resources=res, instance=instance).success
+    first = tmp_path_factory.mktemp("first") / "home"
+    shutil.copytree(home, first)
+    copy_few_pets(s.raw_dir, MORE)
+    assert dg.materialize([images, image_embeddings], resources=res, instance=instance).success
     base = vectors(s)
-    assert len(base) == 40
-    return home, base
+    assert len(base) == 48
+    return first, home, base
 
 
-def copy_without_vectors(embedded: tuple[Path, dict], dest: Path, **more: str) -> Settings:
-    shutil.copytree(embedded[0], dest)
-    s = home_settings(dest, **more)
+def copy_without_vectors(embedded: tuple[Path, Path, dict], dest: Path) -> Settings:
+    shutil.copytree(embedded[1], dest)
+    s = home_settings(dest)
     shutil.rmtree(Path(s.tables_dir) / "image_embeddings")
     return s
 
@@ -119,12 +126,13 @@ def cluster(ray_tmp: Path):
     c.shutdown()
 
 
-def test_local_cluster_on_two_cpus_gives_the_in_process_vectors(
+def test_local_cluster_on_two_cpus_embeds_new_photos_from_the_change_feed(
     embedded, instance, tmp_path, ray_tmp
 ):
-    s = copy_without_vectors(
-        embedded, tmp_path / "home", ADRAG_RAY_ADDRESS="local", ADRAG_RAY_MIN_IMAGES="0"
-    )
+    shutil.copytree(embedded[0], tmp_path / "home")
+    s = home_settings(tmp_path / "home", ADRAG_RAY_ADDRESS="local", ADRAG_RAY_MIN_IMAGES="0")
+    copy_few_pets(s.raw_dir, MORE)
+    assert dg.materialize([images], resources=resources_from_settings(s), instance=instance).success
     from_settings = resources_from_settings(s)["ray"]
     assert (from_settings.address, from_settings.actors, from_settings.min_images) == (
         "local",
@@ -142,9 +150,9 @@ def test_local_cluster_on_two_cpus_gives_the_in_process_vectors(
         ),
     )
     assert meta["embedded_on"] == "Ray: 2 encoder actors (1 CPU each)"
-    assert meta["embedded"] == 40
+    assert (meta["mode"], meta["embedded"]) == ("changes", 8)
     assert not ray.is_initialized()  # dagster-ray disconnected (and `local` stopped its cluster)
-    assert_same(vectors(s), embedded[1])
+    assert_same(vectors(s), embedded[2])
 
 
 def test_two_node_cluster_with_an_actor_dying_mid_job_gives_the_in_process_rows(
@@ -169,16 +177,16 @@ def test_two_node_cluster_with_an_actor_dying_mid_job_gives_the_in_process_rows(
     )
     assert marker.exists()  # an actor did die, after decoding its first batch
     assert meta["embedded_on"] == "Ray: 2 encoder actors (1 CPU each)"
-    assert (meta["embedded"], meta["failed"]) == (40, 0)
-    assert_same(vectors(s), embedded[1])  # no duplicate (vectors() checks), none missing
+    assert (meta["mode"], meta["embedded"], meta["failed"]) == ("full", 48, 0)
+    assert_same(vectors(s), embedded[2])  # no duplicate (vectors() checks), none missing
 
 
 def test_below_the_threshold_embeds_in_process_without_ray(embedded, instance, tmp_path):
     s = copy_without_vectors(embedded, tmp_path / "home")
-    meta = embed_on_ray(s, instance, RayEmbedResource(address="local", min_images=41))
+    meta = embed_on_ray(s, instance, RayEmbedResource(address="local", min_images=49))
     assert meta["embedded_on"] == "this process"
     assert not ray.is_initialized()
-    assert_same(vectors(s), embedded[1])
+    assert_same(vectors(s), embedded[2])
 
 
 def test_the_code_location_loads_without_ray_whether_or_not_an_address_is_set(tmp_path):
