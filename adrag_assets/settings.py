@@ -252,6 +252,12 @@ class Settings(_Section):
     # Vectors of an older decode/model code version re-embedded per run, so an upgrade
     # re-embeds the library in bounded runs beside the uploads instead of one long one.
     reembed_batch: int = Field(500, gt=0, validation_alias="ADRAG_REEMBED_BATCH")
+    # Big backfills on Ray (README): "" embeds in-process; "local" starts a Ray cluster for the
+    # run; "auto", "HOST:PORT" or "ray://HOST:PORT" joins one, as Ray's own ray.init(address=).
+    ray_address: str = Field("", validation_alias="ADRAG_RAY_ADDRESS")
+    ray_actors: int = Field(2, gt=0, le=1024, validation_alias="ADRAG_RAY_ACTORS")
+    # Fewer photos to embed than this stay in-process: an upload is not worth a cluster.
+    ray_min_images: int = Field(1000, ge=0, validation_alias="ADRAG_RAY_MIN_IMAGES")
     # A change set whose ingest failed is asked again after this many seconds, doubling
     # with each failed attempt up to ADRAG_RETRY_MAX_SECONDS.
     retry_base_seconds: float = Field(30.0, ge=0, validation_alias="ADRAG_RETRY_BASE_SECONDS")
@@ -323,6 +329,13 @@ class Settings(_Section):
         if len(fields) != 5 or not all(re.fullmatch(r"[0-9A-Za-z*/,\-]+", f) for f in fields):
             raise ValueError("expected a cron schedule of five fields, e.g. '30 3 * * *'")
         return " ".join(fields)
+
+    @field_validator("ray_address")
+    @classmethod
+    def _ray_address(cls, address: str) -> str:
+        if address in ("", "local", "auto") or re.fullmatch(r"(ray://)?[\w.\-]+:\d+", address):
+            return address
+        raise ValueError("expected local, auto, HOST:PORT or ray://HOST:PORT")
 
     @field_validator("dagster_pg_url")
     @classmethod

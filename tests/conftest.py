@@ -25,6 +25,7 @@ SLOW_FIRST = (
     "tests/assets/test_encoder_serving.py",
     "tests/assets/test_sensor_retry.py",
     "tests/assets/test_dead_runs.py",
+    "tests/assets/test_ray_embed.py",
 )
 
 

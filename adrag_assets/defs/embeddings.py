@@ -6,7 +6,13 @@ encoder registered as an MLflow model.
 
 import dagster as dg
 
-from adrag_assets.defs.resources import GROUP, POOL, EncoderResource, TablesResource
+from adrag_assets.defs.resources import (
+    GROUP,
+    POOL,
+    EncoderResource,
+    RayEmbedResource,
+    TablesResource,
+)
 from adrag_assets.embeddings.spec import EncoderError, EncoderSpec
 from adrag_assets.embeddings.sync import EmbedStats, sync_embeddings
 from adrag_assets.embeddings.versions import EMBED_VERSION
@@ -77,20 +83,29 @@ def stale_left() -> dg.AutomationCondition:
     ],
 )
 def image_embeddings(
-    context: dg.AssetExecutionContext, tables: TablesResource, encoder: EncoderResource
+    context: dg.AssetExecutionContext,
+    tables: TablesResource,
+    encoder: EncoderResource,
+    ray: RayEmbedResource,
 ) -> dg.MaterializeResult:
     enc = encoder.get()
     if enc.is_random:
         context.log.warning("encoder %s", enc.label)
     t = tables.get()
     stats = sync_embeddings(
-        t, enc, encoder.batch_size, log=context.log, reembed_batch=load_settings().reembed_batch
+        t,
+        enc,
+        encoder.batch_size,
+        log=context.log,
+        reembed_batch=load_settings().reembed_batch,
+        ray=ray.embedder(encoder),
     )
     return dg.MaterializeResult(
         metadata={
             "encoder_id": enc.encoder_id,
             "encoder": enc.label,
             "mode": stats.mode,
+            "embedded_on": stats.embedded_on,
             "images_read": stats.images_read,
             "images_version": stats.images_version,
             "precision": enc.precision,

@@ -1,4 +1,5 @@
-"""Dagster resources: the volume, the Delta tables, the encoder and the Milvus index.
+"""Dagster resources: the volume, the Delta tables, the encoder, the Milvus index and the Ray
+cluster big backfills embed on.
 
 Their defaults come from :mod:`adrag_assets.settings` (the ``ADRAG_*`` variables), so the
 Dagster UI, the daemon and the CLI agree; a run can still override any field in its config.
@@ -6,7 +7,9 @@ Dagster UI, the daemon and the CLI agree; a run can still override any field in 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 from dagster_deltalake import AzureConfig, GcsConfig, LocalConfig, S3Config
@@ -19,6 +22,7 @@ from adrag_assets.volume import Volume, open_volume
 
 if TYPE_CHECKING:
     from adrag_assets.embeddings.encoder import ClipEncoder
+    from adrag_assets.embeddings.ray_embed import RayEmbedder
 
 GROUP = "photo_index"  # the asset group of the photo pipeline
 POOL = "adrag_index"  # every writer of the tables/collection; limit 1 in dagster.yaml
@@ -83,6 +87,61 @@ class MilvusResource(dg.ConfigurableResource):
             self._index.close()
 
 
+class RayEmbedResource(dg.ConfigurableResource):
+    """Where ``image_embeddings`` embeds a big batch of new images: on a Ray cluster with
+    ``actors`` encoder actors (``address`` as Ray's ``ray.init``: ``local``, ``auto``,
+    ``HOST:PORT``, ``ray://HOST:PORT``), through dagster-ray's resource; empty: in-process.
+    The cluster is joined only when a run has ``min_images`` or more to embed; neither Ray
+    nor dagster-ray is imported otherwise."""
+
+    address: str = ""
+    actors: int = 2
+    min_images: int = 1000
+    # ray.init's other arguments, e.g. a runtime_env for the workers (dagster-ray passes them).
+    ray_init_options: dict[str, Any] = Field(default_factory=dict)
+    _cluster: Any = PrivateAttr(default=None)
+    _context: Any = PrivateAttr(default=None)
+
+    @contextmanager
+    def yield_for_execution(self, context: dg.InitResourceContext) -> Iterator[RayEmbedResource]:
+        if not self.address:
+            yield self
+            return
+        from dagster_ray import Lifecycle
+
+        from adrag_assets.ray_cluster import RayAtAddress
+
+        cluster = RayAtAddress(
+            address=self.address,
+            ray_init_options=self.ray_init_options,
+            # Connect only when a run has enough to embed; never delete a cluster we join.
+            lifecycle=Lifecycle(connect=False, cleanup="never"),
+        )
+        with cluster.yield_for_execution(context) as ready:
+            self._cluster, self._context = ready, context
+            yield self
+
+    def embedder(self, encoder: EncoderResource) -> RayEmbedder | None:
+        """The Ray embedder for ``encoder``'s model, or None to embed in-process."""
+        if not self.address:
+            return None
+        from adrag_assets.embeddings.ray_embed import RayEmbedder
+
+        def connect() -> None:
+            if self._cluster is not None and not self._cluster.connected:
+                self._cluster.connect(self._context)
+                self._cluster.on_connect(self._context)
+
+        return RayEmbedder(
+            encoder_spec=encoder.spec,
+            precision=encoder.precision,
+            batch_size=encoder.batch_size,
+            actors=self.actors,
+            min_images=self.min_images,
+            connect=connect,
+        )
+
+
 def storage_config(tables_uri: str) -> LocalConfig | S3Config | GcsConfig:
     """dagster-deltalake's storage config for the tables' location.
 
@@ -112,6 +171,9 @@ def resources_from_settings(settings: Settings | None = None) -> dict[str, dg.Co
             token=dg.EnvVar("ADRAG_MILVUS_TOKEN") if s.milvus_token else "",
             alias=s.index_alias,
             keep_old_collections=s.keep_old_collections,
+        ),
+        "ray": RayEmbedResource(
+            address=s.ray_address, actors=s.ray_actors, min_images=s.ray_min_images
         ),
     }
 

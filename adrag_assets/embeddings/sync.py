@@ -20,6 +20,9 @@ With no record for the configured encoder (first ingest, a new encoder), a recor
 cannot serve (vacuumed, a recreated table) or the feed just turned on, the run reconciles
 the whole table instead, by SQL joins streamed in batches: never every row in Python.
 
+With a Ray cluster configured (:mod:`adrag_assets.embeddings.ray_embed`), a run with enough
+new images hands their ids to it and writes the vectors it streams back.
+
 Photos are read as their renditions (small upright JPEGs made at ingest, never the originals;
 rows written before renditions fall back to their stored bytes) and stream from Delta in
 batches: while the model encodes one
@@ -53,6 +56,7 @@ if TYPE_CHECKING:
     import torch
 
     from adrag_assets.embeddings.encoder import ClipEncoder
+    from adrag_assets.embeddings.ray_embed import RayEmbedder
 
 WRITE_EVERY = 256  # rows per Delta commit while embedding
 LOOKUP = 500  # ids per IN (...) query
@@ -71,6 +75,7 @@ class EmbedStats:
     encoder_id: str = ""
     mode: str = ""  # "changes" (from images' change feed), "full" (whole-table reconcile), "noop"
     images_read: int = 0  # rows of images this run looked at (feed rows, or the whole table)
+    embedded_on: str = "this process"  # or the Ray cluster's actors (ray_embed.py)
     embedded: int = 0  # new vectors computed
     updated: int = 0  # path or labels changed, vector kept
     deleted: int = 0  # rows of images that no longer exist (any encoder)
@@ -181,8 +186,10 @@ def sync_embeddings(
     batch_size: int = 32,
     log: logging.Logger | None = None,
     reembed_batch: int = 500,
+    ray: RayEmbedder | None = None,
 ) -> EmbedStats:
-    """Bring the configured encoder's rows in line with ``images`` (see the module)."""
+    """Bring the configured encoder's rows in line with ``images`` (see the module); with
+    ``ray``, a big enough batch of new images is embedded on a Ray cluster instead."""
     log = log or logging.getLogger(__name__)
     eid = encoder.encoder_id
     stats = EmbedStats(encoder_id=eid)
@@ -202,12 +209,12 @@ def sync_embeddings(
             reason = f"images is at v{target}, before the recorded v{synced} (rewritten?)"
         log.info("embeddings for %s: full reconcile (%s)", eid, reason)
     elif synced == target:
-        stats.mode, work = "noop", (0, iter(()))
+        stats.mode, work = "noop", (0, iter(()), iter(()))
     else:
         work = _from_feed(tables, eid, synced + 1, target, batch_size, stats, log)
     if work is None:
         work = _full(tables, eid, batch_size, stats, log)
-    todo, batches = work
+    todo, ids, batches = work
     log.info(
         "embeddings for %s (%s, %d image rows read): %d to embed, %d path/label updates, "
         "%d deleted",
@@ -218,7 +225,10 @@ def sync_embeddings(
         stats.updated,
         stats.deleted,
     )
-    _embed(tables, encoder, todo, batches, stats, log)
+    if ray is not None and ray.takes(todo):
+        ray.embed(tables, eid, ids, target, stats, log)
+    else:
+        _embed(tables, encoder, todo, batches, stats, log)
     _refresh_stale(tables, encoder, reembed_batch, batch_size, stats, log)
     if (props.get(PROP_IMAGES_VERSION), props.get(PROP_IMAGES_ENCODER)) != (str(target), eid):
         # After the rows: a run that dies before this line is redone, idempotently.
@@ -249,9 +259,10 @@ def _from_feed(
     batch_size: int,
     stats: EmbedStats,
     log: logging.Logger,
-) -> tuple[int, Iterator[pa.RecordBatch]] | None:
+) -> tuple[int, Iterator[list[str]], Iterator[pa.RecordBatch]] | None:
     """Apply images' changes in versions ``start``..``end``: deletes and path/label updates
-    now; (how many to embed, their photos in batches). None when the feed cannot be read."""
+    now; (how many to embed, their ids, their photos in batches). None when the feed cannot
+    be read."""
     images = tables.open("images")
     try:
         feed = pa.RecordBatchReader.from_stream(
@@ -291,8 +302,10 @@ def _from_feed(
                 )
     stats.updated = _update_paths(tables, eid, moved)
     todo = [i for i in ids if i not in have]
-    return len(todo), _rebatch(
-        _feed_photos(tables, start, end, todo, alive, batch_size), batch_size
+    return (
+        len(todo),
+        iter([todo]),
+        _rebatch(_feed_photos(tables, start, end, todo, alive, batch_size), batch_size),
     )
 
 
@@ -350,9 +363,10 @@ def _update_paths(tables: Tables, eid: str, moved: list[dict]) -> int:
 
 def _full(
     tables: Tables, eid: str, batch_size: int, stats: EmbedStats, log: logging.Logger
-) -> tuple[int, Iterator[pa.RecordBatch]]:
+) -> tuple[int, Iterator[list[str]], Iterator[pa.RecordBatch]]:
     """Reconcile with the whole images table, by joins in Delta's engine: only the rows that
-    need work come back to Python, and the photos to embed stream in batches."""
+    need work come back to Python, and the ids and photos to embed stream in batches (read
+    one or the other)."""
     stats.mode = "full"
     tables.open("images")  # both exist from here on, even if empty
     tables.open("image_embeddings")
@@ -388,17 +402,23 @@ def _full(
         .as_py()
     )
     if not todo:
-        return 0, iter(())
+        return 0, iter(()), iter(())
     # Ids only from the join: a hash join may hold one side whole, and photos are big.
     ids = tables.query("images", f"SELECT image_id {missing}", also=["image_embeddings"])
 
-    def photos() -> Iterator[pa.RecordBatch]:
+    def chunks() -> Iterator[list[str]]:
         for batch in ids:
             part = batch.column("image_id").to_pylist()
             for i in range(0, len(part), WRITE_EVERY):
-                yield from iter_image_batches(tables, part[i : i + WRITE_EVERY], WRITE_EVERY)
+                yield part[i : i + WRITE_EVERY]
 
-    return todo, _rebatch(photos(), batch_size)
+    id_chunks = chunks()
+
+    def photos() -> Iterator[pa.RecordBatch]:
+        for part in id_chunks:
+            yield from iter_image_batches(tables, part, WRITE_EVERY)
+
+    return todo, id_chunks, _rebatch(photos(), batch_size)
 
 
 def _embed(
