@@ -18,7 +18,6 @@ OURS = ("adrag_assets", "adrag_app")
 # (`make test`), a long file picked up last would be the suite's tail on its own.
 SLOW_FIRST = (
     "tests/e2e/",
-    "tests/assets/test_automation.py",
     "tests/assets/test_concurrency.py",
     "tests/assets/test_eval_cli.py",
     "tests/assets/test_damaged_tables.py",

@@ -1,9 +1,10 @@
 """End to end with real processes: Milvus Lite server, Dagster webserver + daemon, the CLI.
 
 A photo dropped into raw/ becomes searchable with nobody running anything; deleting it
-removes it; switching the encoder re-embeds into a new collection while search keeps
-answering; killing `adrag up` with SIGKILL takes all its services with it. Waits poll for a
-condition with a deadline, and every process is stopped, pass or fail.
+removes it; near_duplicates and retrieval_eval follow both (campaign_ads is never shown as
+materialized before an ad exists); switching the encoder re-embeds into a new collection
+while search keeps answering; killing `adrag up` with SIGKILL takes all its services with
+it. Waits poll for a condition with a deadline, and every process is stopped, pass or fail.
 
 The upload/delete/switch test runs the stack on a real PostgreSQL (ADRAG_DAGSTER_PG_URL), as
 a deployment past one machine would; the browser and kill tests keep the default SQLite one.
@@ -75,7 +76,8 @@ def stack(tmp_path):
 def pg_stack(tmp_path):
     """A stack whose Dagster instance (runs, event logs, ticks) is in a real PostgreSQL."""
     with postgres_server() as url:
-        s = new_stack(tmp_path, ADRAG_DAGSTER_PG_URL=url)
+        # After uploads, retrieval_eval runs at most once a minute here (hourly by default).
+        s = new_stack(tmp_path, ADRAG_DAGSTER_PG_URL=url, ADRAG_EVAL_CRON="* * * * *")
         try:
             yield s
         finally:
@@ -89,11 +91,38 @@ def test_upload_delete_and_encoder_switch(pg_stack, monkeypatch):
     for p in photos[:6]:
         shutil.copy(p, raw / p.name)
     stack.start()
+    monkeypatch.setenv("ADRAG_DAGSTER_PG_URL", stack.env["ADRAG_DAGSTER_PG_URL"])
+    instance = dg.DagsterInstance.from_config(str(stack.home / "dagster"))
     # What every process of the stack runs with, looked at on each poll: run workers come
     # and go, so a single look after the fact would miss them.
     argvs: set[str] = set()
     watch = watching(stack, argvs)
     wait_for(watch(lambda: stack.status().get("index_rows") == 6), 240, "6 photos", stack)
+
+    # The automation refreshes what follows the index, with nobody clicking.
+    def follows(n: int, encoder: str, after: dict | None = None) -> bool:
+        dup, ev = (
+            materialized(instance, "near_duplicates"),
+            materialized(instance, "retrieval_eval"),
+        )
+        return (
+            dup is not None
+            and ev is not None
+            and dup["photos"] == n
+            and ev["encoder_id"] == encoder
+            and (after is None or (dup["run_id"] != after["dup"] and ev["run_id"] != after["ev"]))
+        )
+
+    wait_for(lambda: follows(6, "random:adrag-tiny@1"), 300, "first refresh", stack, every=1)
+    first = {
+        "dup": materialized(instance, "near_duplicates")["run_id"],
+        "ev": materialized(instance, "retrieval_eval")["run_id"],
+    }
+    # Never materialized, so never green: its partitions (the planner's segments while
+    # campaigns/segments.txt lists none) are all missing.
+    stats = partition_stats(stack, "campaign_ads")
+    assert stats["numPartitions"] > 0 and stats["numMaterialized"] == 0, stats
+    assert instance.get_latest_materialization_event(dg.AssetKey("campaign_ads")) is None
 
     # A photo the index has never seen, dropped into raw/, becomes searchable by itself.
     new = photos[100]
@@ -104,6 +133,9 @@ def test_upload_delete_and_encoder_switch(pg_stack, monkeypatch):
     (raw / new.name).unlink()
     gone = watch(lambda: f"raw/{new.name}" not in (stack.search_paths() or []))
     wait_for(gone, 240, "delete", stack)
+    # ...and what follows the index follows the upload and the delete (the evaluation at
+    # most once per ADRAG_EVAL_CRON tick: every minute here).
+    wait_for(lambda: follows(6, "random:adrag-tiny@1", first), 300, "after uploads", stack)
     before = stack.status()
     assert before["live_encoder_id"] == "random:adrag-tiny@1"
 
@@ -133,6 +165,28 @@ def test_upload_delete_and_encoder_switch(pg_stack, monkeypatch):
     assert after["index_rows"] == 6 and after["embeddings"] == 6
     assert after["live_collection"] != before["live_collection"]
     assert len(answers) >= 1
+    wait_for(lambda: follows(6, "random:adrag-tiny@2"), 300, "after a switch", stack, every=1)
+    eval_run = instance.get_run_by_id(materialized(instance, "retrieval_eval")["run_id"])
+    assert eval_run.tags.get("dagster/sensor_name") == "adrag_automation", eval_run.tags
+    instance.dispose()
+
+
+def materialized(instance: dg.DagsterInstance, key: str) -> dict | None:
+    """The latest materialization of ``key``: its run and metadata values."""
+    event = instance.get_latest_materialization_event(dg.AssetKey(key))
+    if event is None:
+        return None
+    mat = event.asset_materialization
+    return {"run_id": event.run_id, **{k: v.value for k, v in mat.metadata.items()}}
+
+
+def partition_stats(stack: Stack, key: str) -> dict:
+    """How many of ``key``'s partitions exist and are materialized, as the webserver says."""
+    nodes = graphql(
+        stack,
+        "{ assetNodes { assetKey { path } partitionStats { numMaterialized numPartitions } } }",
+    )["assetNodes"]
+    return next(n["partitionStats"] for n in nodes if n["assetKey"]["path"] == [key])
 
 
 def watching(stack: Stack, argvs: set[str]) -> Callable[[Callable[[], bool]], Callable[[], bool]]:
