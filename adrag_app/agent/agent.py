@@ -577,9 +577,11 @@ class Agent:
                 f"{refused} result(s) were refused because their path lies outside the volume."
             )
         if not candidates:
+            # An answer, not an error (the app shows errors in red).
             turn.say(
-                f"I found no photos for **{proposal.description}**. Say *no* for another idea or "
-                "type a different description."
+                f"There is no good match for **{proposal.description}** in the photo library. "
+                "Could you describe the photo you want another way? Type a new description, "
+                "or say *no* for another idea."
             )
             return
         state.candidates = candidates

@@ -288,7 +288,8 @@ def search(
     as_json: bool,
 ) -> None:
     """Top-K photos for a text QUERY, a photo file (--image) or an indexed photo (--like),
-    from the live index."""
+    from the live index. A QUERY with no good match gives no photos (the relevance floor;
+    a search by photo always answers)."""
     if sum(x is not None for x in (query, image, like)) != 1:
         raise click.UsageError("give exactly one of QUERY, --image PATH or --like IMAGE_ID")
     from adrag_assets.embeddings.spec import RANDOM_PREFIX, RANDOM_WARNING, EncoderError
@@ -325,6 +326,9 @@ def search(
         fail(str(e))
     except MilvusError as e:
         fail(_milvus_failure(e))
+    if query is not None and not hits:
+        # Not an error: the list stays valid (empty), the reason goes to stderr.
+        click.echo(f"no good match for {query.strip()!r}: try another description", err=True)
     if as_json:
         click.echo(
             json.dumps(

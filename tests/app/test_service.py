@@ -41,7 +41,7 @@ from tests.support.helpers import draw_brand, run_pipeline
 
 ENCODER_ID = EncoderSpec.parse(TEST_ENCODER).encoder_id
 FAKE_TOKEN = "r8_FakeTokenForTests0123456789abcdefXYZ"
-QUERY = "a golden retriever on a beach"
+QUERY = "a beagle on a beach"  # a breed of the sample: BM25 vouches for it (relevance floor)
 SEGMENT = "young urban professionals"
 ASSET = dg.AssetKey("generated_ads")
 
@@ -255,7 +255,7 @@ def test_generate_ad_writes_png_sidecar_and_dagster_materialization(home: Settin
         instance=instance,
     )
     today = datetime.now(UTC).strftime("%Y-%m-%d")
-    assert result.path.startswith(f"ads/{today}/a-golden-retriever-on-a-beach-")
+    assert result.path.startswith(f"ads/{today}/a-beagle-on-a-beach-")
     assert result.path.endswith(".png") and result.sidecar == result.path[:-4] + ".json"
     ad_file = home.volume / result.path
     with Image.open(ad_file) as im:
