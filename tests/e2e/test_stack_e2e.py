@@ -86,8 +86,7 @@ def test_upload_delete_and_encoder_switch(pg_stack, monkeypatch):
     stack = pg_stack
     raw = stack.home / "volume" / "raw"
     photos = sorted(pets_images().glob("*.jpg"))
-    for p in photos[:6]:
-        shutil.copy(p, raw / p.name)
+    stack.add_photos(photos[:6])
     stack.start()
     # What every process of the stack runs with, looked at on each poll: run workers come
     # and go, so a single look after the fact would miss them.
