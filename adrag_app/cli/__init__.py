@@ -23,6 +23,8 @@ from adrag_app.cli.generate import generate
 from adrag_assets.settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     import dagster as dg
 
     from adrag_assets.tables import Tables
@@ -268,6 +270,18 @@ def _run_problems(instance: dg.DagsterInstance, run_id: str) -> tuple[list[str],
     help="Only photos with this label value, e.g. species=dog (repeatable).",
 )
 @click.option(
+    "--taken-after",
+    type=click.DateTime(["%Y-%m-%d"]),
+    metavar="YYYY-MM-DD",
+    help="Only photos taken on or after this day (EXIF date; undated photos are left out).",
+)
+@click.option(
+    "--taken-before",
+    type=click.DateTime(["%Y-%m-%d"]),
+    metavar="YYYY-MM-DD",
+    help="Only photos taken before this day (EXIF date; undated photos are left out).",
+)
+@click.option(
     "-k",
     "--top-k",
     "k",
@@ -284,6 +298,8 @@ def search(
     image: str | None,
     like: str | None,
     labels: tuple[str, ...],
+    taken_after: datetime | None,
+    taken_before: datetime | None,
     k: int,
     as_json: bool,
 ) -> None:
@@ -292,9 +308,20 @@ def search(
     a search by photo always answers)."""
     if sum(x is not None for x in (query, image, like)) != 1:
         raise click.UsageError("give exactly one of QUERY, --image PATH or --like IMAGE_ID")
+    from adrag_assets.images.taken import TakenRange
+
+    taken = None
+    if taken_after or taken_before:
+        try:
+            taken = TakenRange(
+                taken_after.date() if taken_after else None,
+                taken_before.date() if taken_before else None,
+            )
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--taken-after/--taken-before") from None
     from adrag_assets.embeddings.spec import RANDOM_PREFIX, RANDOM_WARNING, EncoderError
     from adrag_assets.index.milvus import MilvusError, MilvusIndex
-    from adrag_assets.index.search import IndexNotReady, search_live
+    from adrag_assets.index.search import IndexNotReady, search_live, taken_filter
     from adrag_assets.index.similar import (
         BadPhoto,
         PhotoNotIndexed,
@@ -314,19 +341,27 @@ def search(
     quiet_milvus_logs(ctx.obj["verbose"])
     index = MilvusIndex(s.milvus_uri, s.milvus_token, s.index_alias)
     try:
-        if like is not None:
+        narrowed = taken_filter(expr, taken, s)
+        if narrowed is None:
+            hits = []  # no photo was taken then
+        elif like is not None:
             # The photo's stored vector is the query: no encoder is loaded.
-            hits = similar_to_image(index, like.strip(), k, expr, s)
+            hits = similar_to_image(index, like.strip(), k, narrowed, s)
         elif image is not None:
-            hits = similar_to_photo(index, photo, k, expr, s.precision, s)
+            hits = similar_to_photo(index, photo, k, narrowed, s.precision, s)
         else:
-            hits, _ = search_live(index, query, k, filter=expr, precision=s.precision, settings=s)
+            hits, _ = search_live(
+                index, query, k, filter=narrowed, precision=s.precision, settings=s
+            )
         encoder_id = index.live_encoder_id() or ""
     except (IndexNotReady, EncoderError, PhotoNotIndexed) as e:
         fail(str(e))
     except MilvusError as e:
         fail(_milvus_failure(e))
-    if query is not None and not hits:
+    if taken is not None and narrowed is None:
+        # Not an error either: the list stays valid (empty), the reason goes to stderr.
+        click.echo(f"no photo was {taken.describe()}", err=True)
+    elif query is not None and not hits:
         # Not an error: the list stays valid (empty), the reason goes to stderr.
         click.echo(f"no good match for {query.strip()!r}: try another description", err=True)
     if as_json:

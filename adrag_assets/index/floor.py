@@ -9,8 +9,9 @@ A search by description passes the floor when either side of the hybrid search h
   ``retrieval_eval`` on the labelled photos (:func:`calibrate`) and stored with the
   encoder's collection. With random weights, dense scores are never trusted.
 
-Label filters and rejected photos narrow the photos after the floor, as before: the floor asks
-whether the description matches anything in the library at all.
+Both are asked of the photos the search may answer with (label filters, rejected photos and a
+date range applied): "a beagle" among the photos of a month with no beagle is no good match,
+rather than the month's pugs.
 """
 
 from __future__ import annotations
