@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 import click
@@ -406,6 +407,7 @@ def _label_filter(labels: tuple[str, ...]) -> str:
 def status(ctx: click.Context, as_json: bool) -> None:
     """Files, table rows, index rows, stale vectors, rejected files, encoder and Milvus URI."""
     from adrag_app.creative.brandkit import kit_in_use
+    from adrag_assets.embeddings.progress import read_progress
     from adrag_assets.embeddings.spec import RANDOM_WARNING, EncoderError, EncoderSpec
     from adrag_assets.embeddings.sync import count_stale
     from adrag_assets.index.milvus import (
@@ -454,10 +456,15 @@ def status(ctx: click.Context, as_json: bool) -> None:
         "volume": str(s.volume),
         "brand_kit": kit_in_use(open_volume(s.volume_uri)),
     }
+    # The last embedding job's news, as its run writes it batch by batch (embeddings/progress.py).
+    report = read_progress(s.home)
+    out["embedding_progress"] = {**asdict(report), "line": report.line()} if report else None
     if as_json:
         click.echo(json.dumps(out, indent=2))
         return
     for key, value in out.items():
+        if key == "embedding_progress":
+            value = value["line"] if value else None
         click.echo(f"{key:21} {value}")
     if spec.is_random:
         click.secho(f"note: encoder {encoder_id} has {RANDOM_WARNING}", fg="yellow")
