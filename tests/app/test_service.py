@@ -205,10 +205,13 @@ def test_retrieve_is_deterministic_and_returns_existing_paths(home: Settings):
 
 
 def test_retrieve_applies_label_filters(home: Settings):
+    # The relevance floor is asked of the photos a filter lets through: a description naming
+    # both species has a match among either.
     for species in ("cat", "dog"):
-        hits = retrieve(QUERY, k=10, filters={"species": species}, settings=home)
+        hits = retrieve("a beagle or a cat", k=10, filters={"species": species}, settings=home)
         assert len(hits) == 10
         assert {h.labels["species"] for h in hits} == {species}
+    assert retrieve(QUERY, k=10, filters={"species": "cat"}, settings=home) == []  # no beagle
     beagles = retrieve(QUERY, k=5, filters={"breed": "beagle", "species": "dog"}, settings=home)
     assert beagles and all(h.path.startswith("raw/pets/beagle_") for h in beagles)
     # A value crafted to widen the filter matches nothing instead.
