@@ -149,9 +149,9 @@ class AgentState:
             raise ValueError("conversation_id must be a string")
         if not isinstance(state.taken_said, str):
             raise ValueError("taken_said must be a string")
-        TakenRange.from_filters(state.taken)  # ValueError for anything but a date range
-        if set(state.taken) - {TAKEN_AFTER, TAKEN_BEFORE}:
+        if not isinstance(state.taken, dict) or set(state.taken) - {TAKEN_AFTER, TAKEN_BEFORE}:
             raise ValueError("taken holds only taken_after and taken_before")
+        TakenRange.from_filters(state.taken)  # ValueError for days that are not days
         if not isinstance(state.history, list) or not all(
             isinstance(m, dict)
             and m.get("role") in ("user", "assistant")
