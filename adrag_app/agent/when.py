@@ -23,6 +23,9 @@ from typing import Any
 
 from adrag_assets.images.taken import TakenRange
 
+# A quotation, not an apostrophe ("someone's lap"): the quote opens after no letter.
+_QUOTED = re.compile(r"(?<!\w)(?:'[^']*'|\"[^\"]*\"|“[^”]*”|‘[^’]*’)")
+
 
 @dataclass(frozen=True)
 class When:
@@ -45,6 +48,7 @@ def _patterns() -> list[re.Pattern[str]]:
     t = _table()
     slots = {
         "lead": f"(?:{_alternatives(t['lead'])})",
+        "strong": f"(?:{_alternatives(t['strong'])})",
         "relative": f"(?P<relative>{_alternatives(t['relative'])})",
         "season": f"(?P<season>{_alternatives(t['seasons'])})",
         "month": f"(?P<month>{_alternatives(t['months'])})",
@@ -83,11 +87,16 @@ def find_when(text: str, today: date | None = None) -> When | None:
     """The first date phrase in ``text`` as a range, or None when there is none."""
     today = today or date.today()
     t = _table()
-    clear = re.search(rf"(?<![\w-])(?:{_alternatives(t['clear'])})(?![\w-])", text, re.IGNORECASE)
+    # Quoted text ("add the headline 'Fun in the summer'") is the marketer's words, not a date:
+    # searched with its quotes blanked out, so positions still match ``text``.
+    scanned = _QUOTED.sub(lambda m: " " * len(m.group()), text)
+    clear = re.search(
+        rf"(?<![\w-])(?:{_alternatives(t['clear'])})(?![\w-])", scanned, re.IGNORECASE
+    )
     if clear:
         return When(None, _without(text, clear.start(), clear.end()))
     for pattern in _patterns():
-        m = pattern.search(text)
+        m = pattern.search(scanned)
         if m is None:
             continue
         g = dict.fromkeys(("relative", "season", "month", "unit", "year", "since", "until"))

@@ -54,3 +54,14 @@ def test_a_range_is_shown_back_with_its_last_day():
     with pytest.raises(ValueError, match="on or after the day it ends"):
         TakenRange(date(2024, 2, 1), date(2024, 1, 1))
     assert TakenRange.from_filters({"species": "dog"}) == (None, {"species": "dog"})
+
+
+def test_a_scene_or_a_quotation_is_not_a_date():
+    # A season after a plain "in" is a scene; after "from" / "taken in" it is a date.
+    assert find_when("a husky with a thick coat in winter", DEC) is None
+    # The latest winter begun: on 6 December, this one.
+    assert find_when("a husky from the winter", DEC).taken.as_filters() == {
+        "taken_after": "2026-12-01", "taken_before": "2027-03-01"}  # fmt: skip
+    assert find_when("add the headline 'Fun in March 2024'", DEC) is None
+    # An apostrophe is no quotation: the date after it is read.
+    assert find_when("someone's dog from 2024", DEC).rest == "someone's dog"
