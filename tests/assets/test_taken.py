@@ -1,6 +1,7 @@
 """When a photo was taken: EXIF date, camera and GPS kept per photo; `adrag search
 --taken-after/--taken-before`, the service's filters and the agent's "taken in 2024" narrow
-a search to a date range. Real ingest, Delta tables, Milvus Lite, the tiny real CLIP."""
+a search to a date range. Real ingest, Delta tables, Milvus Lite, the tiny real CLIP (the
+pipeline's library steps, without a Dagster run)."""
 
 from __future__ import annotations
 
@@ -19,10 +20,13 @@ from adrag_app.planner.planner import BuiltinPlanner
 from adrag_app.service.ad_service import retrieve
 from adrag_app.service.tool import ServiceTool
 from adrag_assets.images import decode as dec
+from adrag_assets.images.sync import sync_images
 from adrag_assets.images.taken import TakenRange, ids_taken
 from adrag_assets.index.search import search
-from tests.support.data import pets_images
-from tests.support.helpers import index_for, run_pipeline, tables_for
+from adrag_assets.volume import open_volume
+from tests.assets.test_fast_commands import build_and_switch
+from tests.support.data import TEST_ENCODER, pets_images
+from tests.support.helpers import index_for, tables_for
 
 EXIF_IFD, GPS_IFD, TAKEN, MAKE = 0x8769, 0x8825, 0x9003, 0x010F
 # Beagles in summer 2024 (the first with a GPS position), pugs in March 2023.
@@ -43,7 +47,7 @@ def dated(source: Path, stamp: str, gps: bool = False) -> bytes:
 
 
 @pytest.fixture
-def library(settings, instance):
+def library(settings):
     """Four beagles of July 2024, four pugs of March 2023 and two undated beagles, labelled."""
     pets = settings.raw_dir / "pets"
     pets.mkdir()
@@ -56,7 +60,9 @@ def library(settings, instance):
         (pets / p.name).write_bytes(p.read_bytes())
         rows.append(f"{p.name},beagle,dog")
     (settings.raw_dir / "labels.csv").write_text("file,breed,species\n" + "\n".join(rows) + "\n")
-    run_pipeline(settings, instance)
+    # The pipeline's steps without a Dagster run: ingest, embed, index, go live.
+    sync_images(open_volume(settings.volume_uri), tables_for(settings))
+    build_and_switch(settings, TEST_ENCODER)
     return settings
 
 
