@@ -522,7 +522,9 @@ def test_cli_generate(home: Settings):
     assert data["seed_path"] == retrieve(QUERY, settings=home)[0].path
     assert "NOT semantic" in out.stderr
 
-    plain = runner.invoke(generate, [QUERY, "--seed-index", "2", "--filter", "species=cat"])
+    # A description with a match among the cats (the relevance floor is asked of them).
+    cat = "a bengal cat on a beach"
+    plain = runner.invoke(generate, [cat, "--seed-index", "2", "--filter", "species=cat"])
     assert plain.exit_code == 0, plain.output
     path = Path(plain.stdout.strip())
     assert path.is_file() and path.is_relative_to(home.volume)
