@@ -275,6 +275,11 @@ class Settings(_Section):
         None, gt=0, le=1, validation_alias="ADRAG_NEAR_DUPLICATE_THRESHOLD"
     )
     diversity: bool = Field(True, validation_alias="ADRAG_DIVERSITY")
+    # A text search answers "no good match" (nothing) when neither the BM25 side nor the
+    # dense score passes a floor; the dense floor is calibrated by retrieval_eval as the
+    # cosine below which top-1 precision falls under this value (index/floor.py).
+    relevance_floor: bool = Field(True, validation_alias="ADRAG_RELEVANCE_FLOOR")
+    floor_precision: float = Field(0.5, gt=0, le=1, validation_alias="ADRAG_FLOOR_PRECISION")
     index_alias: str = INDEX_ALIAS
     dagster_home: Path = Field(None, validation_alias="DAGSTER_HOME", validate_default=True)
     # repr=False: the URL carries the database password.

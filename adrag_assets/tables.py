@@ -38,6 +38,9 @@ IMAGES = pa.schema(
         ("taken_at", pa.timestamp("us")),  # EXIF, the camera's own clock (no time zone)
         ("camera_make", pa.string()),
         ("camera_model", pa.string()),
+        # EXIF holds a GPS position (null: ingested before this was recorded). Only whether:
+        # a photo's whereabouts are not something an ad library needs to keep.
+        ("has_gps", pa.bool_()),
     ]
 )
 

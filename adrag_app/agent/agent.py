@@ -43,6 +43,7 @@ from typing import Any
 from adrag_app.access.roles import NotAllowed, Person
 from adrag_app.access.spending import LimitReached
 from adrag_app.agent import intents
+from adrag_app.agent.when import When, find_when, only_filler
 from adrag_app.generators import GenerationError
 from adrag_app.planner.planner import (
     Planner,
@@ -55,6 +56,7 @@ from adrag_app.planner.planner import (
 from adrag_app.service.ad_service import MAX_EXCLUDE, TOP_K, AdServiceError
 from adrag_app.service.tool import EDIT_NAME, EditUnsupported, Tool, ToolContext, check_edits
 from adrag_assets import tracing
+from adrag_assets.images.taken import TAKEN_AFTER, TAKEN_BEFORE, TakenRange
 from adrag_assets.index.search import IndexNotReady
 from adrag_assets.volume import is_file, open_volume
 
@@ -110,6 +112,10 @@ class AgentState:
     versions: list[dict[str, Any]] = field(default_factory=list)
     # The placements the ad is made in (the app's toggles); empty: the tool's default set.
     placements: list[str] = field(default_factory=list)
+    # When the photos were taken ("from last summer"): TakenRange.as_filters(), added to
+    # every search's filters; and how the marketer said it. Empty: any time.
+    taken: dict[str, str] = field(default_factory=dict)
+    taken_said: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return copy.deepcopy(asdict(self))
@@ -143,6 +149,11 @@ class AgentState:
             raise ValueError("placements must be a list of placement names")
         if not isinstance(state.conversation_id, str):
             raise ValueError("conversation_id must be a string")
+        if not isinstance(state.taken_said, str):
+            raise ValueError("taken_said must be a string")
+        if not isinstance(state.taken, dict) or set(state.taken) - {TAKEN_AFTER, TAKEN_BEFORE}:
+            raise ValueError("taken holds only taken_after and taken_before")
+        TakenRange.from_filters(state.taken)  # ValueError for days that are not days
         if not isinstance(state.history, list) or not all(
             isinstance(m, dict)
             and m.get("role") in ("user", "assistant")
@@ -208,6 +219,7 @@ class _Turn:
         self.tool_calls: list[ToolCall] = []
         self.intent = ""
         self.edits: dict[str, Any] = {}
+        self.when: When | None = None  # a date phrase read in this message
 
     def say(self, text: str) -> None:
         self.lines.append(text)
@@ -241,7 +253,9 @@ class Agent:
             # The first turn names the conversation; every later turn carries the name in the
             # state, so all its traces share one MLflow session.
             state.conversation_id = new_conversation_id()
-        intent = intents.parse(message, state.phase)
+        # "from last summer" narrows the searches; what is left is read as usual.
+        when = find_when(message)
+        intent = intents.parse(when.rest if when else message, state.phase)
         with tracing.span(
             "agent_turn",
             tracing.AGENT,
@@ -261,7 +275,10 @@ class Agent:
         ) as span:
             span.set_session(state.conversation_id, self.user)
             turn = _Turn(message)
-            self._dispatch(state, intent, turn)
+            if when is None:
+                self._dispatch(state, intent, turn)
+            else:
+                self._when(state, when, intent, turn)
             reply = Reply(
                 text="\n\n".join(turn.lines),
                 phase=state.phase,
@@ -297,6 +314,26 @@ class Agent:
         return self.handle(state, f"segment: {segment}")
 
     # -- dispatch ------------------------------------------------------------------------
+
+    def _when(self, state: AgentState, when: When, intent: intents.Intent, turn: _Turn) -> None:
+        """Narrow the searches to a date range (or drop it), say so, then do the rest of the
+        message; a message that was only the date searches the current idea again."""
+        turn.when = when
+        if when.taken is None:
+            state.taken, state.taken_said = {}, ""
+            turn.say("Photos taken at any time, then.")
+        else:
+            state.taken, state.taken_said = when.taken.as_filters(), when.taken.phrase
+            turn.say(f"Only photos {when.taken.describe()}.")
+        if not only_filler(when.rest):
+            self._dispatch(state, intent, turn)
+        elif state.proposal and state.phase != AWAITING_SEGMENT:
+            self._search(state, turn)
+        else:
+            turn.say(self._help(state))
+
+    def _taken(self, state: AgentState) -> TakenRange | None:
+        return TakenRange.from_filters(state.taken)[0]
 
     def _dispatch(self, state: AgentState, intent: intents.Intent, turn: _Turn) -> None:
         kind = intent.kind
@@ -489,7 +526,10 @@ class Agent:
 
     def _new_segment(self, state: AgentState, segment: str, turn: _Turn) -> None:
         segment = " ".join(segment.split())[:200]
+        # A new segment starts over, but not from the date said with it.
+        taken = (state.taken, state.taken_said) if turn.when else ({}, "")
         self._restart(state)
+        state.taken, state.taken_said = taken
         state.segment = segment
         if self._propose(state, turn):
             self._invite_search(turn)
@@ -532,7 +572,7 @@ class Agent:
         self._search(state, turn)
 
     def _context(self, state: AgentState) -> ToolContext:
-        filters = dict((state.proposal or {}).get("filters") or {})
+        filters = {**dict((state.proposal or {}).get("filters") or {}), **state.taken}
         person = self.person
         return ToolContext(
             state.segment,
@@ -598,9 +638,14 @@ class Agent:
                 f"{refused} result(s) were refused because their path lies outside the volume."
             )
         if not candidates:
+            # An answer, not an error (the app shows errors in red).
+            taken = self._taken(state)
+            where = f"among the photos {taken.describe()}" if taken else "in the photo library"
             turn.say(
-                f"I found no photos for **{proposal.description}**. Say *no* for another idea or "
-                "type a different description."
+                f"There is no good match for **{proposal.description}** {where}. "
+                "Could you describe the photo you want another way? Type a new description, "
+                "or say *no* for another idea"
+                + (", or *any time* to search photos of every date." if taken else ".")
             )
             return
         state.candidates = candidates

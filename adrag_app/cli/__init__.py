@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 import click
@@ -23,6 +24,8 @@ from adrag_app.cli.generate import generate
 from adrag_assets.settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     import dagster as dg
 
     from adrag_assets.tables import Tables
@@ -268,6 +271,18 @@ def _run_problems(instance: dg.DagsterInstance, run_id: str) -> tuple[list[str],
     help="Only photos with this label value, e.g. species=dog (repeatable).",
 )
 @click.option(
+    "--taken-after",
+    type=click.DateTime(["%Y-%m-%d"]),
+    metavar="YYYY-MM-DD",
+    help="Only photos taken on or after this day (EXIF date; undated photos are left out).",
+)
+@click.option(
+    "--taken-before",
+    type=click.DateTime(["%Y-%m-%d"]),
+    metavar="YYYY-MM-DD",
+    help="Only photos taken before this day (EXIF date; undated photos are left out).",
+)
+@click.option(
     "-k",
     "--top-k",
     "k",
@@ -284,16 +299,30 @@ def search(
     image: str | None,
     like: str | None,
     labels: tuple[str, ...],
+    taken_after: datetime | None,
+    taken_before: datetime | None,
     k: int,
     as_json: bool,
 ) -> None:
     """Top-K photos for a text QUERY, a photo file (--image) or an indexed photo (--like),
-    from the live index."""
+    from the live index. A QUERY with no good match gives no photos (the relevance floor;
+    a search by photo always answers)."""
     if sum(x is not None for x in (query, image, like)) != 1:
         raise click.UsageError("give exactly one of QUERY, --image PATH or --like IMAGE_ID")
+    from adrag_assets.images.taken import TakenRange
+
+    taken = None
+    if taken_after or taken_before:
+        try:
+            taken = TakenRange(
+                taken_after.date() if taken_after else None,
+                taken_before.date() if taken_before else None,
+            )
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--taken-after/--taken-before") from None
     from adrag_assets.embeddings.spec import RANDOM_PREFIX, RANDOM_WARNING, EncoderError
     from adrag_assets.index.milvus import MilvusError, MilvusIndex
-    from adrag_assets.index.search import IndexNotReady, search_live
+    from adrag_assets.index.search import IndexNotReady, search_live, taken_filter
     from adrag_assets.index.similar import (
         BadPhoto,
         PhotoNotIndexed,
@@ -313,18 +342,29 @@ def search(
     quiet_milvus_logs(ctx.obj["verbose"])
     index = MilvusIndex(s.milvus_uri, s.milvus_token, s.index_alias)
     try:
-        if like is not None:
+        narrowed = taken_filter(expr, taken, s)
+        if narrowed is None:
+            hits = []  # no photo was taken then
+        elif like is not None:
             # The photo's stored vector is the query: no encoder is loaded.
-            hits = similar_to_image(index, like.strip(), k, expr, s)
+            hits = similar_to_image(index, like.strip(), k, narrowed, s)
         elif image is not None:
-            hits = similar_to_photo(index, photo, k, expr, s.precision, s)
+            hits = similar_to_photo(index, photo, k, narrowed, s.precision, s)
         else:
-            hits, _ = search_live(index, query, k, filter=expr, precision=s.precision, settings=s)
+            hits, _ = search_live(
+                index, query, k, filter=narrowed, precision=s.precision, settings=s
+            )
         encoder_id = index.live_encoder_id() or ""
     except (IndexNotReady, EncoderError, PhotoNotIndexed) as e:
         fail(str(e))
     except MilvusError as e:
         fail(_milvus_failure(e))
+    if taken is not None and narrowed is None:
+        # Not an error either: the list stays valid (empty), the reason goes to stderr.
+        click.echo(f"no photo was {taken.describe()}", err=True)
+    elif query is not None and not hits:
+        # Not an error: the list stays valid (empty), the reason goes to stderr.
+        click.echo(f"no good match for {query.strip()!r}: try another description", err=True)
     if as_json:
         click.echo(
             json.dumps(
@@ -367,6 +407,7 @@ def _label_filter(labels: tuple[str, ...]) -> str:
 def status(ctx: click.Context, as_json: bool) -> None:
     """Files, table rows, index rows, stale vectors, rejected files, encoder and Milvus URI."""
     from adrag_app.creative.brandkit import kit_in_use
+    from adrag_assets.embeddings.progress import read_progress
     from adrag_assets.embeddings.spec import RANDOM_WARNING, EncoderError, EncoderSpec
     from adrag_assets.embeddings.sync import count_stale
     from adrag_assets.index.milvus import (
@@ -415,10 +456,15 @@ def status(ctx: click.Context, as_json: bool) -> None:
         "volume": str(s.volume),
         "brand_kit": kit_in_use(open_volume(s.volume_uri)),
     }
+    # The last embedding job's news, as its run writes it batch by batch (embeddings/progress.py).
+    report = read_progress(s.home)
+    out["embedding_progress"] = {**asdict(report), "line": report.line()} if report else None
     if as_json:
         click.echo(json.dumps(out, indent=2))
         return
     for key, value in out.items():
+        if key == "embedding_progress":
+            value = value["line"] if value else None
         click.echo(f"{key:21} {value}")
     if spec.is_random:
         click.secho(f"note: encoder {encoder_id} has {RANDOM_WARNING}", fg="yellow")

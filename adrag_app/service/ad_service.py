@@ -35,8 +35,9 @@ from adrag_app.generators import Generator, make_generator
 from adrag_assets import tracing
 from adrag_assets.ads.writeback import report_ad
 from adrag_assets.images.decode import ACCEPTED_FORMATS
+from adrag_assets.images.taken import TakenRange
 from adrag_assets.index.milvus import MilvusIndex
-from adrag_assets.index.search import search_live
+from adrag_assets.index.search import search_live, taken_filter
 from adrag_assets.index.similar import similar_to_image
 from adrag_assets.redact import redact, redact_text
 from adrag_assets.settings import Settings, load_settings
@@ -208,9 +209,13 @@ def _search(
     like: str = "",
 ) -> tuple[list[Candidate], str]:
     """Ranked candidates and the id of the encoder whose collection answered; with ``like``
-    (an image id), the photos most like that photo rather than the description's."""
-    expr = milvus_filter(filters, exclude)
-    if like:
+    (an image id), the photos most like that photo rather than the description's. A date
+    range among ``filters`` (``taken_after`` / ``taken_before``) narrows both."""
+    taken, labels = TakenRange.from_filters(filters)
+    expr = taken_filter(milvus_filter(labels, exclude), taken, settings)
+    if expr is None:  # no photo was taken in the range
+        hits, encoder_id = [], index.live_encoder_id() or ""
+    elif like:
         check_exclude([like])  # an image id, or ValueError
         # The stored vector is the query: no encoder runs, so the encoder id is the live one's.
         encoder_id = index.live_encoder_id() or ""

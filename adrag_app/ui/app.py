@@ -607,6 +607,14 @@ with st.sidebar:
         st.write(f"{health.rows} photos · last sync {support.describe_time(health.synced_at)}")
     else:
         st.error(health.problem)
+
+    def embedding_news() -> None:
+        if news := support.embedding_news(settings):
+            st.info(news, icon=":material/sync:")
+
+    # While a model switch or a big upload is embedded, its line refreshes on its own.
+    if support.embedding_news(settings):
+        st.fragment(run_every=5)(embedding_news)()
     with st.expander("Engineering details"):
         st.caption(
             f"Encoder `{encoder}` · Delta version {health.synced_version or '?'} · "

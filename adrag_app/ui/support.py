@@ -26,6 +26,7 @@ from PIL import Image, UnidentifiedImageError
 from adrag_app.agent import intents
 from adrag_app.agent.agent import GREETING, SHOWING, AgentState
 from adrag_app.agent.chat_input import REFUSED, MessageRefused, check_message, shortened
+from adrag_assets.embeddings.progress import DONE, read_progress
 from adrag_assets.embeddings.spec import RANDOM_WARNING, EncoderSpec
 from adrag_assets.settings import Settings
 from adrag_assets.volume import ADS, BRAND_UPLOADS, Volume, is_file, open_volume
@@ -226,6 +227,13 @@ def encoder_is_random(spec: str) -> bool:
         return EncoderSpec.parse(spec).is_random
     except Exception:
         return spec.startswith("random:")
+
+
+def embedding_news(settings: Settings) -> str | None:
+    """The embedding job's progress while one runs ("re-embedding 4,200 / 20,000, about
+    6 min left"), or how it stopped; None when the last one finished (or none ran here)."""
+    report = read_progress(settings.home)
+    return None if report is None or report.state == DONE else report.line()
 
 
 def describe_time(iso: str, now: datetime | None = None) -> str:

@@ -13,6 +13,7 @@ from adrag_assets.defs.resources import (
     RayEmbedResource,
     TablesResource,
 )
+from adrag_assets.embeddings.progress import EmbedProgress, Progress
 from adrag_assets.embeddings.spec import EncoderError, EncoderSpec
 from adrag_assets.embeddings.sync import EmbedStats, sync_embeddings
 from adrag_assets.embeddings.versions import EMBED_VERSION
@@ -92,12 +93,21 @@ def image_embeddings(
     if enc.is_random:
         context.log.warning("encoder %s", enc.label)
     t = tables.get()
+    s = load_settings()
+
+    def observed(report: EmbedProgress) -> None:
+        # Per Delta commit: how far the job is, in the asset's event log (the UI plots it).
+        context.log_event(
+            dg.AssetObservation(asset_key=context.asset_key, metadata=report.metadata())
+        )
+
     stats = sync_embeddings(
         t,
         enc,
         encoder.batch_size,
         log=context.log,
-        reembed_batch=load_settings().reembed_batch,
+        reembed_batch=s.reembed_batch,
+        progress=Progress(s.home, on_commit=observed),
         ray=ray.embedder(encoder),
     )
     return dg.MaterializeResult(

@@ -14,6 +14,7 @@ from adrag_assets.embeddings.mlflow_model import MODEL_NAME, log_version_metrics
 from adrag_assets.evaluation.evaluate import EvalReport, evaluate
 from adrag_assets.evaluation.gate import GATE_METRIC, quality_gate
 from adrag_assets.evaluation.report import chart_markdown, markdown
+from adrag_assets.index.floor import DenseFloor, calibrate
 from adrag_assets.index.milvus import MilvusIndex, collection_name
 from adrag_assets.settings import load_settings
 from adrag_assets.tables import Tables
@@ -75,8 +76,35 @@ def retrieval_eval(
         context.log.warning(
             "encoder %s: zero-shot accuracy is expected at chance (1 / classes)", enc.label
         )
+    floor = store_dense_floor(context, milvus.get(), report, enc.is_random, s.floor_precision)
     registry = log_to_registry(context, report) if report.has_labels else ""
-    return dg.MaterializeResult(metadata=eval_metadata(report, enc.label, registry))
+    return dg.MaterializeResult(
+        metadata={
+            **eval_metadata(report, enc.label, registry),
+            "dense_floor": "" if floor.floor is None else round(floor.floor, 6),
+            "dense_floor_reason": floor.reason,
+        }
+    )
+
+
+def store_dense_floor(
+    context: dg.AssetExecutionContext,
+    index: MilvusIndex,
+    report: EvalReport,
+    random_weights: bool,
+    precision: float,
+) -> DenseFloor:
+    """Calibrate the relevance floor's dense side and store it with the encoder's collection,
+    where every search reads it."""
+    floor = calibrate(report.dense_top1, precision, random_weights)
+    index.set_properties(report.collection, **floor.properties())
+    context.log.info(
+        "dense floor of %s: %s (%s)",
+        report.collection,
+        "not trusted" if floor.floor is None else f"{floor.floor:.4f}",
+        floor.reason,
+    )
+    return floor
 
 
 def eval_metadata(report: EvalReport, label: str, registry: str = "") -> dict:

@@ -34,6 +34,7 @@ from adrag_assets.tables import EMBEDDINGS, TS, Tables
 if TYPE_CHECKING:
     import ray.data
 
+    from adrag_assets.embeddings.progress import Progress
     from adrag_assets.embeddings.sync import EmbedStats
 
 # What an encoder actor hands back per photo: a vector, or why it has none.
@@ -73,9 +74,11 @@ class RayEmbedder:
         images_version: int,
         stats: EmbedStats,
         log: logging.Logger,
+        progress: Progress | None = None,
     ) -> None:
         """Embed ``ids`` (chunks of image ids) read from ``images`` at ``images_version``;
-        upsert their rows into ``image_embeddings`` as they come back."""
+        upsert their rows into ``image_embeddings`` as they come back, telling ``progress``
+        at each commit."""
         wanted = pa.array(sorted({i for chunk in ids for i in chunk}), pa.string())
         if not len(wanted):
             return
@@ -92,6 +95,8 @@ class RayEmbedder:
             if pending:
                 tables.upsert("image_embeddings", pa.concat_tables(pending), EMBEDDINGS_KEY)
                 pending.clear()
+                if progress is not None:
+                    progress.commit()
 
         for out in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
             out = out.cast(RESULT)
@@ -113,6 +118,8 @@ class RayEmbedder:
                 pending.append(_rows(good, encoder_id))
                 stats.embedded += good.num_rows
             done += out.num_rows
+            if progress is not None:
+                progress.advance(out.num_rows)
             if sum(t.num_rows for t in pending) >= self.write_every:
                 flush()
                 log.info("embedded %d/%d images on Ray", done, len(wanted))

@@ -45,6 +45,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm.auto import tqdm
 
+from adrag_assets.embeddings.progress import (
+    DONE,
+    EMBEDDING,
+    FAILED,
+    REEMBEDDING,
+    Progress,
+)
 from adrag_assets.embeddings.versions import (
     EMBED_VERSION,
     FAILED_VERSION,
@@ -187,10 +194,13 @@ def sync_embeddings(
     log: logging.Logger | None = None,
     reembed_batch: int = 500,
     ray: RayEmbedder | None = None,
+    progress: Progress | None = None,
 ) -> EmbedStats:
     """Bring the configured encoder's rows in line with ``images`` (see the module); with
-    ``ray``, a big enough batch of new images is embedded on a Ray cluster instead."""
+    ``ray``, a big enough batch of new images is embedded on a Ray cluster instead.
+    ``progress`` hears how far the embedding is, batch by batch (``progress.py``)."""
     log = log or logging.getLogger(__name__)
+    progress = progress or Progress()
     eid = encoder.encoder_id
     stats = EmbedStats(encoder_id=eid)
     ensure_version_column(tables)
@@ -225,11 +235,23 @@ def sync_embeddings(
         stats.updated,
         stats.deleted,
     )
+    if todo:
+        # A model switch re-embeds the library (counted on from the rows a crashed run left);
+        # otherwise these are new photos.
+        have = tables.count_equal("image_embeddings", "encoder_id", eid)
+        switch = synced is None and tables.count("image_embeddings") > have
+        first = have if switch else 0
+        progress.start(eid, REEMBEDDING if switch else EMBEDDING, first, first + todo)
     if ray is not None and ray.takes(todo):
-        ray.embed(tables, eid, ids, target, stats, log)
+        try:
+            ray.embed(tables, eid, ids, target, stats, log, progress)
+        except BaseException:
+            progress.finish(FAILED)
+            raise
+        progress.finish(DONE)
     else:
-        _embed(tables, encoder, todo, batches, stats, log)
-    _refresh_stale(tables, encoder, reembed_batch, batch_size, stats, log)
+        _embed(tables, encoder, todo, batches, stats, log, progress=progress)
+    _refresh_stale(tables, encoder, reembed_batch, batch_size, stats, log, progress)
     if (props.get(PROP_IMAGES_VERSION), props.get(PROP_IMAGES_ENCODER)) != (str(target), eid):
         # After the rows: a run that dies before this line is redone, idempotently.
         tables.set_properties(
@@ -429,10 +451,18 @@ def _embed(
     stats: EmbedStats,
     log: logging.Logger,
     on_failed: Callable[[list[str]], None] | None = None,
+    progress: Progress | None = None,
 ) -> None:
     eid = encoder.encoder_id
     started = time.perf_counter()
     pending: list[dict] = []
+    if progress is None or progress.report is None:
+        # Not started by the caller (nothing to tell anyone): counted for the bar alone.
+        progress = Progress()
+        progress.start(eid, EMBEDDING, 0, todo)
+    report = progress.report
+
+    told = [report.done]  # the count last told to the listener
 
     def flush() -> None:
         if pending:
@@ -442,39 +472,52 @@ def _embed(
                 ["image_id", "encoder_id"],
             )
             pending.clear()
+        # Each commit is news: Dagster metadata (the asset's listener) and a log line.
+        r = progress.report
+        if r is not None and r.done != told[0]:
+            told[0] = r.done
+            progress.commit()
+            log.info("%s (%.1f img/s)", r.line(), r.rate)
 
-    bar = tqdm(total=todo, desc="embeddings", unit="img", disable=None)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="adrag-decode") as pool:
-        future = pool.submit(_next_prepared, encoder, batches)
-        while (prepared := future.result()) is not None:
-            future = pool.submit(_next_prepared, encoder, batches)  # decode ahead
-            rows, pixels, failures = prepared
-            for msg, _ in failures:
-                log.warning(msg)
-            stats.failed += len(failures)
-            if on_failed is not None:
-                on_failed([i for _, i in failures])
-            if pixels is not None:
-                vectors = encoder.encode_pixels(pixels)
-                _check_vectors(vectors, [r["image_id"] for r in rows], stats)
-                now = datetime.now(UTC)
-                for row, vec in zip(rows, vectors, strict=True):
-                    pending.append(
-                        {
-                            **row,
-                            "encoder_id": eid,
-                            "embedding": vec,
-                            "embedded_at": now,
-                            "embed_version": EMBED_VERSION,
-                        }
-                    )
-                stats.embedded += len(rows)
-            bar.update(len(rows) + len(failures))
-            if len(pending) >= WRITE_EVERY:
-                flush()
-                log.info("embedded %d/%d images", stats.embedded, todo)
-        flush()
-    bar.close()
+    # On a terminal (`adrag ingest`): the whole job's bar, from where it stands.
+    bar = tqdm(total=report.total, initial=report.done, desc=report.kind, unit="img", disable=None)
+    try:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="adrag-decode") as pool:
+            future = pool.submit(_next_prepared, encoder, batches)
+            while (prepared := future.result()) is not None:
+                future = pool.submit(_next_prepared, encoder, batches)  # decode ahead
+                rows, pixels, failures = prepared
+                for msg, _ in failures:
+                    log.warning(msg)
+                stats.failed += len(failures)
+                if on_failed is not None:
+                    on_failed([i for _, i in failures])
+                if pixels is not None:
+                    vectors = encoder.encode_pixels(pixels)
+                    _check_vectors(vectors, [r["image_id"] for r in rows], stats)
+                    now = datetime.now(UTC)
+                    for row, vec in zip(rows, vectors, strict=True):
+                        pending.append(
+                            {
+                                **row,
+                                "encoder_id": eid,
+                                "embedding": vec,
+                                "embedded_at": now,
+                                "embed_version": EMBED_VERSION,
+                            }
+                        )
+                    stats.embedded += len(rows)
+                bar.update(len(rows) + len(failures))
+                progress.advance(len(rows) + len(failures))
+                if len(pending) >= WRITE_EVERY:
+                    flush()
+            flush()
+    except BaseException:
+        progress.finish(FAILED)
+        raise
+    finally:
+        bar.close()
+    progress.finish(DONE)
     stats.seconds += time.perf_counter() - started
 
 
@@ -513,6 +556,7 @@ def _refresh_stale(
     batch_size: int,
     stats: EmbedStats,
     log: logging.Logger,
+    progress: Progress | None = None,
 ) -> None:
     """Re-embed up to ``limit`` stale rows of the encoder (see the module)."""
     eid = encoder.encoder_id
@@ -542,6 +586,11 @@ def _refresh_stale(
         len(current),
     )
     before = stats.embedded
+    if redo and progress is not None:
+        # Of the encoder's rows, those of the current code are done: the count climbs across
+        # the bounded runs to the library's size.
+        rows_now = tables.count_equal("image_embeddings", "encoder_id", eid)
+        progress.start(eid, REEMBEDDING, rows_now - count_stale(tables, eid), rows_now)
     _embed(
         tables,
         encoder,
@@ -550,6 +599,7 @@ def _refresh_stale(
         stats,
         log,
         on_failed=lambda ids: _set_version(tables, eid, ids, FAILED_VERSION),
+        progress=progress,
     )
     stats.reembedded = stats.embedded - before
     stats.embedded = before

@@ -71,6 +71,9 @@ class EvalReport:
     per_label: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     overall: dict[str, float] = field(default_factory=dict)
     primary_column: str | None = None
+    # Per retrieval query, its best dense hit: (cosine, whether it is relevant), from which
+    # the relevance floor is calibrated (adrag_assets/index/floor.py).
+    dense_top1: list[tuple[float, bool]] = field(default_factory=list)
 
     @property
     def has_labels(self) -> bool:
@@ -136,7 +139,9 @@ def evaluate(
     }
     report.labelled = len(set().union(*(t.keys() for t in truth.values())))
     zero_shot, zero_shot_all = _zero_shot(tables, encoder, columns, truth)
-    retrieval = _retrieval(index, encoder, collection, columns, truth, ranker, weights)
+    retrieval = _retrieval(
+        index, encoder, collection, columns, truth, ranker, weights, report.dense_top1
+    )
     for column, values in columns.items():
         counts = {v: 0 for v in values}
         for v in truth[column].values():
@@ -247,7 +252,10 @@ def _retrieval(
     truth: dict[str, dict[str, str]],
     ranker: str,
     weights: tuple[float, float],
+    dense_top1: list[tuple[float, bool]],
 ) -> dict[str, dict[str, dict[str, float]]]:
+    """Metrics per (column, value) query; each query's best dense hit appended to
+    ``dense_top1``."""
     out: dict[str, dict[str, dict[str, float]]] = {}
     for column, values in columns.items():
         out[column] = {}
@@ -260,6 +268,8 @@ def _retrieval(
                     ranker, weights, candidates=DEPTH,
                 )  # fmt: skip
                 ranked = [h.image_id for h in hits]
+                if mode == "dense" and hits:
+                    dense_top1.append((hits[0].score, ranked[0] in relevant))
                 for k in PRECISION_AT:
                     metrics[f"{mode}_p_at_{k}"] = round(precision_at(ranked, relevant, k), 4)
                 metrics[f"{mode}_map"] = round(average_precision(ranked, relevant, DEPTH), 4)

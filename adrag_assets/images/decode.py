@@ -31,7 +31,7 @@ WHITE = (255, 255, 255)
 # re-embedded by the automation. 2: EXIF orientation, 16-bit scaling, transparency on white.
 DECODE_VERSION = "2"
 RENDITION_QUALITY = 92  # JPEG quality of a rendition: vectors within cosine 0.9999 (README)
-_EXIF_IFD = 0x8769
+_EXIF_IFD, _GPS_IFD = 0x8769, 0x8825
 _MAKE, _MODEL, _DATETIME, _DATETIME_ORIGINAL = 0x010F, 0x0110, 0x0132, 0x9003
 
 
@@ -45,6 +45,7 @@ class Decoded:
     taken_at: datetime | None = None  # EXIF DateTimeOriginal (else DateTime), camera's clock
     camera_make: str | None = None
     camera_model: str | None = None
+    has_gps: bool = False  # EXIF carries a GPS position (where it was, not kept itself)
 
 
 class RejectedImage(ValueError):
@@ -68,7 +69,7 @@ def decode(path: str, data: bytes, rendition_px: int = 512) -> Decoded:
                 raise RejectedImage(f"{path}: unsupported image format {fmt}")
             im.verify()  # checksums a decode skips (PNG chunk CRCs)
         with Image.open(io.BytesIO(data)) as im:
-            taken_at, make, model = _exif_facts(im)
+            taken_at, make, model, gps = _exif_facts(im)
             full = im.size  # draft changes im.size to the scaled one
             small = max(full) <= rendition_px
             if not small:
@@ -97,17 +98,31 @@ def decode(path: str, data: bytes, rendition_px: int = 512) -> Decoded:
     except Exception as e:  # Pillow's plugins raise many kinds on malformed data
         raise RejectedImage(f"{path}: cannot decode image ({type(e).__name__}: {e})") from None
     return Decoded(
-        hashlib.sha256(data).hexdigest(), fmt, width, height, rendition, taken_at, make, model
+        hashlib.sha256(data).hexdigest(),
+        fmt,
+        width,
+        height,
+        rendition,
+        taken_at,
+        make,
+        model,
+        gps,
     )
 
 
-def _exif_facts(im: Image.Image) -> tuple[datetime | None, str | None, str | None]:
-    """(taken at, camera make, camera model) from EXIF; None for whatever is absent or broken."""
+def _exif_facts(im: Image.Image) -> tuple[datetime | None, str | None, str | None, bool]:
+    """(taken at, camera make, camera model, has a GPS position) from EXIF; None (False) for
+    whatever is absent or broken."""
     try:
         exif = im.getexif()
         sub = exif.get_ifd(_EXIF_IFD)
     except Exception:  # a broken EXIF block is no reason to lose the photo
-        return None, None, None
+        return None, None, None, False
+    try:
+        # A GPS block with no coordinates (some phones write only a version tag) is no place.
+        gps = any(tag in exif.get_ifd(_GPS_IFD) for tag in (2, 4))  # latitude, longitude
+    except Exception:
+        gps = False
     stamp = sub.get(_DATETIME_ORIGINAL) or exif.get(_DATETIME)
     taken = None
     if isinstance(stamp, str):
@@ -115,7 +130,7 @@ def _exif_facts(im: Image.Image) -> tuple[datetime | None, str | None, str | Non
             taken = datetime.strptime(stamp.strip("\x00 ")[:19], "%Y:%m:%d %H:%M:%S")
         except ValueError:
             taken = None
-    return taken, _text(exif.get(_MAKE)), _text(exif.get(_MODEL))
+    return taken, _text(exif.get(_MAKE)), _text(exif.get(_MODEL)), gps
 
 
 def _text(value: object) -> str | None:

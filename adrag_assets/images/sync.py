@@ -168,7 +168,7 @@ def sync_images(
     log = log or logging.getLogger(__name__)
     options = options or IngestOptions()
     if tables.exists("images") and tables.ensure_columns("images"):
-        log.info("images: table upgraded in place (rendition, taken_at and camera columns)")
+        log.info("images: table upgraded in place (rendition, EXIF date, camera, GPS columns)")
     if paths is not None:
         paths = sorted({volume.relative(p) for p in paths})
         why = full_scan_needed(paths) or _orphan_sidecars_beside(tables, paths)
@@ -575,6 +575,7 @@ def _read_files(
                         "taken_at": d.taken_at,
                         "camera_make": d.camera_make,
                         "camera_model": d.camera_model,
+                        "has_gps": d.has_gps,
                     }
                 )
             del decoded

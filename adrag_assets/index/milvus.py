@@ -481,6 +481,20 @@ class MilvusIndex:
         )
         return _hits(res[0])
 
+    def search_text(self, name: str, text: str, k: int, filter: str = "") -> list[Hit]:
+        """BM25 alone over the labels/captions text: photos sharing a word with ``text``, with
+        their BM25 score (positive; Milvus Lite reports it negated, as a distance)."""
+        res = self.client.search(
+            self.load(name),
+            data=[text],
+            anns_field="sparse",
+            limit=k,
+            filter=filter,
+            output_fields=["path", "labels"],
+            search_params={"metric_type": "BM25"},
+        )
+        return _hits([{**h, "distance": abs(float(h["distance"]))} for h in res[0]])
+
     def search_hybrid(
         self,
         name: str,

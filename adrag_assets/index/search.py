@@ -11,7 +11,9 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from adrag_assets.images.taken import TakenRange, ids_taken
 from adrag_assets.index.diversity import diverse_top_k, threshold_for
+from adrag_assets.index.floor import DenseFloor, evidence_words
 from adrag_assets.index.milvus import (
     PROP_ENCODER_ID,
     PROP_ENCODER_SPEC,
@@ -20,6 +22,7 @@ from adrag_assets.index.milvus import (
     MilvusIndex,
 )
 from adrag_assets.settings import Settings, load_settings
+from adrag_assets.tables import Tables
 
 if TYPE_CHECKING:
     from adrag_assets.embeddings.encoder import ClipEncoder
@@ -108,13 +111,28 @@ def search(
     filter: str = "",
     precision: str = "auto",
     settings: Settings | None = None,
+    taken: TakenRange | None = None,
 ) -> list[Hit]:
     """Top-``k`` photos for ``query``: hybrid (CLIP + BM25 on labels) unless configured.
 
     BM25 over the labels keeps a breed or species in the query useful whatever the encoder,
-    including the offline one whose vectors mean nothing.
+    including the offline one whose vectors mean nothing. Nothing at all when the query has
+    no good match (the relevance floor, ``index/floor.py``; ``ADRAG_RELEVANCE_FLOOR=off``).
+    ``taken``: only photos whose EXIF date is in that range (:func:`taken_filter`).
     """
-    return search_live(index, query, k, filter, precision, settings)[0]
+    return search_live(index, query, k, filter, precision, settings, taken)[0]
+
+
+def taken_filter(filter: str, taken: TakenRange | None, settings: Settings) -> str | None:
+    """``filter`` narrowed to the photos taken in ``taken`` (read from the ``images`` table);
+    None when no photo was taken then, so there is nothing to search."""
+    if taken is None:
+        return filter
+    ids = ids_taken(Tables(settings.tables_uri), taken)
+    if not ids:
+        return None
+    clause = "image_id in [" + ", ".join(f'"{i}"' for i in ids) + "]"
+    return f"({filter}) and {clause}" if filter else clause
 
 
 def search_live(
@@ -124,6 +142,7 @@ def search_live(
     filter: str = "",
     precision: str = "auto",
     settings: Settings | None = None,
+    taken: TakenRange | None = None,
 ) -> tuple[list[Hit], LiveCollection]:
     """:func:`search`, and the live collection (with its encoder) that answered."""
     if not query.strip():
@@ -131,20 +150,66 @@ def search_live(
         raise ValueError("the query is empty: describe the photo you are looking for")
     s = settings or load_settings()
     live = LIVE.get(index, precision)
+    narrowed = taken_filter(filter, taken, s)
+    if narrowed is None:
+        return [], live
+    filter = narrowed
     try:
-        hits = _search_in(index, live, query, k, filter, s)
+        hits = _search_if_relevant(index, live, query, k, filter, s)
     except MilvusError:
         # The alias may have moved, and its old collection been dropped, between reading
         # the alias and searching: search the new live collection once.
         again = LIVE.get(index, precision)
         if again.name == live.name:
             raise
-        live, hits = again, _search_in(index, again, query, k, filter, s)
+        live, hits = again, _search_if_relevant(index, again, query, k, filter, s)
     return hits, live
 
 
-def _search_in(
+def _search_if_relevant(
     index: MilvusIndex, live: LiveCollection, query: str, k: int, filter: str, s: Settings
+) -> list[Hit]:
+    """The top-``k``, or nothing when the query has no good match (the relevance floor)."""
+    if not s.relevance_floor or has_text_evidence(index, live.name, query, filter):
+        return _search_in(index, live, query, k, filter, s)
+    vector = dense_evidence(index, live, query, filter)
+    return [] if vector is None else _search_in(index, live, query, k, filter, s, vector)
+
+
+def has_text_evidence(index: MilvusIndex, name: str, query: str, filter: str = "") -> bool:
+    """Whether BM25 finds a photo with a positive score for the query's words (stop words
+    left out) among the photos ``filter`` lets through: the floor is asked of the photos the
+    search may answer with, so "a beagle" among photos of a month with no beagle is no match
+    rather than the pugs of that month."""
+    words = evidence_words(query)
+    return bool(words) and any(h.score > 0 for h in index.search_text(name, words, 1, filter))
+
+
+def dense_evidence(
+    index: MilvusIndex, live: LiveCollection, query: str, filter: str = ""
+) -> list[float] | None:
+    """The query's vector when its best cosine reaches the collection's calibrated dense
+    floor; None when it does not, or when dense scores are not trusted (random weights, or
+    not calibrated by retrieval_eval yet)."""
+    if live.encoder.is_random:
+        return None
+    # Read on each call, not cached with the collection: retrieval_eval re-calibrates it.
+    floor = DenseFloor.from_properties(index.properties(live.name))
+    if floor is None or floor.floor is None:
+        return None
+    vector = live.encoder.encode_texts([query])[0].tolist()
+    best = index.search_dense(live.name, vector, 1, filter)
+    return vector if best and best[0].score >= floor.floor else None
+
+
+def _search_in(
+    index: MilvusIndex,
+    live: LiveCollection,
+    query: str,
+    k: int,
+    filter: str,
+    s: Settings,
+    vector: list[float] | None = None,
 ) -> list[Hit]:
     # Near duplicates of a better-ranked photo give way (ADRAG_DIVERSITY; index/diversity.py).
     return diverse_top_k(
@@ -162,6 +227,7 @@ def _search_in(
             s.search_mode,
             s.hybrid_ranker,
             s.hybrid_weights,
+            vector=vector,
         ),
     )
 
@@ -177,14 +243,18 @@ def search_collection(
     ranker: str = "weighted",
     weights: tuple[float, float] = (0.5, 0.5),
     candidates: int = 50,
+    vector: list[float] | None = None,
 ) -> list[Hit]:
     """Top-``k`` of one named collection (live or not) in one search mode: what search does
-    behind the alias, and what the evaluation runs on a collection before it goes live."""
+    behind the alias, and what the evaluation runs on a collection before it goes live.
+    ``vector``: the query already encoded. No relevance floor here (the evaluation ranks
+    every query)."""
     if mode == "text":
         return index.search_hybrid(
             name, _zero(encoder.dim), query, k, filter, "weighted", (0.0, 1.0), candidates
         )
-    vector = encoder.encode_texts([query])[0].tolist()
+    if vector is None:
+        vector = encoder.encode_texts([query])[0].tolist()
     if mode == "dense":
         return index.search_dense(name, vector, k, filter)
     return index.search_hybrid(name, vector, query, k, filter, ranker, weights, candidates)

@@ -41,7 +41,7 @@ from tests.support.helpers import draw_brand, run_pipeline
 
 ENCODER_ID = EncoderSpec.parse(TEST_ENCODER).encoder_id
 FAKE_TOKEN = "r8_FakeTokenForTests0123456789abcdefXYZ"
-QUERY = "a golden retriever on a beach"
+QUERY = "a beagle on a beach"  # a breed of the sample: BM25 vouches for it (relevance floor)
 SEGMENT = "young urban professionals"
 ASSET = dg.AssetKey("generated_ads")
 
@@ -205,10 +205,13 @@ def test_retrieve_is_deterministic_and_returns_existing_paths(home: Settings):
 
 
 def test_retrieve_applies_label_filters(home: Settings):
+    # The relevance floor is asked of the photos a filter lets through: a description naming
+    # both species has a match among either.
     for species in ("cat", "dog"):
-        hits = retrieve(QUERY, k=10, filters={"species": species}, settings=home)
+        hits = retrieve("a beagle or a cat", k=10, filters={"species": species}, settings=home)
         assert len(hits) == 10
         assert {h.labels["species"] for h in hits} == {species}
+    assert retrieve(QUERY, k=10, filters={"species": "cat"}, settings=home) == []  # no beagle
     beagles = retrieve(QUERY, k=5, filters={"breed": "beagle", "species": "dog"}, settings=home)
     assert beagles and all(h.path.startswith("raw/pets/beagle_") for h in beagles)
     # A value crafted to widen the filter matches nothing instead.
@@ -255,7 +258,7 @@ def test_generate_ad_writes_png_sidecar_and_dagster_materialization(home: Settin
         instance=instance,
     )
     today = datetime.now(UTC).strftime("%Y-%m-%d")
-    assert result.path.startswith(f"ads/{today}/a-golden-retriever-on-a-beach-")
+    assert result.path.startswith(f"ads/{today}/a-beagle-on-a-beach-")
     assert result.path.endswith(".png") and result.sidecar == result.path[:-4] + ".json"
     ad_file = home.volume / result.path
     with Image.open(ad_file) as im:
@@ -519,7 +522,9 @@ def test_cli_generate(home: Settings):
     assert data["seed_path"] == retrieve(QUERY, settings=home)[0].path
     assert "NOT semantic" in out.stderr
 
-    plain = runner.invoke(generate, [QUERY, "--seed-index", "2", "--filter", "species=cat"])
+    # A description with a match among the cats (the relevance floor is asked of them).
+    cat = "a bengal cat on a beach"
+    plain = runner.invoke(generate, [cat, "--seed-index", "2", "--filter", "species=cat"])
     assert plain.exit_code == 0, plain.output
     path = Path(plain.stdout.strip())
     assert path.is_file() and path.is_relative_to(home.volume)

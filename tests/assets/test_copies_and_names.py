@@ -39,7 +39,7 @@ def test_a_copy_in_another_folder_keeps_the_original_and_its_labels(settings, in
 
     index = index_for(settings)
     try:
-        hits = search(index, "a cat", k=3, filter=milvus_filter({"breed": "bengal"}))
+        hits = search(index, "a bengal cat", k=3, filter=milvus_filter({"breed": "bengal"}))
     finally:
         index.close()
     assert [h.path for h in hits] == [f"raw/pets/{bengal.name}"]

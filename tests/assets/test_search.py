@@ -36,9 +36,14 @@ def test_same_description_same_top3_and_rrf_agrees(index, monkeypatch):
 
 
 def test_label_filters_apply_inside_milvus(index):
-    # Post-filtering the top-3 beagles would leave nothing; filtering in Milvus finds cats.
-    hits = search(index, "a beagle", k=3, filter='labels["species"] == "cat"')
+    # "beagle" (8 photos) outranks "cat" (96): the top-3 are beagles, and post-filtering them
+    # would leave nothing; filtering in Milvus finds cats.
+    query = "a beagle and a cat"
+    assert {h.labels["breed"] for h in search(index, query, k=3)} == {"beagle"}
+    hits = search(index, query, k=3, filter='labels["species"] == "cat"')
     assert len(hits) == 3 and {h.labels["species"] for h in hits} == {"cat"}
+    # The relevance floor is asked of the photos the filter lets through: no beagle is a cat.
+    assert search(index, "a beagle", k=3, filter='labels["species"] == "cat"') == []
 
 
 def test_dense_only_mode_still_answers(index, monkeypatch):

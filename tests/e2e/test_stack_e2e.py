@@ -88,8 +88,7 @@ def test_upload_delete_and_encoder_switch(pg_stack, monkeypatch):
     stack = pg_stack
     raw = stack.home / "volume" / "raw"
     photos = sorted(pets_images().glob("*.jpg"))
-    for p in photos[:6]:
-        shutil.copy(p, raw / p.name)
+    stack.add_photos(photos[:6])
     stack.start()
     monkeypatch.setenv("ADRAG_DAGSTER_PG_URL", stack.env["ADRAG_DAGSTER_PG_URL"])
     instance = dg.DagsterInstance.from_config(str(stack.home / "dagster"))

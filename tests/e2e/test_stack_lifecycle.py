@@ -102,8 +102,7 @@ def test_sigterm_stops_every_process_within_10s_even_with_a_run_going(stack):
 def test_a_killed_milvus_server_is_started_again_and_the_stack_goes_on(stack):
     raw = stack.home / "volume" / "raw"
     photos = sorted(pets_images().glob("*.jpg"))
-    for p in photos[:5]:
-        shutil.copy(p, raw / p.name)
+    stack.add_photos(photos[:5])
     stack.start()
     wait_for(lambda: stack.status().get("index_rows") == 5, 240, "5 photos indexed", stack)
     milvus = service(stack, "milvus-lite server")

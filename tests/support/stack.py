@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from click.testing import CliRunner
 
 from adrag_app.cli import main as adrag_main
 from adrag_app.cli.stack import free_port
+from tests.support.data import PETS
 
 BIN = Path(sys.executable).parent
 # Debian's chromium, driven by Playwright (its own browser download is not reachable here).
@@ -94,7 +96,17 @@ class Stack:
         code, out = self.adrag_here("status", "--json")
         return json.loads(out) if code == 0 else {}
 
-    def search_paths(self, query: str = "a pet", k: int = 50) -> list[str] | None:
+    def add_photos(self, photos: list[Path]) -> None:
+        """Copy sample photos into raw/ with the sample's labels.csv, as a brand labels its
+        library: with the offline encoder only the labels can vouch for a search (the
+        relevance floor), so an unlabelled library answers every description with nothing."""
+        raw = self.home / "volume" / "raw"
+        for p in photos:
+            shutil.copy(p, raw / p.name)
+        shutil.copy(PETS / "labels.csv", raw / "labels.csv")
+
+    # Every photo of the sample is labelled a dog or a cat, so this finds all of them.
+    def search_paths(self, query: str = "a dog or a cat", k: int = 50) -> list[str] | None:
         code, out = self.adrag_here("search", query, "-k", str(k), "--json")
         return [h["path"] for h in json.loads(out)] if code == 0 else None
 
