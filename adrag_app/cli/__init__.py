@@ -100,6 +100,7 @@ def ingest(ctx: click.Context) -> None:
     from adrag_assets.dead_runs import process_tags, recover_dead_runs
     from adrag_assets.defs.embeddings import image_embeddings
     from adrag_assets.defs.index import image_index
+    from adrag_assets.defs.photo_text import photo_text
     from adrag_assets.defs.photos import images
     from adrag_assets.defs.resources import resources_from_settings
     from adrag_assets.embeddings.encoder import load_encoder
@@ -145,7 +146,7 @@ def ingest(ctx: click.Context) -> None:
     for recovered in recover_dead_runs(instance):
         click.secho(recovered.line, fg="yellow")
     result = dg.materialize(
-        [images, image_embeddings, image_index],
+        [images, photo_text, image_embeddings, image_index],
         resources=resources_from_settings(s),
         instance=instance,
         run_config={"loggers": {"console": {"config": {"log_level": level}}}},
@@ -162,6 +163,8 @@ def ingest(ctx: click.Context) -> None:
             "unchanged",
             "rejected",
             "embedded",
+            "read",
+            "with_text",
             "upserted",
             "dagster/row_count",
             "mode",
