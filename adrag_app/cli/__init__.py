@@ -20,6 +20,7 @@ from adrag_app.cli.chat import chat
 from adrag_app.cli.errors import Group, Text, fail, one_line, quiet_milvus_logs
 from adrag_app.cli.evaluate import evaluate
 from adrag_app.cli.generate import generate
+from adrag_app.cli.review import archive, duplicates
 from adrag_assets.settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
@@ -531,3 +532,5 @@ def audit(ctx: click.Context, as_json: bool) -> None:
 main.add_command(generate)
 main.add_command(chat)
 main.add_command(evaluate)
+main.add_command(duplicates)
+main.add_command(archive)

@@ -11,6 +11,7 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from adrag_assets.images.reviews import archived_ids, without_archived
 from adrag_assets.index.diversity import diverse_top_k, threshold_for
 from adrag_assets.index.milvus import (
     PROP_ENCODER_ID,
@@ -20,6 +21,7 @@ from adrag_assets.index.milvus import (
     MilvusIndex,
 )
 from adrag_assets.settings import Settings, load_settings
+from adrag_assets.tables import Tables
 
 if TYPE_CHECKING:
     from adrag_assets.embeddings.encoder import ClipEncoder
@@ -131,6 +133,7 @@ def search_live(
         raise ValueError("the query is empty: describe the photo you are looking for")
     s = settings or load_settings()
     live = LIVE.get(index, precision)
+    filter = visible(filter, s)
     try:
         hits = _search_in(index, live, query, k, filter, s)
     except MilvusError:
@@ -141,6 +144,12 @@ def search_live(
             raise
         live, hits = again, _search_in(index, again, query, k, filter, s)
     return hits, live
+
+
+def visible(filter: str, settings: Settings) -> str:
+    """``filter`` narrowed to the photos not archived in the duplicate review (read on every
+    search: a photo archived in another process leaves the very next search)."""
+    return without_archived(filter, archived_ids(Tables(settings.tables_uri)))
 
 
 def _search_in(
