@@ -373,6 +373,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
     from adrag_app.creative.brandkit import kit_in_use
     from adrag_assets.embeddings.spec import RANDOM_WARNING, EncoderError, EncoderSpec
     from adrag_assets.embeddings.sync import count_stale
+    from adrag_assets.images.reviews import archived_ids
     from adrag_assets.index.milvus import (
         PROP_ENCODER_ID,
         PROP_SYNCED_VERSION,
@@ -408,6 +409,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
         # Vectors an older decode or model code made: the automation re-embeds them.
         "stale": count_stale(tables, encoder_id),
         "rejected": tables.count("rejected_images"),
+        "photo_text": tables.count("photo_text"),  # photos OCR has read
+        "archived": len(archived_ids(tables)),  # out of search (the duplicate review)
         "encoder_id": encoder_id,
         "encoder_is_random": spec.is_random,
         "live_collection": live,
