@@ -7,9 +7,12 @@ here it reads nine photos.
 
 from __future__ import annotations
 
+import io
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
+import pyarrow as pa
 from PIL import Image, ImageDraw, ImageFont
 
 from adrag_assets.defs.embeddings import image_embeddings
@@ -17,9 +20,10 @@ from adrag_assets.defs.index import image_index
 from adrag_assets.defs.photo_text import photo_text
 from adrag_assets.defs.photos import images
 from adrag_assets.defs.resources import resources_from_settings
-from adrag_assets.images.ocr import read_text
+from adrag_assets.images.ocr import OCR_VERSION, read_text
 from adrag_assets.index.search import search
 from adrag_assets.settings import load_settings
+from adrag_assets.tables import PHOTO_TEXT
 from tests.support.data import copy_few_pets
 from tests.support.helpers import index_for, tables_for
 
@@ -84,6 +88,15 @@ def test_words_on_a_label_find_the_photo(settings, instance, monkeypatch):
         assert hits[0].path == "raw/products/purrfect.jpg", [h.path for h in hits]
         assert search(index, "woofday", k=1)[0].path == "raw/products/woofday.jpg"
 
+        # Words that change later (as a new OCR version would read them) reach search through
+        # photo_text's change feed: only that photo is upserted again.
+        quiet = next(i for i, text in rows.items() if not text)
+        row = {"image_id": quiet, "text": "ZOOMIES", "boxes": 1, "ocr_version": OCR_VERSION}
+        row["read_at"] = datetime.now(UTC)
+        t.upsert("photo_text", pa.Table.from_pylist([row], PHOTO_TEXT), ["image_id"])
+        assert materialize(instance, [image_index.key])["image_index"]["upserted"] == 1
+        assert search(index, "zoomies", k=1)[0].image_id == quiet
+
         # Incremental: nothing new, nothing read again. A deleted photo's row follows it.
         assert materialize(instance)["photo_text"]["read"] == 0
         (raw / "products" / "purrfect.jpg").unlink()
@@ -99,8 +112,6 @@ def test_read_text_keeps_words_not_noise():
     ImageDraw.Draw(image).text(
         (200, 80), "Fresh Catnip", fill="black", font=ImageFont.truetype(FONT, 40), anchor="mm"
     )
-    import io
-
     buf = io.BytesIO()
     image.save(buf, "PNG")
     text, lines = read_text(buf.getvalue())
