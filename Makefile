@@ -61,6 +61,7 @@ bench: setup
 	$(BIN)/python -m bench.creatives
 	$(BIN)/python -m bench.camera
 	$(BIN)/python -m bench.ray_actors
+	$(BIN)/python -m bench.ocr
 	@echo '== the chat app: each turn of a scripted AppTest conversation (warm after the first)'
 	$(BIN)/python -m pytest -q -s -p no:cacheprovider tests/app/test_app.py -k whole_conversation
 

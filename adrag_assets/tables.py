@@ -76,12 +76,37 @@ EMBEDDINGS = pa.schema(
     ]
 )
 
+# Words read in a photo (its rendition) by OCR: one row per photo and OCR version
+# (adrag_assets/images/ocr.py); the index adds them to the photo's BM25 text.
+PHOTO_TEXT = pa.schema(
+    [
+        ("image_id", pa.string()),
+        ("text", pa.string()),  # the words read, space-separated ("" when none)
+        ("boxes", pa.int32()),  # text lines kept
+        ("ocr_version", pa.string()),
+        ("read_at", TS),
+    ]
+)
+# What people decided about a photo (the duplicate review): one row per decision; the last
+# decision per photo counts. "archive" takes it out of search and generation, "restore"
+# undoes that, "keep" records that it was looked at and stays.
+PHOTO_REVIEWS = pa.schema(
+    [
+        ("image_id", pa.string()),
+        ("action", pa.string()),
+        ("user", pa.string()),
+        ("at", TS),
+    ]
+)
+
 CDF = {"delta.enableChangeDataFeed": "true"}
 TABLES = {
     "images": (IMAGES, CDF),
     "volume_files": (VOLUME_FILES, {}),
     "rejected_images": (REJECTED, {}),
     "image_embeddings": (EMBEDDINGS, CDF),
+    "photo_text": (PHOTO_TEXT, CDF),
+    "photo_reviews": (PHOTO_REVIEWS, {}),
 }
 
 

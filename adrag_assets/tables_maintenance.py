@@ -60,21 +60,29 @@ HOUR_S = 3600
 Consumer = Callable[[Tables], int | None]
 
 
-def change_feed_consumers(index_version: Consumer) -> dict[str, dict[str, Consumer]]:
+def change_feed_consumers(
+    index_version: Consumer, text_version: Consumer | None = None
+) -> dict[str, dict[str, Consumer]]:
     """``{table: {consumer: last applied version}}``; ``index_version`` answers for the
-    Milvus collections (:func:`milvus_synced_version` in production)."""
-    return {
+    Milvus collections (:func:`milvus_synced_version` in production), ``text_version`` for
+    the photo_text version their words come from (none: photo_text's feed is read by no one
+    known, and a vacuumed feed makes the index re-read every photo's words, which is safe)."""
+    consumers = {
         "image_embeddings": {"milvus index": index_version},
         "images": {"embeddings": synced_images_version},
     }
+    if text_version is not None:
+        consumers["photo_text"] = {"milvus index": text_version}
+    return consumers
 
 
-def milvus_synced_version(index) -> Consumer:  # index: MilvusIndex (not imported: pymilvus)
+def milvus_synced_version(index, prop: str = "adrag.synced_version") -> Consumer:
     """The oldest Delta version any collection was synced to (each collection reads the
-    feed from there); None when no collection recorded one."""
+    feed from there), by the collection property ``prop``; None when no collection recorded
+    one. (``index`` is a MilvusIndex, not imported here: pymilvus.)"""
 
     def synced(_tables: Tables) -> int | None:
-        versions = [index.synced_version(c) for c in index.collections()]
+        versions = [index.synced_version(c, prop) for c in index.collections()]
         known = [v for v in versions if v is not None]
         return min(known) if known else None
 
@@ -292,9 +300,10 @@ def maintain_tables(
     max_retention_hours: int = 168,
     ignore_consumers: bool = False,
     log: logging.Logger | None = None,
+    text_version: Consumer | None = None,
 ) -> list[TableMaintenance]:
     """:func:`maintain_table` for every table adrag keeps that exists, in a fixed order."""
-    consumers = change_feed_consumers(index_version)
+    consumers = change_feed_consumers(index_version, text_version)
     return [
         maintain_table(
             tables,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -13,6 +14,11 @@ from adrag_assets.settings import Settings, load_settings
 from tests.support.data import PETS, TEST_ENCODER, pets_images
 
 OURS = ("adrag_assets", "adrag_app")
+
+# OCR reads a photo in ~0.3 s: every home of 296 pet photos would pay ~90 s for words no test
+# of theirs looks at. Off for the suite (the processes tests start inherit it); the OCR tests
+# turn it on (tests/assets/test_photo_text.py).
+os.environ["ADRAG_OCR"] = "off"
 
 # Files that run whole stacks (minutes each) start first: with a test file per worker
 # (`make test`), a long file picked up last would be the suite's tail on its own.

@@ -169,6 +169,7 @@ def person_for(
 ACTIONS = {
     "generate": (Role.CREATOR, "Making or changing an ad"),
     "brand": (Role.ADMIN, "Changing the brand kit"),
+    "review": (Role.ADMIN, "Archiving duplicate photos"),
 }
 
 

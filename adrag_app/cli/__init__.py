@@ -21,6 +21,7 @@ from adrag_app.cli.chat import chat
 from adrag_app.cli.errors import Group, Text, fail, one_line, quiet_milvus_logs
 from adrag_app.cli.evaluate import evaluate
 from adrag_app.cli.generate import generate
+from adrag_app.cli.review import archive, duplicates
 from adrag_assets.settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
@@ -103,6 +104,7 @@ def ingest(ctx: click.Context) -> None:
     from adrag_assets.dead_runs import process_tags, recover_dead_runs
     from adrag_assets.defs.embeddings import image_embeddings
     from adrag_assets.defs.index import image_index
+    from adrag_assets.defs.photo_text import photo_text
     from adrag_assets.defs.photos import images
     from adrag_assets.defs.resources import resources_from_settings
     from adrag_assets.embeddings.encoder import load_encoder
@@ -148,7 +150,7 @@ def ingest(ctx: click.Context) -> None:
     for recovered in recover_dead_runs(instance):
         click.secho(recovered.line, fg="yellow")
     result = dg.materialize(
-        [images, image_embeddings, image_index],
+        [images, photo_text, image_embeddings, image_index],
         resources=resources_from_settings(s),
         instance=instance,
         run_config={"loggers": {"console": {"config": {"log_level": level}}}},
@@ -165,6 +167,8 @@ def ingest(ctx: click.Context) -> None:
             "unchanged",
             "rejected",
             "embedded",
+            "read",
+            "with_text",
             "upserted",
             "dagster/row_count",
             "mode",
@@ -410,6 +414,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
     from adrag_assets.embeddings.progress import read_progress
     from adrag_assets.embeddings.spec import RANDOM_WARNING, EncoderError, EncoderSpec
     from adrag_assets.embeddings.sync import count_stale
+    from adrag_assets.images.reviews import archived_ids
     from adrag_assets.index.milvus import (
         PROP_ENCODER_ID,
         PROP_SYNCED_VERSION,
@@ -445,6 +450,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
         # Vectors an older decode or model code made: the automation re-embeds them.
         "stale": count_stale(tables, encoder_id),
         "rejected": tables.count("rejected_images"),
+        "photo_text": tables.count("photo_text"),  # photos OCR has read
+        "archived": len(archived_ids(tables)),  # out of search (the duplicate review)
         "encoder_id": encoder_id,
         "encoder_is_random": spec.is_random,
         "live_collection": live,
@@ -595,3 +602,5 @@ def audit(ctx: click.Context, as_json: bool) -> None:
 main.add_command(generate)
 main.add_command(chat)
 main.add_command(evaluate)
+main.add_command(duplicates)
+main.add_command(archive)

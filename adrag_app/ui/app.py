@@ -41,13 +41,16 @@ from adrag_app.agent.llm_agent import make_agent as build_agent
 from adrag_app.creative.placements import PlacementError, load_placements
 from adrag_app.planner.planner import make_planner
 from adrag_app.planner.segments import SegmentsFileError, load_catalog
+from adrag_app.service import reviews
 from adrag_app.service.ad_service import list_brand_images
 from adrag_app.service.creatives import export_zip
 from adrag_app.service.tool import DEFAULT_PLACEMENTS, ServiceTool
 from adrag_app.ui import support
 from adrag_assets import volume as layout
 from adrag_assets.embeddings.spec import RANDOM_WARNING
-from adrag_assets.index.milvus import MilvusIndex
+from adrag_assets.images.reviews import ARCHIVE, KEEP, RESTORE
+from adrag_assets.index.milvus import MilvusError, MilvusIndex
+from adrag_assets.index.search import IndexNotReady
 from adrag_assets.settings import Settings, SettingsError, apply_secrets, load_settings
 
 log = logging.getLogger("adrag_app.app")
@@ -63,6 +66,9 @@ GALLERY_MINE = "gallery_mine"
 PREVIEW_PX = 640  # a creative as the conversation shows it; downloads are full size
 THUMB_PX = 480  # in the gallery
 GALLERY_ROWS = 12
+DUPLICATE_GROUPS = 20  # groups shown at once; archiving some brings the next ones up
+DUPLICATE_PX = 240
+REVIEW_TOGGLE = "review_duplicates"
 MIN_ROW_RATIOS = 2.6  # a row of sizes is at least this many heights wide
 
 
@@ -341,6 +347,96 @@ def show_gallery() -> None:
         st.caption(f"The {GALLERY_ROWS} newest of {len(rows)}; the rest are kept in the volume.")
 
 
+@st.cache_data(ttl=300, show_spinner="Looking for near duplicates...")
+def _duplicates(settings: Settings) -> reviews.DuplicateGroups:
+    # Range searches over the whole collection: not on every rerun. A decision clears it.
+    return reviews.duplicate_groups(settings, shared_tool(settings).index)
+
+
+@st.cache_data(max_entries=512, show_spinner=False)
+def _thumbnail(uri: str, image_id: str, path: str) -> bytes:
+    # Keyed on the image id too: the same path with other bytes is another photo.
+    return support.preview(support.read_volume_image(uri, path), DUPLICATE_PX)
+
+
+def reviewer() -> str:
+    """Who a duplicate decision is recorded as: the signed-in user, else ADRAG_APP_USER."""
+    return person.display if person is not None else config.user
+
+
+def on_review(image_ids: list[str], action: str) -> None:
+    try:
+        if action == KEEP:
+            reviews.keep(settings, image_ids, reviewer())
+        else:
+            reviews.archive(settings, image_ids, reviewer(), undo=action == RESTORE)
+    except ValueError as e:
+        st.toast(f"Not recorded: {e}")
+    _duplicates.clear()
+
+
+def show_duplicates() -> None:
+    """Near-duplicate groups with keep / archive per photo (undo for the archived)."""
+    if not allowed(person.role if person else None, "review"):
+        st.info("Archiving duplicate photos needs the admin role.")
+        return
+    # Behind a toggle: every tab's content runs on every rerun (each chat turn), and looking
+    # for duplicates searches the whole collection.
+    if not st.toggle("Review near duplicates", key=REVIEW_TOGGLE):
+        st.caption("Photos of the same shot (re-exports, resized copies) side by side.")
+        return
+    try:
+        found = _duplicates(settings)
+    except (IndexNotReady, MilvusError) as e:
+        st.info(f"No duplicates to review: {e}")
+        return
+    if not found.groups:
+        st.info(f"No near duplicates among {found.photos} photos.")
+        return
+    st.caption(
+        f"{len(found.groups)} groups of near duplicates among {found.photos} photos (cosine "
+        f"≥ {found.threshold}). An archived photo leaves search and new ads; its file stays in "
+        "the volume, and Undo brings it back."
+    )
+    for n, group in enumerate(found.groups[:DUPLICATE_GROUPS]):
+        with st.container(border=True):
+            ids = [p.image_id for p in group]
+            for col, p in zip(st.columns(max(len(group), 3)), group, strict=False):
+                with col:
+                    try:
+                        st.image(_thumbnail(volume.uri, p.image_id, p.path))
+                    except (support.RefusedPath, OSError) as e:
+                        st.caption(f"not shown: {e}")
+                    st.caption(f"`{p.path}`")
+                    if p.archived:
+                        st.caption(f"Archived by {p.by or 'someone'}")
+                        st.button(
+                            "Undo",
+                            key=f"dup-restore-{p.image_id}",
+                            on_click=on_review,
+                            args=([p.image_id], RESTORE),
+                            icon=":material/undo:",
+                        )
+                    else:
+                        st.button(
+                            "Archive",
+                            key=f"dup-archive-{p.image_id}",
+                            on_click=on_review,
+                            args=([p.image_id], ARCHIVE),
+                            icon=":material/archive:",
+                        )
+            kept = all(p.decision == KEEP for p in group)
+            st.button(
+                "Kept: all reviewed" if kept else "Keep all",
+                key=f"dup-keep-{n}-{ids[0]}",
+                on_click=on_review,
+                args=(ids, KEEP),
+                disabled=kept,
+            )
+    if len(found.groups) > DUPLICATE_GROUPS:
+        st.caption(f"The first {DUPLICATE_GROUPS} of {len(found.groups)} groups.")
+
+
 def show_actions(message: dict[str, Any], key: str, phase: str) -> None:
     """Buttons for the answers the latest reply asks for; typing them works the same. A
     viewer gets no button that generates (the tool refuses it too)."""
@@ -503,7 +599,7 @@ st.chat_input(
     key=CHAT,
     on_submit=on_chat,
 )
-chat_tab, gallery_tab = st.tabs(["Conversation", "Past creatives"])
+chat_tab, gallery_tab, duplicates_tab = st.tabs(["Conversation", "Past creatives", "Duplicates"])
 with chat_tab:
     transcript, queue, state = conversation().snapshot()
     for i, message in enumerate(transcript):
@@ -518,6 +614,8 @@ with chat_tab:
     take_turns(waiting)
 with gallery_tab:
     show_gallery()
+with duplicates_tab:
+    show_duplicates()
 
 # The sidebar is written last so it reflects this turn (the segment may just have changed).
 with st.sidebar:

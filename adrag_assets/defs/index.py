@@ -18,12 +18,22 @@ from adrag_assets.redact import redact
 SHOWN = 10  # examples listed in a failing check's metadata
 
 
+def _eager_without_words() -> dg.AutomationCondition:
+    """Eager, except that photo_text never materialized (OCR added to an existing library,
+    a run of the embeddings alone) does not hold the index back: its words are optional."""
+    ac = dg.AutomationCondition
+    return ac.eager().replace(
+        "any_deps_missing",
+        ac.any_deps_missing().ignore(dg.AssetSelection.assets("photo_text")),
+    )
+
+
 @dg.asset(
-    deps=["image_embeddings"],
+    # photo_text: a change in the words read in photos re-upserts those photos' BM25 text.
+    deps=["image_embeddings", "photo_text"],
     pool=POOL,
     code_version=ENCODER_VERSION,
-    automation_condition=dg.AutomationCondition.eager()
-    | dg.AutomationCondition.code_version_changed(),
+    automation_condition=_eager_without_words() | dg.AutomationCondition.code_version_changed(),
     group_name=GROUP,
     kinds={"milvus"},
     description="Milvus collection of the configured encoder's vectors, synced from "
@@ -142,12 +152,12 @@ ingest_job = dg.define_asset_job(
     "ingest_job",
     # The audit's full checks (every file, vector and id) run on their own schedule, never
     # on an upload: an asset selection would otherwise take in every check of its assets.
-    selection=dg.AssetSelection.assets("images", "image_embeddings", "image_index")
+    selection=dg.AssetSelection.assets("images", "photo_text", "image_embeddings", "image_index")
     .required_multi_asset_neighbors()
     .without_checks()
-    | dg.AssetSelection.checks_for_assets("images", "image_embeddings", "image_index")
+    | dg.AssetSelection.checks_for_assets("images", "photo_text", "image_embeddings", "image_index")
     - dg.AssetSelection.checks(*AUDIT_CHECKS),
-    description="Bring raw/ into Delta, embed what is new, sync the Milvus index.",
+    description="Bring raw/ into Delta, read text in and embed what is new, sync the Milvus index.",
     # One process for the whole run: the model loads once, not once per step.
     executor_def=dg.in_process_executor,
 )

@@ -11,6 +11,7 @@ import dagster as dg
 
 from adrag_assets.defs.index import ingest_job
 from adrag_assets.defs.resources import POOL, MilvusResource, TablesResource
+from adrag_assets.index.milvus import PROP_TEXT_VERSION
 from adrag_assets.settings import load_settings
 from adrag_assets.tables import Tables
 from adrag_assets.tables_maintenance import (
@@ -23,7 +24,7 @@ from adrag_assets.tables_maintenance import (
 JOB_NAME = "maintenance_job"
 # Tables that are assets of the graph; volume_files is written by `images` and shows in
 # the run's output metadata only.
-OBSERVED = ("images", "rejected_images", "image_embeddings")
+OBSERVED = ("images", "rejected_images", "image_embeddings", "photo_text")
 VERSION_KEY = "delta_version_after"
 
 _settings = load_settings().maintenance
@@ -56,6 +57,7 @@ def maintain_delta_tables(
         config.max_retention_hours,
         config.ignore_consumers,
         log=context.log,
+        text_version=milvus_synced_version(milvus.get(), PROP_TEXT_VERSION),
     )
     for m in done:
         if m.table in OBSERVED:

@@ -47,6 +47,7 @@ PROP_ENCODER_ID = "adrag.encoder_id"
 PROP_ENCODER_SPEC = "adrag.encoder_spec"
 PROP_SYNCED_VERSION = "adrag.synced_version"
 PROP_SYNCED_AT = "adrag.synced_at"
+PROP_TEXT_VERSION = "adrag.text_version"  # the photo_text version whose words it holds
 QUERY_LIMIT = 16384  # Milvus's cap on rows returned by one query
 # VARCHAR sizes, in bytes (Milvus Lite counts characters, other Milvus builds may count bytes;
 # bytes are never fewer). Paths over MAX_PATH_BYTES are rejected at ingest.
@@ -109,13 +110,17 @@ def collection_name(encoder_id: str) -> str:
     return f"adrag_{slug}_{hashlib.sha1(encoder_id.encode()).hexdigest()[:8]}"
 
 
-def labels_text(labels: dict) -> str:
-    """What BM25 indexes for a photo: its label values and caption, as words.
+def labels_text(labels: dict, words: str = "") -> str:
+    """What BM25 indexes for a photo: its label values and caption, as words, then the words
+    read in the photo (OCR, ``photo_text``).
 
     Ingest keeps labels within the field's size (with a warning when it cuts them); cutting
-    here too means rows written before that rule can never make an upsert fail.
+    here too means rows written before that rule can never make an upsert fail. Labels come
+    first: what people typed outranks what OCR read when the field is full.
     """
     text = " ".join(str(v).replace("_", " ") for _, v in sorted(labels.items()))
+    if words:
+        text = f"{text} {words}" if text else words
     return text.encode("utf-8")[:TEXT_MAX_BYTES].decode("utf-8", "ignore")
 
 
@@ -313,8 +318,8 @@ class MilvusIndex:
     def set_properties(self, name: str, **props: str) -> None:
         self.client.alter_collection_properties(name, properties=props)
 
-    def synced_version(self, name: str) -> int | None:
-        v = self.properties(name).get(PROP_SYNCED_VERSION)
+    def synced_version(self, name: str, prop: str = PROP_SYNCED_VERSION) -> int | None:
+        v = self.properties(name).get(prop)
         return int(v) if v not in (None, "") else None
 
     def live_collection(self) -> str | None:
@@ -352,10 +357,14 @@ class MilvusIndex:
     # -- rows ----------------------------------------------------------------------------
 
     def upsert(self, name: str, rows: list[dict]) -> int:
-        """Upsert rows of image_id, path, labels (dict), vector."""
+        """Upsert rows of image_id, path, labels (dict), vector and optional words (OCR)."""
         if not rows:
             return 0
-        data = [{**r, "text": labels_text(r["labels"])} for r in rows]
+        data = [
+            {k: v for k, v in r.items() if k != "words"}
+            | {"text": labels_text(r["labels"], r.get("words", ""))}
+            for r in rows
+        ]
         return int(self.client.upsert(name, data).get("upsert_count", len(rows)))
 
     def delete(self, name: str, ids: list[str]) -> int:

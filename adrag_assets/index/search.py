@@ -11,6 +11,7 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from adrag_assets.images.reviews import archived_ids, without_archived
 from adrag_assets.images.taken import TakenRange, ids_taken
 from adrag_assets.index.diversity import diverse_top_k, threshold_for
 from adrag_assets.index.floor import DenseFloor, evidence_words
@@ -153,7 +154,7 @@ def search_live(
     narrowed = taken_filter(filter, taken, s)
     if narrowed is None:
         return [], live
-    filter = narrowed
+    filter = visible(narrowed, s)
     try:
         hits = _search_if_relevant(index, live, query, k, filter, s)
     except MilvusError:
@@ -164,6 +165,12 @@ def search_live(
             raise
         live, hits = again, _search_if_relevant(index, again, query, k, filter, s)
     return hits, live
+
+
+def visible(filter: str, settings: Settings) -> str:
+    """``filter`` narrowed to the photos not archived in the duplicate review (read on every
+    search: a photo archived in another process leaves the very next search)."""
+    return without_archived(filter, archived_ids(Tables(settings.tables_uri)))
 
 
 def _search_if_relevant(

@@ -14,7 +14,7 @@ from pathlib import Path
 from adrag_assets.images.decode import MAX_PHOTO_BYTES, RejectedImage, decode
 from adrag_assets.index.diversity import collection_threshold, diverse_top_k
 from adrag_assets.index.milvus import Hit, MilvusIndex
-from adrag_assets.index.search import IndexNotReady, live_encoder
+from adrag_assets.index.search import IndexNotReady, live_encoder, visible
 from adrag_assets.settings import Settings, load_settings
 
 
@@ -41,6 +41,7 @@ def search_by_vector(
     the query itself) are dropped unless ``ADRAG_DIVERSITY`` is off."""
     s = settings or load_settings()
     threshold = collection_threshold(index, name, s) if s.diversity else None
+    filter = visible(filter, s)
     return diverse_top_k(
         index,
         name,

@@ -13,6 +13,11 @@ quick check fails, every id is compared (:mod:`adrag_assets.index.compare`): ids
 the index are upserted from the table and ghosts (ids the table does not have) deleted, then
 the comparison runs again. The last check is what the asset check reports. Drift that keeps
 the row count (one row lost, one stray) is the audit job's to find (:func:`audit_index`).
+
+Each row's BM25 text is its labels plus the words OCR read in the photo (``photo_text``). The
+collection also remembers the ``photo_text`` version it holds the words of: a sync re-upserts
+the photos whose words changed since (that table's change feed; all photos with words when
+there is no record or the feed is gone), so new words reach search without a new vector.
 """
 
 from __future__ import annotations
@@ -25,11 +30,13 @@ from datetime import UTC, datetime
 
 import pyarrow as pa
 
+from adrag_assets.images.ocr import words_for
 from adrag_assets.index.compare import IdComparison, compare_ids, quick_check
 from adrag_assets.index.health import make_readable
 from adrag_assets.index.milvus import (
     PROP_SYNCED_AT,
     PROP_SYNCED_VERSION,
+    PROP_TEXT_VERSION,
     MilvusIndex,
     collection_name,
 )
@@ -67,6 +74,12 @@ def _row(r: dict) -> dict:
     }
 
 
+def _with_words(tables: Tables, rows: list[dict]) -> list[dict]:
+    """The rows with the words read in their photos (OCR), where there are any."""
+    words = words_for(tables, [r["image_id"] for r in rows])
+    return [{**r, "words": words[r["image_id"]]} if r["image_id"] in words else r for r in rows]
+
+
 def sync_index(
     tables: Tables,
     index: MilvusIndex,
@@ -83,6 +96,8 @@ def sync_index(
     healed = make_readable(index, log, expected=[collection_name(encoder_id)])
     name = index.ensure_collection(encoder_id, dim, encoder_spec)
     stats = IndexStats(collection=name, healed=healed)
+    # Read before the rows: words written meanwhile are picked up by the next sync.
+    text_version = tables.version("photo_text") if tables.exists("photo_text") else None
     version = tables.version("image_embeddings")
     synced = index.synced_version(name)
     touched: tuple[list[str], list[str]] | None = None  # ids upserted, ids deleted
@@ -96,6 +111,11 @@ def sync_index(
         _rebuild(tables, index, name, encoder_id, stats, log)
         comparison = compare_ids(tables, index, name, encoder_id)
     else:
+        texts = _apply_text_changes(tables, index, name, encoder_id, text_version, touched, log)
+        stats.upserted += len(texts)
+        if texts and stats.mode == "noop":
+            stats.mode = "incremental"
+        touched = (touched[0] + texts, touched[1])
         comparison = quick_check(tables, index, name, encoder_id, *touched)
         if not comparison.matches:
             log.warning(
@@ -113,10 +133,10 @@ def sync_index(
             stats.mode = "repair"
     stats.comparison = comparison
     if comparison.matches:
-        index.set_properties(
-            name,
-            **{PROP_SYNCED_VERSION: str(version), PROP_SYNCED_AT: datetime.now(UTC).isoformat()},
-        )
+        props = {PROP_SYNCED_VERSION: str(version), PROP_SYNCED_AT: datetime.now(UTC).isoformat()}
+        if text_version is not None:
+            props[PROP_TEXT_VERSION] = str(text_version)
+        index.set_properties(name, **props)
     stats.rows = comparison.index_rows
     stats.synced_version = version
     log.info(
@@ -218,7 +238,7 @@ def _apply_changes(
     for r in sorted(rows, key=lambda r: (r["_commit_version"], order[r["_change_type"]])):
         if r["_change_type"] != "update_preimage":
             last[r["image_id"]] = r
-    upserts = [_row(r) for r in last.values() if r["_change_type"] != "delete"]
+    upserts = _with_words(tables, [_row(r) for r in last.values() if r["_change_type"] != "delete"])
     deletes = [i for i, r in last.items() if r["_change_type"] == "delete"]
     for i in range(0, len(upserts), BATCH):
         stats.upserted += index.upsert(name, upserts[i : i + BATCH])
@@ -236,7 +256,50 @@ def _rows(tables: Tables, encoder_id: str, ids: list[str] | None = None) -> Iter
     if ids is not None:
         sql += " AND image_id IN (" + ", ".join("'" + i.replace("'", "''") + "'" for i in ids) + ")"
     for batch in tables.query("image_embeddings", sql):
-        yield [_row(r) for r in batch.to_pylist()]
+        yield _with_words(tables, [_row(r) for r in batch.to_pylist()])
+
+
+def _apply_text_changes(
+    tables: Tables,
+    index: MilvusIndex,
+    name: str,
+    encoder_id: str,
+    text_version: int | None,
+    touched: tuple[list[str], list[str]],
+    log: logging.Logger,
+) -> list[str]:
+    """Re-upsert the photos whose words changed since the collection's photo_text version
+    (those this run upserted already carry theirs); the ids upserted."""
+    if text_version is None:
+        return []
+    synced = index.synced_version(name, PROP_TEXT_VERSION)
+    if synced == text_version:
+        return []
+    changed: set[str] | None = None
+    if synced is not None and synced < text_version:
+        try:
+            feed = pa.RecordBatchReader.from_stream(
+                tables.open("photo_text").load_cdf(
+                    starting_version=synced + 1, columns=["image_id"]
+                )
+            ).read_all()
+            changed = set(feed.column("image_id").to_pylist())
+        except Exception as e:  # vacuumed or otherwise unreadable: every photo with words
+            log.warning("photo_text change feed from v%d unreadable (%s)", synced + 1, e)
+    if changed is None:
+        sql = "SELECT image_id FROM photo_text WHERE text <> ''"
+        changed = {r["image_id"] for b in tables.query("photo_text", sql) for r in b.to_pylist()}
+    done = set(touched[0]) | set(touched[1])
+    ids = sorted(changed - done)
+    upserted: list[str] = []
+    for start in range(0, len(ids), REPAIR_SCAN):
+        for batch in _rows(tables, encoder_id, ids[start : start + REPAIR_SCAN]):
+            for i in range(0, len(batch), BATCH):
+                index.upsert(name, batch[i : i + BATCH])
+            upserted += [r["image_id"] for r in batch]
+    if upserted:
+        log.info("index %s: words of %d photos updated from photo_text", name, len(upserted))
+    return upserted
 
 
 def _rebuild(

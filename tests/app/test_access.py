@@ -99,6 +99,9 @@ def test_a_refusal_is_one_sentence_naming_the_role_needed() -> None:
     assert str(e.value) == "Making or changing an ad needs the creator role."
     with pytest.raises(NotAllowed, match="needs the admin role"):
         require("creator", "brand")
+    with pytest.raises(NotAllowed, match="^Archiving duplicate photos needs the admin role"):
+        require(Role.CREATOR, "review")
+    require(Role.ADMIN, "review")
     with pytest.raises(NotAllowed):
         require("someone", "generate")  # an unknown role is no role
     require(Role.CREATOR, "generate")

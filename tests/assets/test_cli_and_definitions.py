@@ -70,8 +70,12 @@ def test_definitions_load_and_validate(env):
     keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
     assert {"raw_photos", "images", "rejected_images", "image_embeddings", "image_index"} <= keys
     graph = repo.asset_graph
-    assert graph.get(dg.AssetKey("image_index")).parent_keys == {dg.AssetKey("image_embeddings")}
+    assert graph.get(dg.AssetKey("image_index")).parent_keys == {
+        dg.AssetKey("image_embeddings"),
+        dg.AssetKey("photo_text"),  # the words read in photos, beside the labels in BM25
+    }
     assert graph.get(dg.AssetKey("image_embeddings")).parent_keys == {dg.AssetKey("images")}
+    assert graph.get(dg.AssetKey("photo_text")).parent_keys == {dg.AssetKey("images")}
     assert dg.AssetKey("raw_photos") in graph.get(dg.AssetKey("images")).parent_keys
     out = subprocess.run(
         [

@@ -22,8 +22,8 @@ from adrag_assets.defs.resources import resources_from_settings
 from adrag_assets.index.search import search, search_collection
 from adrag_assets.index.similar import similar_to_file, similar_to_image
 from adrag_assets.settings import load_settings
-from tests.support.data import PETS, TEST_ENCODER, pets_images
-from tests.support.helpers import index_for, run_pipeline
+from tests.support.data import PETS, REPO, TEST_ENCODER, pets_images
+from tests.support.helpers import index_for, run_pipeline, tables_for
 
 BREEDS = ("beagle", "pug", "Bengal")  # 24 photos: two species to filter on
 ORIGINAL = "beagle_107.jpg"
@@ -164,3 +164,75 @@ def test_a_bad_image_file_is_one_error_naming_it(env, tmp_path):
     missing = CliRunner().invoke(main, ["search", "--image", str(tmp_path / "gone.png")])
     assert missing.exit_code == 2 and "gone.png: no such photo file" in missing.stderr
     assert load_settings().diversity  # on by default
+
+
+def test_archiving_a_duplicate_takes_it_out_of_search_and_undo_brings_it_back(library):
+    settings, index, _ = library
+    off = settings.model_copy(update={"diversity": False})  # both would show without review
+    ids = ids_by_name(index)
+    original, copy = ids[ORIGINAL], ids[COPY]
+    runner = CliRunner()
+    listed = runner.invoke(main, ["duplicates", "--json"])
+    assert listed.exit_code == 0, listed.output
+    groups = [{p["image_id"] for p in g} for g in json.loads(listed.stdout)["groups"]]
+    assert {original, copy} in groups
+    assert {original, copy} <= {h.image_id for h in search(index, "a beagle", k=10, settings=off)}
+    try:
+        out = runner.invoke(
+            main, ["archive", f"raw/pets/{COPY}"], env={"ADRAG_APP_USER": "ana@example.com"}
+        )
+        assert out.exit_code == 0 and out.stdout.strip() == f"archived {copy}", out.output
+        hits = [h.image_id for h in search(index, "a beagle", k=10, settings=off)]
+        # Filtered inside Milvus: still ten photos, the original among them, the copy not.
+        assert len(hits) == 10 and original in hits and copy not in hits
+        assert copy not in [h.image_id for h in similar_to_image(index, original, 5, "", off)]
+        text = runner.invoke(main, ["duplicates"])
+        assert f"{copy}  raw/pets/{COPY}  [archive by ana@example.com]" in text.stdout
+        rows = tables_for(settings).read("photo_reviews", ["image_id", "action", "user", "at"])
+        last = max(rows.to_pylist(), key=lambda r: r["at"])
+        assert (last["image_id"], last["action"], last["user"]) == (
+            copy,
+            "archive",
+            "ana@example.com",
+        )
+    finally:
+        undo = runner.invoke(main, ["archive", "--undo", copy])
+    assert undo.exit_code == 0 and undo.stdout.strip() == f"restored {copy}", undo.output
+    assert copy in {h.image_id for h in search(index, "a beagle", k=10, settings=off)}
+    unknown = runner.invoke(main, ["archive", "raw/pets/nobody.jpg"])
+    assert unknown.exit_code == 1 and "no photo in the library" in unknown.stderr
+
+
+def test_the_apps_duplicates_tab_archives_and_restores(library, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    settings, index, _ = library
+    monkeypatch.setenv("ADRAG_APP_USER", "lea@example.com")
+    monkeypatch.setenv("ADRAG_TRACING", "off")
+    ids = ids_by_name(index)
+    copy = ids[COPY]
+    off = settings.model_copy(update={"diversity": False})
+    at = AppTest.from_file(str(REPO / "adrag_app" / "ui" / "app.py"), default_timeout=120)
+    at.run()
+    assert not at.exception, at.exception
+    assert [t.label for t in at.tabs][-1] == "Duplicates"
+    assert not [b for b in at.button if (b.key or "").startswith("dup-")]  # behind the toggle
+    at.toggle(key="review_duplicates").set_value(True).run()
+    assert not at.exception, at.exception
+    at.button(key=f"dup-archive-{copy}").click().run()
+    try:
+        assert not at.exception, at.exception
+        assert copy not in {h.image_id for h in search(index, "a beagle", k=10, settings=off)}
+        rows = tables_for(settings).read("photo_reviews", ["image_id", "action", "user", "at"])
+        last = max(rows.to_pylist(), key=lambda r: r["at"])
+        assert (last["image_id"], last["action"], last["user"]) == (
+            copy,
+            "archive",
+            "lea@example.com",
+        )
+        at.button(key=f"dup-restore-{copy}").click().run()  # the undo shown in its place
+    finally:
+        CliRunner().invoke(main, ["archive", "--undo", copy])
+    assert not at.exception, at.exception
+    assert f"dup-archive-{copy}" in {b.key for b in at.button}
+    assert copy in {h.image_id for h in search(index, "a beagle", k=10, settings=off)}
