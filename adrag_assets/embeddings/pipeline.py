@@ -10,8 +10,9 @@ e.g. a Ray actor, calls on a block of renditions) and :func:`encode_stream` (the
 
 With ``encoder.decode_on_device`` (by default on a GPU), JPEGs are decoded and resized by
 torchvision on the model's device (nvjpeg on CUDA) instead of Pillow; anything else (PNG,
-a JPEG torchvision refuses) takes Pillow's path. Both give the model the same input (cosine
-≥ 0.999; tests/assets/test_embed_pipeline.py runs the tensor path on the CPU).
+a JPEG stored sideways, one torchvision refuses) takes Pillow's path. Both give the model
+the same picture up to resampling (tests/assets/test_embed_pipeline.py runs the tensor path
+on the CPU).
 """
 
 from __future__ import annotations
@@ -64,8 +65,10 @@ def set_model_threads(encoder: ClipEncoder) -> None:
 def tensor_picture(encoder: ClipEncoder, data: bytes) -> torch.Tensor | None:
     """A JPEG decoded by torchvision on the encoder's device and resized as open_clip does
     (shortest side to the model's size, bicubic with antialias, centre crop), as 8-bit CHW
-    like :meth:`ClipEncoder.picture`; None when it is not a JPEG (Pillow's path then)."""
-    if not data.startswith(_JPEG):
+    like :meth:`ClipEncoder.picture`; None when Pillow's path must take it: not a JPEG, or
+    one stored sideways (nvjpeg ignores EXIF orientation; renditions made at ingest are
+    upright and carry none, a small photo kept as its own rendition may)."""
+    if not data.startswith(_JPEG) or _exif_orientation(data) not in (None, 1):
         return None
     import torch
     from torchvision.io import ImageReadMode, decode_jpeg
@@ -73,13 +76,25 @@ def tensor_picture(encoder: ClipEncoder, data: bytes) -> torch.Tensor | None:
     from torchvision.transforms.v2 import functional as F
 
     raw = torch.frombuffer(bytearray(data), dtype=torch.uint8)
-    image = decode_jpeg(
-        raw, mode=ImageReadMode.RGB, device=encoder.device, apply_exif_orientation=True
-    )
+    image = decode_jpeg(raw, mode=ImageReadMode.RGB, device=encoder.device)
     size = encoder.image_size
     # In float: bicubic with antialias on uint8 is CPU-only; the same op on both devices.
     x = F.resize(image.float(), [size], interpolation=InterpolationMode.BICUBIC, antialias=True)
     return F.center_crop(x, [size, size]).round_().clamp_(0, 255).to(torch.uint8)
+
+
+def _exif_orientation(data: bytes) -> int | None:
+    """The EXIF orientation tag of an image (None: none or unreadable); reads the header
+    only."""
+    import io
+
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return im.getexif().get(0x0112)
+    except Exception:  # unreadable header: the decoder will say why
+        return None
 
 
 def picture(encoder: ClipEncoder, data: bytes) -> torch.Tensor:

@@ -94,20 +94,28 @@ def test_the_device_decode_path_gives_the_model_what_pillow_does(renditions):
     assert cos.min() > 0.995
 
 
-def test_the_device_path_applies_exif_orientation():
+def test_a_jpeg_stored_sideways_takes_pillows_path_upright():
+    """nvjpeg ignores EXIF orientation: such a JPEG is decoded by Pillow, upright."""
     spec = EncoderSpec.parse(TEST_ENCODER)
     on_device = ClipEncoder(spec, "fp32", "cpu", decode_on_device=True)
-    # Left half dark, right half light, stored sideways with "rotate 90° CW" (6) to show.
+    # Stored 200 high x 100 wide, bottom half light, tagged "rotate 90° CW to show" (6):
+    # upright, the left half is light.
     stored = np.zeros((200, 100, 3), np.uint8)
-    stored[100:] = 255  # bottom half light: upright, that is the left half
+    stored[100:] = 255
     exif = Image.Exif()
     exif[0x0112] = 6
     buf = io.BytesIO()
     Image.fromarray(stored).save(buf, "JPEG", exif=exif, quality=95)
-    picture = pipeline.tensor_picture(on_device, buf.getvalue()).float()
+    assert pipeline.tensor_picture(on_device, buf.getvalue()) is None
+    picture = pipeline.picture(on_device, buf.getvalue()).float()
     assert picture.shape[1] == picture.shape[2]  # cropped square
     half = picture.shape[2] // 2
     assert picture[:, :, :half].mean() > 200 > 50 > picture[:, :, half:].mean()
+    # Without the tag the device path takes it, as stored (light at the bottom).
+    plain = io.BytesIO()
+    Image.fromarray(stored).save(plain, "JPEG", quality=95)
+    upright = pipeline.tensor_picture(on_device, plain.getvalue()).float()
+    assert upright[:, half:, :].mean() > 200 > 50 > upright[:, :half, :].mean()
 
 
 def test_fp16_runs_and_matches_fp32(renditions):
