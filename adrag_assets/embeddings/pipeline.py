@@ -53,9 +53,9 @@ def prep_workers(encoder: ClipEncoder) -> int:
 
 
 def set_model_threads(encoder: ClipEncoder) -> None:
-    """One torch thread per usable CPU: torch's default counts the host's physical cores,
-    which in a container can be many more than it may use, and threads that outnumber the
-    cores stall each other (and the decoding threads) at every parallel op."""
+    """One torch thread per CPU the process may run on: torch's default can count cores of
+    the host it may not use, and threads that outnumber the cores stall each other (and the
+    decoding threads) at every parallel op."""
     import torch
 
     if encoder.device == "cpu" and torch.get_num_threads() != cpus():
