@@ -91,15 +91,11 @@ class ClipEncoder:
         steps = self.preprocess.transforms
         norm = next(t for t in steps if hasattr(t, "mean"))
         self.mean, self.std = tuple(norm.mean), tuple(norm.std)
-        # The preprocess split where it turns into a tensor: decoding threads run the Pillow
-        # steps (resize, crop; no torch op, whose own thread team would fight the model's),
-        # the model's thread scales and normalises the whole batch at once.
-        cut = next((k for k, t in enumerate(steps) if "ToTensor" in type(t).__name__), len(steps))
-        self._pillow_steps = steps[:cut]
-        self._splits = [type(t).__name__ for t in steps[cut:]] in (
-            ["MaybeToTensor", "Normalize"],
-            ["ToTensor", "Normalize"],
-        )
+        # The device path (embeddings/pipeline.py) repeats open_clip's usual eval transform:
+        # Pillow-like steps, then to a 0..1 tensor and normalise; other preprocessing keeps
+        # Pillow's path.
+        tail = [type(t).__name__ for t in steps[-2:]]
+        self._splits = tail in (["MaybeToTensor", "Normalize"], ["ToTensor", "Normalize"])
         # The tensor path repeats open_clip's usual eval transform (shortest side, centre
         # crop); a model preprocessed otherwise keeps Pillow's.
         size = getattr(steps[0], "size", None)
@@ -172,22 +168,10 @@ class ClipEncoder:
         """Preprocess one decoded image into the model's input tensor (CHW, float32)."""
         return self.preprocess(image)
 
-    def picture(self, image: Image.Image) -> torch.Tensor:
-        """The preprocess's Pillow steps only: the model's picture as 8-bit CHW, which
-        :meth:`normalise` turns into model input (with a model whose preprocess does not
-        split so, the whole preprocess: float CHW)."""
-        if not self._splits:
-            return self.preprocess(image)
-        for step in self._pillow_steps:
-            image = step(image)
-        return torch.from_numpy(np.array(image.convert("RGB"), np.uint8)).permute(2, 0, 1)
-
     def normalise(self, pictures: torch.Tensor) -> torch.Tensor:
-        """A batch of :meth:`picture` outputs (NCHW) as model input on the model's device:
-        8-bit pictures scaled to 0..1 and normalised (the preprocess's last two steps)."""
+        """8-bit pictures (NCHW, already resized and cropped) as model input on the model's
+        device: scaled to 0..1 and normalised (the preprocess's last two steps)."""
         batch = pictures.to(self.device)
-        if batch.dtype != torch.uint8:
-            return batch
         mean = torch.tensor(self.mean, device=self.device).view(1, 3, 1, 1)
         std = torch.tensor(self.std, device=self.device).view(1, 3, 1, 1)
         return (batch.float().div_(255) - mean).div_(std)
