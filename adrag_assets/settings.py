@@ -101,7 +101,7 @@ def _weights(value: Any) -> Any:
     return value
 
 
-Precision = Annotated[Literal["fp32", "bf16", "auto"], BeforeValidator(_lower)]
+Precision = Annotated[Literal["fp32", "bf16", "fp16", "auto"], BeforeValidator(_lower)]
 SearchMode = Annotated[Literal["hybrid", "dense", "text"], BeforeValidator(_lower)]
 Ranker = Annotated[Literal["weighted", "rrf"], BeforeValidator(_lower)]
 Backend = Annotated[Literal["auto", "replicate", "local"], BeforeValidator(_lower)]

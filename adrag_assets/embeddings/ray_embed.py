@@ -218,7 +218,7 @@ def _keep_wanted(batch: pa.Table, wanted: object) -> pa.Table:
 
 class _Encode:
     """One encoder actor: loads the model once, then decodes and encodes batch after batch
-    with the same code as in-process (:func:`~adrag_assets.embeddings.sync.prepare`)."""
+    with the same code as in-process (:func:`~adrag_assets.embeddings.pipeline.encode_stream`)."""
 
     def __init__(self, spec: str, precision: str, device: str) -> None:
         from adrag_assets.embeddings.encoder import load_encoder
@@ -226,13 +226,24 @@ class _Encode:
         self.encoder = load_encoder(spec, precision, device)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        from adrag_assets.embeddings.sync import prepare
+        # The module, not the function: a test's fault hook replaces it in the worker.
+        from adrag_assets.embeddings import pipeline
 
-        rows, pixels, failures = prepare(self.encoder, batch)
-        vectors = self.encoder.encode_pixels(pixels) if pixels is not None else []
-        out = [{**r, "embedding": v, "error": None} for r, v in zip(rows, vectors, strict=True)]
-        out += [
-            {"image_id": i, "path": None, "labels": None, "embedding": None, "error": msg}
-            for msg, i in failures
-        ]
+        rows = batch.to_pylist()
+        out = []
+        for part in pipeline.encode_stream(self.encoder, rows, max(1, len(rows)), workers=1):
+            out += [
+                {**r, "embedding": v, "error": None}
+                for r, v in zip(part.rows, part.vectors, strict=True)
+            ]
+            out += [
+                {
+                    "image_id": r["image_id"],
+                    "path": None,
+                    "labels": None,
+                    "embedding": None,
+                    "error": f"{r['path']}: cannot decode for the model ({why})",
+                }
+                for r, why in part.failures
+            ]
         return pa.Table.from_pylist(out, RESULT)

@@ -35,7 +35,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -45,6 +44,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm.auto import tqdm
 
+from adrag_assets.embeddings.pipeline import encode_stream, rows_of
 from adrag_assets.embeddings.progress import (
     DONE,
     EMBEDDING,
@@ -60,8 +60,6 @@ from adrag_assets.embeddings.versions import (
 from adrag_assets.tables import EMBEDDINGS, Tables
 
 if TYPE_CHECKING:
-    import torch
-
     from adrag_assets.embeddings.encoder import ClipEncoder
     from adrag_assets.embeddings.ray_embed import RayEmbedder
 
@@ -167,26 +165,6 @@ def _rebatch(batches: Iterable[pa.RecordBatch], size: int) -> Iterator[pa.Record
         yield pa.Table.from_batches(held).combine_chunks().to_batches()[0]
 
 
-def prepare(
-    encoder: ClipEncoder, batch: pa.RecordBatch
-) -> tuple[list[dict], torch.Tensor | None, list[tuple[str, str]]]:
-    """Decode and preprocess one batch: (rows kept, pixel tensor, (message, id) failures)."""
-    # Imported here: the Dagster code location imports this module, and torch costs seconds.
-    import torch
-
-    from adrag_assets.embeddings.encoder import decode_for_model
-
-    kept, pixels, failures = [], [], []
-    for row in batch.to_pylist():
-        try:
-            image = decode_for_model(row.pop("bytes"), encoder.image_size)
-            pixels.append(encoder.pixels(image))
-            kept.append(row)
-        except Exception as e:  # one bad photo never stops the batch
-            failures.append((f"{row['path']}: cannot decode for the model ({e})", row["image_id"]))
-    return kept, (torch.stack(pixels) if pixels else None), failures
-
-
 def sync_embeddings(
     tables: Tables,
     encoder: ClipEncoder,
@@ -250,7 +228,7 @@ def sync_embeddings(
             raise
         progress.finish(DONE)
     else:
-        _embed(tables, encoder, todo, batches, stats, log, progress=progress)
+        _embed(tables, encoder, todo, batches, stats, log, batch_size, progress=progress)
     _refresh_stale(tables, encoder, reembed_batch, batch_size, stats, log, progress)
     if (props.get(PROP_IMAGES_VERSION), props.get(PROP_IMAGES_ENCODER)) != (str(target), eid):
         # After the rows: a run that dies before this line is redone, idempotently.
@@ -450,6 +428,7 @@ def _embed(
     batches: Iterator[pa.RecordBatch],
     stats: EmbedStats,
     log: logging.Logger,
+    batch_size: int,
     on_failed: Callable[[list[str]], None] | None = None,
     progress: Progress | None = None,
 ) -> None:
@@ -482,36 +461,32 @@ def _embed(
     # On a terminal (`adrag ingest`): the whole job's bar, from where it stands.
     bar = tqdm(total=report.total, initial=report.done, desc=report.kind, unit="img", disable=None)
     try:
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="adrag-decode") as pool:
-            future = pool.submit(_next_prepared, encoder, batches)
-            while (prepared := future.result()) is not None:
-                future = pool.submit(_next_prepared, encoder, batches)  # decode ahead
-                rows, pixels, failures = prepared
-                for msg, _ in failures:
-                    log.warning(msg)
-                stats.failed += len(failures)
-                if on_failed is not None:
-                    on_failed([i for _, i in failures])
-                if pixels is not None:
-                    vectors = encoder.encode_pixels(pixels)
-                    _check_vectors(vectors, [r["image_id"] for r in rows], stats)
-                    now = datetime.now(UTC)
-                    for row, vec in zip(rows, vectors, strict=True):
-                        pending.append(
-                            {
-                                **row,
-                                "encoder_id": eid,
-                                "embedding": vec,
-                                "embedded_at": now,
-                                "embed_version": EMBED_VERSION,
-                            }
-                        )
-                    stats.embedded += len(rows)
-                bar.update(len(rows) + len(failures))
-                progress.advance(len(rows) + len(failures))
-                if len(pending) >= WRITE_EVERY:
-                    flush()
-            flush()
+        for part in encode_stream(encoder, rows_of(batches), batch_size):
+            failed = [row["image_id"] for row, _ in part.failures]
+            for row, why in part.failures:
+                log.warning("%s: cannot decode for the model (%s)", row["path"], why)
+            stats.failed += len(failed)
+            if on_failed is not None and failed:
+                on_failed(failed)
+            if part.rows:
+                _check_vectors(part.vectors, [r["image_id"] for r in part.rows], stats)
+                now = datetime.now(UTC)
+                for row, vec in zip(part.rows, part.vectors, strict=True):
+                    pending.append(
+                        {
+                            **row,
+                            "encoder_id": eid,
+                            "embedding": vec,
+                            "embedded_at": now,
+                            "embed_version": EMBED_VERSION,
+                        }
+                    )
+                stats.embedded += len(part.rows)
+            bar.update(len(part.rows) + len(failed))
+            progress.advance(len(part.rows) + len(failed))
+            if len(pending) >= WRITE_EVERY:
+                flush()
+        flush()
     except BaseException:
         progress.finish(FAILED)
         raise
@@ -598,6 +573,7 @@ def _refresh_stale(
         _rebatch(iter_image_batches(tables, sorted(redo), batch_size), batch_size),
         stats,
         log,
+        batch_size,
         on_failed=lambda ids: _set_version(tables, eid, ids, FAILED_VERSION),
         progress=progress,
     )
@@ -627,11 +603,6 @@ def _check_vectors(vectors: np.ndarray, ids: list[str], stats: EmbedStats) -> No
         stats.bad_count += 1
         if len(stats.bad_vectors) < SHOWN:
             stats.bad_vectors.append(ids[k])
-
-
-def _next_prepared(encoder: ClipEncoder, batches: Iterator[pa.RecordBatch]):
-    batch = next(batches, None)
-    return None if batch is None else prepare(encoder, batch)
 
 
 @dataclass

@@ -19,14 +19,17 @@ state the next run completes with nothing duplicated.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import os
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
+from typing import TypeVar
 
 import pyarrow as pa
 from deltalake import write_deltalake
@@ -44,6 +47,7 @@ IN_CHUNK = 500  # keys per filtered query (an IN list): keeps each query's SQL s
 # puts the set in the run's config, which the run record (and the UI) keeps: 1,000 paths are
 # about 60 KB there.
 MAX_CHANGE_SET = 1000
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -106,6 +110,33 @@ def read_photo(
             f"{st.path}: cannot read ({getattr(e, 'strerror', None) or e})"
         ) from None
     return data, dec.decode(st.path, data, rendition_px)
+
+
+def _ahead(
+    pool: ThreadPoolExecutor,
+    look: Callable[[FileStat], _T],
+    files: list[FileStat],
+    options: IngestOptions,
+) -> Iterator[_T]:
+    """``look(f)`` for each of ``files`` in order, the pool working ahead on at most
+    :data:`CHUNK` files (and, when originals are kept, :data:`CHUNK_BYTES` of them): decoding
+    goes on while a chunk is written, and memory holds at most a chunk of looks waiting."""
+    window: deque[tuple[int, Future]] = deque()
+    queued = 0  # bytes of originals waiting in the window
+    rest = iter(files)
+    while True:
+        while len(window) < CHUNK and (not options.store_originals or queued < CHUNK_BYTES):
+            st = next(rest, None)
+            if st is None:
+                break
+            size = 0 if st.problem else st.size
+            window.append((size, pool.submit(look, st)))
+            queued += size
+        if not window:
+            return
+        size, future = window.popleft()
+        queued -= size
+        yield future.result()
 
 
 def _chunks(files: list[FileStat]) -> Iterator[list[FileStat]]:
@@ -522,10 +553,12 @@ def _read_files(
         return ((got[0] if options.store_originals else None), got[1]), None
 
     with ThreadPoolExecutor(options.workers, thread_name_prefix="adrag-decode") as pool:
+        looked = _ahead(pool, look, to_read, options)
         for chunk in _chunks(to_read):
             decoded, file_rows, reject_rows = [], [], []
-            # A chunk at a time (bounded by CHUNK files and CHUNK_BYTES), in the listing's order.
-            for st, (got, reason) in zip(chunk, pool.map(look, chunk), strict=True):
+            # A chunk at a time (bounded by CHUNK files and CHUNK_BYTES), in the listing's
+            # order; the pool decodes on into the next chunk while this one is written.
+            for st, (got, reason) in zip(chunk, itertools.islice(looked, len(chunk)), strict=True):
                 if reason is not None:
                     reason = _storable(reason)
                     reject_rows.append(

@@ -14,17 +14,18 @@ MARKER = "DIE_ONCE_MARKER"  # the file whose creation claims the one death
 
 
 def die_once() -> None:
-    from adrag_assets.embeddings import sync
+    from adrag_assets.embeddings import pipeline
 
     marker = os.environ[MARKER]  # set by the test, through Ray's runtime_env
-    real = sync.prepare
+    real = pipeline.encode_stream
 
-    def prepare(encoder, batch):
-        prepared = real(encoder, batch)
-        try:
-            os.close(os.open(marker, os.O_CREAT | os.O_EXCL))
-        except FileExistsError:
-            return prepared
-        os._exit(1)  # the first one here: die mid-job, with the batch half done
+    def encode_stream(*args, **kwargs):
+        for part in real(*args, **kwargs):
+            try:
+                os.close(os.open(marker, os.O_CREAT | os.O_EXCL))
+            except FileExistsError:
+                yield part
+                continue
+            os._exit(1)  # the first one here: die mid-job, with the batch decoded
 
-    sync.prepare = prepare
+    pipeline.encode_stream = encode_stream
