@@ -347,9 +347,11 @@ def show_gallery() -> None:
         st.caption(f"The {GALLERY_ROWS} newest of {len(rows)}; the rest are kept in the volume.")
 
 
-@st.cache_data(ttl=300, show_spinner="Looking for near duplicates...")
+@st.cache_resource(ttl=300, show_spinner="Looking for near duplicates...")
 def _duplicates(settings: Settings) -> reviews.DuplicateGroups:
     # Range searches over the whole collection: not on every rerun. A decision clears it.
+    # A resource cache: the frozen result is shared as it is, never pickled (a copy of the
+    # class re-imported in the same process, as tests do, cannot be pickled).
     return reviews.duplicate_groups(settings, shared_tool(settings).index)
 
 
