@@ -98,15 +98,13 @@ def _milvus_failure(error: Exception) -> str:
 @main.command()
 @click.pass_context
 def ingest(ctx: click.Context) -> None:
-    """Materialize the whole graph once, in-process: volume -> Delta -> embeddings -> Milvus."""
-    import dagster as dg
-
-    from adrag_assets.dead_runs import process_tags, recover_dead_runs
+    """Materialize the whole graph once, in-process: volume -> Delta -> embeddings -> Milvus,
+    then the text in the photos."""
+    from adrag_assets.dead_runs import recover_dead_runs
     from adrag_assets.defs.embeddings import image_embeddings
     from adrag_assets.defs.index import image_index
     from adrag_assets.defs.photo_text import photo_text
     from adrag_assets.defs.photos import images
-    from adrag_assets.defs.resources import resources_from_settings
     from adrag_assets.embeddings.encoder import load_encoder
     from adrag_assets.embeddings.spec import EncoderError
     from adrag_assets.index.milvus import (
@@ -143,14 +141,29 @@ def ingest(ctx: click.Context) -> None:
         f"volume:  {s.volume}\nencoder: {encoder.label}\nmilvus:  {display_uri(s.milvus_uri)}"
     )
     instance = dagster_instance(s.dagster_home, postgres=bool(s.dagster_pg_url))
-    # Without -v, Dagster's console log (multi-line errors with stack traces) stays off;
-    # warnings and the failure are read back from the run's event log, one line each.
-    level = "INFO" if verbose else "CRITICAL"
     # A run killed earlier would hold the writers' pool slot forever and this run would wait.
     for recovered in recover_dead_runs(instance):
         click.secho(recovered.line, fg="yellow")
+    # Photos searchable first; then the text in them (OCR is far slower than the model), and
+    # the index again for the words, as the daemon's automation does after an upload.
+    _ingest_run(s, instance, [images, image_embeddings, image_index], verbose)
+    if s.ocr:
+        _ingest_run(s, instance, [photo_text, image_index], verbose)
+    _maintain_if_due(s, instance, verbose)
+
+
+def _ingest_run(s: Settings, instance: dg.DagsterInstance, assets: list, verbose: bool) -> None:
+    """Materialize ``assets`` in-process and print what each did; exit on failure."""
+    import dagster as dg
+
+    from adrag_assets.dead_runs import process_tags
+    from adrag_assets.defs.resources import resources_from_settings
+
+    # Without -v, Dagster's console log (multi-line errors with stack traces) stays off;
+    # warnings and the failure are read back from the run's event log, one line each.
+    level = "INFO" if verbose else "CRITICAL"
     result = dg.materialize(
-        [images, photo_text, image_embeddings, image_index],
+        assets,
         resources=resources_from_settings(s),
         instance=instance,
         run_config={"loggers": {"console": {"config": {"log_level": level}}}},
@@ -191,7 +204,6 @@ def ingest(ctx: click.Context) -> None:
         why = failures[0] if failures else "see the Dagster UI"
         fail(f"ingest run {result.run_id} failed: {why} (details: `adrag -v ingest`)")
     click.echo(f"run {result.run_id} succeeded")
-    _maintain_if_due(s, instance, verbose)
 
 
 def _maintain_if_due(s: Settings, instance: dg.DagsterInstance, verbose: bool) -> None:
