@@ -22,8 +22,13 @@ def ocr_code_version() -> str:
     deps=["images"],
     pool=POOL,
     code_version=ocr_code_version(),
-    automation_condition=dg.AutomationCondition.eager()
-    | dg.AutomationCondition.code_version_changed(),
+    # Eager only while OCR is on: off, a run after each upload would read nothing and only
+    # make image_index run again.
+    automation_condition=(
+        dg.AutomationCondition.eager() | dg.AutomationCondition.code_version_changed()
+        if load_settings().ocr
+        else dg.AutomationCondition.code_version_changed()
+    ),
     group_name=GROUP,
     kinds={"delta", "onnx"},
     description="Delta table: the words OCR (RapidOCR, PP-OCRv4 on ONNX Runtime, CPU) reads "
