@@ -68,6 +68,11 @@ def ray_tmp(tmp_path_factory: pytest.TempPathFactory):
         # Ray's memory monitor kills workers when the whole machine is nearly full, which a
         # loaded test machine (every worker's servers) may be: only the test's fault kills.
         mp.setenv("RAY_memory_monitor_refresh_ms", "0")
+        # The fault hook (tests.support.ray_faults) is imported by every worker the cluster
+        # starts: they need the checkout on their path, which pytest gives only to itself.
+        mp.setenv(
+            "PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+        )
         yield short
     shutil.rmtree(short, ignore_errors=True)
 
