@@ -190,7 +190,7 @@ class AppSettings(_Section):
     def _no_trailing_slash(cls, url: str) -> str:
         return url.rstrip("/")
 
-    def asset_url(self, asset: str = "generated_ads") -> str:
+    def asset_url(self, asset: str = "ad_creatives") -> str:
         return f"{self.dagster_url}/assets/{asset}"
 
 

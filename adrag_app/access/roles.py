@@ -23,8 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from adrag_app.yaml_text import parse_yaml
 from adrag_assets.volume import CAMPAIGNS, open_volume
 
 ACCESS_FILE = f"{CAMPAIGNS}/access.yaml"
@@ -90,10 +89,7 @@ class AccessRules:
 def parse_access(text: str, source: str) -> AccessRules:
     """:class:`AccessRules` from YAML text; :class:`AccessFileError` naming ``source`` and the
     entry at fault otherwise."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise AccessFileError(f"{source}: not valid YAML ({e})") from e
+    data = parse_yaml(text, source, AccessFileError)
     if not isinstance(data, dict) or not data:
         raise AccessFileError(
             f"{source}: expected a mapping of roles ({', '.join(ROLE_NAMES)}) to lists of emails"

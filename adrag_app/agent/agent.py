@@ -723,25 +723,23 @@ class Agent:
             "another description, or *start over*."
         )
 
-    def _checked_ad(self, output: dict[str, Any]) -> dict[str, Any]:
-        ad = dict(output.get("ad") or {})
-        path = str(ad.get("path") or "")
+    def _checked_file(self, path: str, what: str) -> str:
+        """``path`` if it is a file in the volume; :class:`_RefusedPath` naming ``what``."""
         try:
             found = is_file(open_volume(self.tool.volume), path)
         except ValueError as e:
-            raise _RefusedPath(f"the tool returned an ad path outside the volume ({e})") from e
+            raise _RefusedPath(f"the tool returned {what} outside the volume ({e})") from e
         if not found:
-            raise _RefusedPath(f"the tool returned an ad path that is not a file: {path!r}")
+            raise _RefusedPath(f"the tool returned {what} that is not a file: {path!r}")
+        return path
+
+    def _checked_ad(self, output: dict[str, Any]) -> dict[str, Any]:
+        ad = dict(output.get("ad") or {})
+        path = self._checked_file(str(ad.get("path") or ""), "an ad path")
         creatives = []
         for creative in output.get("creatives") or ():
             # Every size of the set is shown and downloaded: each must be a file in the volume.
-            other = str((creative or {}).get("path") or "")
-            try:
-                found = is_file(open_volume(self.tool.volume), other)
-            except ValueError as e:
-                raise _RefusedPath(f"the tool returned a creative outside the volume ({e})") from e
-            if not found:
-                raise _RefusedPath(f"the tool returned a creative that is not a file: {other!r}")
+            self._checked_file(str((creative or {}).get("path") or ""), "a creative")
             creatives.append(_creative_summary(creative))
         return {
             "path": path,

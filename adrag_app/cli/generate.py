@@ -1,4 +1,4 @@
-"""``adrag generate``: one ad from the command line, through the same service the app calls.
+"""``adrag generate``: a creative set from the command line, through the service the app calls.
 
 Register it on the ``adrag`` group with ``main.add_command(generate)``; it also runs on its
 own (``generate()``), reading the same ``ADRAG_*`` variables.
@@ -10,14 +10,12 @@ import getpass
 import json
 import logging
 import os
-from typing import TYPE_CHECKING, Any
+import tempfile
+from pathlib import Path
 
 import click
 
 from adrag_app.cli.errors import Command, Text, fail, quiet_milvus_logs
-
-if TYPE_CHECKING:
-    from adrag_assets.settings import Settings
 
 TEXT = Text()
 
@@ -46,7 +44,7 @@ def _default_user() -> str:
     type=click.IntRange(0, 2),
     default=0,
     show_default=True,
-    help="Which of the top-3 photos to use (0 = best match).",
+    help="Which of the top-3 photos to start from (0 = best match).",
 )
 @click.option(
     "--brand",
@@ -66,7 +64,10 @@ def _default_user() -> str:
     help="Only photos with this label, e.g. species=dog (repeatable).",
 )
 @click.option(
-    "--headline", type=TEXT, default=None, help="Words on the ad (default: from the segment)."
+    "--headline",
+    type=TEXT,
+    default=None,
+    help="Words on the ad (default: copy written for the photo and the segment).",
 )
 @click.option(
     "--user", type=TEXT, default=None, help="Who asked for the ad (default: the login name)."
@@ -77,27 +78,25 @@ def _default_user() -> str:
     type=TEXT,
     metavar="NAME|all",
     default=None,
-    help="Campaign creatives for these placements (a name, a comma list, or all): "
-    "meta_feed, meta_square, story, google_landscape, google_square, or the volume's own "
-    "(campaigns/placements.yaml). With it (or --variants) the command writes a set of "
-    "creatives instead of one ad.",
+    help="Placements (a name, a comma list, or all): meta_feed, meta_square, story, "
+    "google_landscape, google_square, or the volume's own (campaigns/placements.yaml). "
+    "Default: meta_feed,story, as in the chat app.",
 )
 @click.option(
     "--variants",
     type=click.IntRange(1, 6),
-    default=None,
-    help="Creatives: how many variants (photo i of the ranking is variant i). Default 3.",
+    default=1,
+    show_default=True,
+    help="How many variants: photos of the ranking from --seed-index on, one each.",
 )
 @click.option(
     "--zip",
     "zip_path",
     type=click.Path(dir_okay=False, writable=True),
     default=None,
-    help="Creatives: also write the set as a zip with a manifest.csv here.",
+    help="Also write the set as a zip with a manifest.csv here.",
 )
-@click.option(
-    "--json", "as_json", is_flag=True, help="Print JSON: one object, or a list of creatives."
-)
+@click.option("--json", "as_json", is_flag=True, help="Print the creatives as a JSON list.")
 @click.pass_context
 def generate(
     ctx: click.Context,
@@ -109,26 +108,26 @@ def generate(
     headline: str | None,
     user: str | None,
     placement: str | None,
-    variants: int | None,
+    variants: int,
     zip_path: str | None,
     as_json: bool,
 ) -> None:
-    """Compose an ad from the best photos for DESCRIPTION and a brand image.
+    """Make the creatives for DESCRIPTION: the best photos, a brand image, written copy.
 
-    Retrieves the top-3 photos, generates the ad from the one at --seed-index (Replicate
-    when REPLICATE_API_TOKEN is set, else the offline compositor), writes it with a JSON
-    sidecar under ads/ in the volume, records it in Dagster and prints its path.
-
-    With --placement and/or --variants: campaign creatives, one per variant x placement
-    (copy written for --segment, never quoting it; --headline wins), a contact sheet, one
-    path per line (--json: a list of creatives; --zip: the set as a zip with a manifest).
+    Retrieves the top photos and makes one creative per variant x placement from the photo
+    at --seed-index on (Replicate when REPLICATE_API_TOKEN is set, else the offline
+    compositor): copy written for --segment, never quoting it (--headline wins), each
+    creative a PNG with a JSON sidecar under ads/ in the volume and a materialization of
+    ad_creatives in Dagster, and a contact sheet. Prints one path per line, the best first
+    (--json: a list of creatives; --zip: the set as a zip with a manifest).
     """
     # Imported here: `adrag --help` must not pay for Dagster, torch and MLflow.
     from adrag_app.creative.brandkit import BrandKitError
     from adrag_app.creative.copywriter import BannedWords
     from adrag_app.creative.placements import PlacementError
     from adrag_app.generators import GenerationError
-    from adrag_app.service.ad_service import AdServiceError, generate_ad
+    from adrag_app.service.ad_service import AdServiceError
+    from adrag_app.service.creatives import DEFAULT_PLACEMENTS, export_zip, make_creatives
     from adrag_assets.embeddings.spec import RANDOM_PREFIX, RANDOM_WARNING, EncoderError
     from adrag_assets.index.milvus import MilvusError, MilvusUnavailable
     from adrag_assets.index.search import IndexNotReady
@@ -142,27 +141,13 @@ def generate(
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
         logging.getLogger("mlflow").setLevel(logging.WARNING)
     quiet_milvus_logs(bool(obj.get("verbose")))
-    creatives_wanted = placement is not None or variants is not None or zip_path is not None
     try:
         settings = obj.get("settings") or load_settings()
-        if creatives_wanted:
-            _creatives(
-                description,
-                placement or "all",
-                variants or 3,
-                brand=brand,
-                segment=segment,
-                user=_default_user() if user is None else user,
-                filters=_parse_filters(filters),
-                headline=headline,
-                settings=settings,
-                zip_path=zip_path,
-                as_json=as_json,
-            )
-            return
-        result = generate_ad(
+        creatives = make_creatives(
             description,
-            seed_index,
+            placement or DEFAULT_PLACEMENTS,
+            variants,
+            seed_index=seed_index,
             brand=brand,
             segment=segment,
             user=_default_user() if user is None else user,
@@ -170,6 +155,8 @@ def generate(
             headline=headline,
             settings=settings,
         )
+        if zip_path:
+            _write_zip(Path(zip_path), export_zip(creatives, settings))
     except click.ClickException:
         raise
     except MilvusError as e:
@@ -189,62 +176,23 @@ def generate(
     ) as e:
         fail(str(e))
 
-    meta = result.metadata
-    if meta["encoder_id"].startswith(RANDOM_PREFIX):
-        click.secho(
-            f"note: encoder {meta['encoder_id']} has {RANDOM_WARNING}", fg="yellow", err=True
-        )
-    if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "path": result.path,
-                    "sidecar": result.sidecar,
-                    "file": open_volume(settings.volume_uri).display(result.path),
-                    "seed_path": meta["seed_path"],
-                    "seed_image_id": meta["seed_image_id"],
-                    "brand_path": meta["brand_path"],
-                    "generator": meta["generator"],
-                    "model": meta["model"],
-                    "encoder_id": meta["encoder_id"],
-                },
-                indent=2,
-            )
-        )
-        return
-    # The full path, so `open "$(adrag generate ...)"` works from anywhere.
-    click.echo(open_volume(settings.volume_uri).display(result.path))
-
-
-def _creatives(
-    description: str,
-    placement: str,
-    variants: int,
-    *,
-    zip_path: str | None,
-    as_json: bool,
-    settings: Settings,
-    **options: Any,
-) -> None:
-    import tempfile
-    from pathlib import Path
-
-    from adrag_app.service.creatives import export_zip, make_creatives
-    from adrag_assets.volume import open_volume
-
-    creatives = make_creatives(description, placement, variants, settings=settings, **options)
-    if zip_path:
-        data = export_zip(creatives, settings)
-        target = Path(zip_path)
-        # Atomic: a reader never sees half a zip, a failure leaves none.
-        with tempfile.NamedTemporaryFile(dir=target.parent or ".", delete=False) as tmp:
-            tmp.write(data)
-        os.replace(tmp.name, target)
-        if not as_json:
-            click.echo(f"zip: {target}", err=True)
-    if as_json:
-        click.echo(json.dumps([c.as_dict() for c in creatives], indent=2, ensure_ascii=False))
-        return
+    encoder_id = creatives[0].metadata["encoder_id"]
+    if encoder_id.startswith(RANDOM_PREFIX):
+        click.secho(f"note: encoder {encoder_id} has {RANDOM_WARNING}", fg="yellow", err=True)
     store = open_volume(settings.volume_uri)
+    if as_json:
+        listed = [{**c.as_dict(), "file": store.display(c.path)} for c in creatives]
+        click.echo(json.dumps(listed, indent=2, ensure_ascii=False))
+        return
+    if zip_path:
+        click.echo(f"zip: {zip_path}", err=True)
+    # Full paths, so `open "$(adrag generate ... | head -1)"` works from anywhere.
     for c in creatives:
         click.echo(store.display(c.path))
+
+
+def _write_zip(target: Path, data: bytes) -> None:
+    # Atomic: a reader never sees half a zip, a failure leaves none.
+    with tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as tmp:
+        tmp.write(data)
+    os.replace(tmp.name, target)

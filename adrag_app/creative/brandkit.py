@@ -23,11 +23,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 from PIL import Image, ImageFont, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from adrag_app.creative.contrast import contrast_ratio
+from adrag_app.yaml_text import parse_yaml
 from adrag_assets.volume import BRAND, Volume
 
 KIT_FILE = f"{BRAND}/kit.yaml"
@@ -168,10 +168,7 @@ def load_kit(
     except FileNotFoundError:
         return default_kit(product, product_path)
     where = volume.display(KIT_FILE)
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as e:
-        raise BrandKitError(f"{where}: not valid YAML ({e})") from None
+    data = parse_yaml(text, where, BrandKitError) or {}
     if not isinstance(data, dict):
         raise BrandKitError(f"{where}: expected a mapping (name, colors, logo, font, ...)")
     try:

@@ -11,9 +11,9 @@ from collections.abc import Mapping
 from importlib import resources
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from adrag_app.yaml_text import parse_yaml
 from adrag_assets.volume import CAMPAIGNS, Volume
 
 PLACEMENTS_FILE = f"{CAMPAIGNS}/placements.yaml"
@@ -108,10 +108,7 @@ def _problems(error: ValidationError, source: str, prefix: str) -> list[str]:
 
 
 def _parse(text: str, source: str) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as e:
-        raise PlacementError(f"{source}: not valid YAML ({e})") from None
+    data = parse_yaml(text, source, PlacementError) or {}
     if not isinstance(data, dict) or not isinstance(data.get("placements"), dict):
         raise PlacementError(f"{source}: expected a mapping 'placements:' of name -> placement")
     return data["placements"]

@@ -15,7 +15,7 @@ from adrag_app.generators.base import (
     Generator,
 )
 from adrag_app.generators.factory import make_generator
-from adrag_app.generators.local import LocalCompositor, headline_from_prompt
+from adrag_app.generators.local import LocalCompositor
 from adrag_app.generators.replicate_generator import ReplicateGenerator
 
 __all__ = [
@@ -28,6 +28,5 @@ __all__ = [
     "Generator",
     "LocalCompositor",
     "ReplicateGenerator",
-    "headline_from_prompt",
     "make_generator",
 ]

@@ -18,9 +18,8 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-import yaml
-
 from adrag_app.planner.words import normalise, stem
+from adrag_app.yaml_text import parse_yaml
 
 SPECIES = ("dog", "cat")
 ORDERED = {
@@ -274,10 +273,7 @@ def _cues(data: Any, source: str) -> Cues:
 def parse_facts(text: str, source: str) -> FactsBook:
     """A :class:`FactsBook` from YAML text; :class:`BreedsFileError` naming ``source`` and the
     entry at fault otherwise."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise BreedsFileError(f"{source}: not valid YAML ({e})") from e
+    data = parse_yaml(text, source, BreedsFileError)
     if not isinstance(data, dict) or not isinstance(data.get("breeds"), dict):
         raise BreedsFileError(f"{source}: expected a mapping with a 'breeds' mapping")
     if not isinstance(data.get("cues"), dict) or not isinstance(

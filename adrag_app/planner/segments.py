@@ -14,8 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from adrag_app.yaml_text import parse_yaml
 from adrag_assets.volume import CAMPAIGNS, open_volume
 
 VOLUME_FILE = f"{CAMPAIGNS}/segments.yaml"
@@ -90,10 +89,7 @@ def _ideas(data: Any, where: str) -> tuple[Idea, ...]:
 def parse_catalog(text: str, source: str) -> Catalog:
     """A :class:`Catalog` from YAML text; :class:`SegmentsFileError` naming ``source`` and the
     entry at fault otherwise."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise SegmentsFileError(f"{source}: not valid YAML ({e})") from e
+    data = parse_yaml(text, source, SegmentsFileError)
     if not isinstance(data, dict) or not isinstance(data.get("segments"), list):
         raise SegmentsFileError(f"{source}: expected a mapping with a 'segments' list")
     segments, names = [], set()

@@ -1,52 +1,38 @@
-"""The image-gen service: retrieve the top-K photos, generate one ad, write it back, report it.
+"""The image-gen service's retrieval: the top-K photos for a description, and the brand image.
 
 Deterministic and stateless: the same description (and filters) against the same index gives
-the same ranked photos, and ``generate_ad(description, seed_index=i)`` uses photo ``i`` of
-exactly that list. Conversation policy (proposals, rejections, confirmation) belongs to the
-agent that calls this as a tool. Paths travel between the parts, never bytes: every path that
-enters or leaves the service is relative to the volume and checked by
+the same ranked photos, and ``make_creatives(description, seed_index=i)``
+(:mod:`adrag_app.service.creatives`, where ads are made) uses photo ``i`` of exactly that list.
+Conversation policy (proposals, rejections, confirmation) belongs to the agent that calls this
+as a tool. Paths travel between the parts, never bytes: every path that enters or leaves the
+service is relative to the volume and checked by
 :meth:`Volume.relative <adrag_assets.volume.Volume.relative>`.
-
-An ad is ``<volume>/ads/<YYYY-MM-DD>/<slug>-<id>.png`` with a ``.json`` sidecar beside it, and
-a materialization of the ``generated_ads`` asset in Dagster carrying the same metadata.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import logging
 import re
-import secrets
-import time
 import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import dagster as dg
 from PIL import Image
 
-from adrag_app.access.spending import Spending
-from adrag_app.generators import Generator, make_generator
 from adrag_assets import tracing
-from adrag_assets.ads.writeback import report_ad
 from adrag_assets.images.decode import ACCEPTED_FORMATS
 from adrag_assets.images.taken import TakenRange
 from adrag_assets.index.milvus import MilvusIndex
 from adrag_assets.index.search import search_live, taken_filter
 from adrag_assets.index.similar import similar_to_image
-from adrag_assets.redact import redact, redact_text
+from adrag_assets.redact import redact_text
 from adrag_assets.settings import Settings, load_settings
-from adrag_assets.volume import ADS, BRAND, open_volume
-
-log = logging.getLogger(__name__)
+from adrag_assets.volume import BRAND, open_volume
 
 TOP_K = 3
-SIDECAR_VERSION = 1
 MAX_DESCRIPTION = 500
 # Label keys come from CSV headers and sidecar JSON keys; anything else in a filter is refused
 # rather than quoted, since Milvus has no escape syntax for JSON path keys.
@@ -66,7 +52,7 @@ class AdServiceError(RuntimeError):
 
 @dataclass(frozen=True)
 class Candidate:
-    """One retrieved photo. ``rank`` is 0-based: ``generate_ad(seed_index=rank)`` uses it."""
+    """One retrieved photo. ``rank`` is 0-based: ``make_creatives(seed_index=rank)`` uses it."""
 
     rank: int
     image_id: str
@@ -76,18 +62,6 @@ class Candidate:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-@dataclass(frozen=True)
-class AdResult:
-    """A written ad: its PNG and sidecar (relative to the volume) and its metadata."""
-
-    path: str
-    sidecar: str
-    metadata: dict[str, Any]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "sidecar": self.sidecar, "metadata": self.metadata}
 
 
 # -- paths -----------------------------------------------------------------------------------
@@ -301,50 +275,7 @@ def retrieve(
     return _retrieve_traced(description, k, filters, settings, index, exclude, like)[0]
 
 
-# -- generation ------------------------------------------------------------------------------
-
-
-def ad_headline(
-    description: str,
-    segment: str = "",
-    headline: str | None = None,
-    labels: Mapping[str, Any] | None = None,
-) -> str:
-    """The words printed on the ad: ``headline`` if given, else ad copy written for the
-    photo's labels (:mod:`adrag_app.creative.copywriter`); never the segment, which says who
-    the ad is for, not what it says. One line, without double quotes (they delimit it in the
-    prompt)."""
-    if headline and headline.strip():
-        words = headline
-    else:
-        from adrag_app.creative.brandkit import default_kit
-        from adrag_app.creative.copywriter import template_copy
-
-        _check_description(description)
-        words = template_copy(default_kit(None), dict(labels or {}), 0, 40).headline
-    return " ".join(words.split()).replace('"', "'")[:120]
-
-
-def build_prompt(description: str, segment: str = "", headline: str | None = None) -> str:
-    """The instruction for a multi-image model: image 1 is the seed photo, image 2 the product.
-
-    The last line is ``Headline: "..."``: FLUX renders it as on-image text and the local
-    compositor prints it in its band (see ``headline_from_prompt``).
-    """
-    scene = _check_description(description)
-    audience = " ".join(segment.split())
-    lines = [
-        "Place the product from image 2 naturally into the scene of image 1, keeping the "
-        "animal and the setting of image 1 as they are and the product exactly as in image 2 "
-        "(shape, colours, label).",
-        "Match the scene's lighting, perspective and shadows so it reads as one photograph.",
-        f"Scene: {scene}.",
-    ]
-    if audience:
-        lines.append(f"Audience: {audience}. Make the mood appeal to them.")
-    lines.append("Style: clean, bright, photorealistic advertising photo; leave room for text.")
-    lines.append(f'Headline: "{ad_headline(scene, audience, headline)}"')
-    return "\n".join(lines)
+# -- shared by the creatives -----------------------------------------------------------------
 
 
 def _slug(text: str, max_len: int = 40) -> str:
@@ -361,190 +292,3 @@ def _generation_seed(image_id: str, brand_sha256: str, prompt: str) -> int:
     # picture, so "deterministic" holds as far as the provider allows.
     digest = hashlib.sha256(f"{image_id}\n{brand_sha256}\n{prompt}".encode()).digest()
     return int.from_bytes(digest[:4], "big") % 2**31
-
-
-def generate_ad(
-    description: str,
-    seed_index: int = 0,
-    *,
-    brand: str | Path | None = None,
-    segment: str = "",
-    user: str = "",
-    filters: dict[str, str] | None = None,
-    exclude: Sequence[str] = (),
-    like: str = "",
-    headline: str | None = None,
-    settings: Settings | None = None,
-    generator: Generator | None = None,
-    instance: dg.DagsterInstance | None = None,
-    index: MilvusIndex | None = None,
-) -> AdResult:
-    """Compose an ad from photo ``seed_index`` of ``retrieve(description, 3, filters,
-    exclude=exclude)`` and a brand image, write it to the volume and record it in Dagster.
-
-    ``exclude`` (and ``like``, see :func:`retrieve`) must be the ones the photos were shown
-    with: the top-3 is searched again, and ``seed_index`` points into it.
-
-    ``brand``: a path inside ``<volume>/brand/`` (relative to the volume, or absolute); by
-    default the first brand image by name. ``generator``: by default ``make_generator()``
-    (Replicate with a token, else the local compositor). ``instance``: the Dagster instance to
-    report to; by default the one at DAGSTER_HOME.
-
-    A failed generation raises the generator's ``GenerationError`` unchanged and leaves
-    nothing behind: no file, no sidecar, no materialization.
-    """
-    settings = settings or load_settings()
-    store = open_volume(settings.volume_uri)
-    # What people type goes into the prompt, the file name, the sidecar, Dagster and the
-    # logs: a secret or token pasted into it is dropped here, before any of them.
-    description, segment, user = redact(description), redact(segment), redact(user)
-    headline = redact(headline) if headline is not None else None
-    filters = redact(dict(filters)) if filters else filters
-    with tracing.span(
-        "generate_ad",
-        tracing.CHAIN,
-        inputs={
-            "description": description,
-            "seed_index": seed_index,
-            "segment": segment,
-            "brand": str(brand) if brand is not None else None,
-            "filters": dict(filters or {}),
-            "exclude": list(exclude or ()),
-            **({"like": like} if like else {}),
-        },
-        attributes={"user": user},
-    ) as root:
-        if not isinstance(seed_index, int) or not 0 <= seed_index < TOP_K:
-            raise ValueError(
-                f"seed_index must be 0, 1 or 2 (one of the top {TOP_K}), got {seed_index!r}"
-            )
-        scene = _check_description(description)
-        # Before the search: a wrong brand path should not cost an encoder load and a query.
-        brand_rel = resolve_brand(settings, brand)
-        candidates, encoder_id = _retrieve_traced(
-            scene, TOP_K, filters, settings, index, exclude, like
-        )
-        if seed_index >= len(candidates):
-            raise AdServiceError(
-                f"only {len(candidates)} photo(s) match {scene!r}"
-                + (f" with filters {dict(filters)}" if filters else "")
-                + f"; seed_index {seed_index} is out of range"
-            )
-        seed = candidates[seed_index]
-        if store.stat(store.relative(seed.path)) is None:
-            raise AdServiceError(
-                f"the photo {seed.path} is in the index but not in the volume (deleted since "
-                f"the last sync?); re-run ingest or pick another photo"
-            )
-        # Generators want files: the volume's own for a folder, downloaded copies for a bucket.
-        seed_file = store.local_path(seed.path)
-        brand_file = store.local_path(brand_rel)
-        brand_sha256 = hashlib.sha256(brand_file.read_bytes()).hexdigest()
-        words = ad_headline(scene, segment, headline, seed.labels)
-        prompt = build_prompt(scene, segment, words)
-        gen_seed = _generation_seed(seed.image_id, brand_sha256, prompt)
-        generator = generator or make_generator()
-
-        created = datetime.now(UTC)
-        ad_id = secrets.token_hex(6)
-        ad_rel = store.relative(f"{ADS}/{created:%Y-%m-%d}/{_slug(scene)}-{ad_id}.png")
-        sidecar_rel = ad_rel.removesuffix(".png") + ".json"
-
-        with tracing.span(
-            "generate_image",
-            tracing.TOOL,
-            inputs={
-                "prompt": prompt,
-                "seed_path": seed.path,
-                "brand_path": brand_rel,
-                "generation_seed": gen_seed,
-            },
-            attributes={
-                "generator": getattr(generator, "name", type(generator).__name__),
-                "model": getattr(generator, "model", ""),
-            },
-        ) as tool:
-            started = time.perf_counter()
-            # A model call is paid: counted against the daily limits first (the local
-            # compositor is free). Refused over them before anything is spent.
-            paid = getattr(generator, "name", "") != "local"
-            spending = Spending.from_settings(settings)
-            reservation = spending.reserve(user, 1) if paid else None
-            try:
-                try:
-                    image = generator.generate(seed_file, brand_file, prompt, seed=gen_seed)
-                except BaseException:
-                    if reservation is not None:
-                        spending.give_back(reservation)
-                    raise
-                metadata = {
-                    "schema_version": SIDECAR_VERSION,
-                    "ad_id": ad_id,
-                    "path": ad_rel,
-                    "sidecar": sidecar_rel,
-                    "segment": segment,
-                    "description": scene,
-                    "headline": words,
-                    "prompt": prompt,
-                    "filters": dict(filters or {}),
-                    "seed_index": seed_index,
-                    "seed_image_id": seed.image_id,
-                    "seed_path": seed.path,
-                    "seed_score": seed.score,
-                    "seed_labels": seed.labels,
-                    "brand_path": brand_rel,
-                    "brand_sha256": brand_sha256,
-                    "generator": image.generator,
-                    "model": image.model,
-                    "provider_id": image.provider_id,
-                    "generation_seed": gen_seed,
-                    "duration_s": round(image.duration_s, 3),
-                    "encoder_id": encoder_id,
-                    "user": user,
-                    "created_at": created.isoformat(),
-                    "ad_sha256": hashlib.sha256(image.png).hexdigest(),
-                }
-                # The provider's fields too (provider_id, model) pass through redaction.
-                metadata = redact(metadata)
-                sidecar = json.dumps(metadata, indent=2, ensure_ascii=False).encode() + b"\n"
-                # Sidecar first: whoever sees the PNG can rely on its sidecar being there.
-                store.write_all_or_nothing([(sidecar_rel, sidecar), (ad_rel, image.png)])
-            except BaseException as error:
-                tool.set_attributes(
-                    {
-                        "outcome": "error",
-                        "error_type": type(error).__name__,
-                        "duration_s": round(time.perf_counter() - started, 3),
-                    }
-                )
-                raise
-            tool.set_attributes(
-                {
-                    "outcome": "success",
-                    "generator": image.generator,
-                    "model": image.model,
-                    "provider_id": image.provider_id or "",
-                    "duration_s": round(time.perf_counter() - started, 3),
-                    "generator_duration_s": round(image.duration_s, 3),
-                    "ad_path": ad_rel,
-                }
-            )
-            tool.set_outputs({"path": ad_rel, "sidecar": sidecar_rel})
-
-        with tracing.span("report_to_dagster", tracing.UNKNOWN, inputs={"path": ad_rel}):
-            try:
-                report_ad(
-                    settings.dagster_home, instance, metadata, image.png, store.display(ad_rel)
-                )
-            except Exception as e:
-                # An ad that Dagster does not know about breaks lineage: take it back.
-                store.delete([ad_rel, sidecar_rel])
-                raise AdServiceError(
-                    f"the ad was generated but could not be recorded in Dagster "
-                    f"({type(e).__name__}: {e}); nothing was kept"
-                ) from e
-
-        result = AdResult(path=ad_rel, sidecar=sidecar_rel, metadata=metadata)
-        root.set_outputs({"path": ad_rel, "sidecar": sidecar_rel, "seed_path": seed.path})
-    log.info("ad %s from %s + %s (%s)", ad_rel, seed.path, brand_rel, image.generator)
-    return result

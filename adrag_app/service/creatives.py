@@ -74,6 +74,13 @@ MAX_VARIANTS = TOP_K * 2
 # ten times as long.
 PNG_LEVEL = 1
 PREVIEW_PX = 360  # contact sheet rows and Dagster thumbnails
+# The set made when no placements are named (a conversation, `adrag generate`): the feed and
+# a story, the two a Meta campaign cannot do without.
+DEFAULT_PLACEMENTS = ("meta_feed", "story")
+
+
+# Where a creative came from, printed with it (``adrag generate --json``, the agent's tool).
+_PROVENANCE = ("seed_path", "seed_image_id", "brand_path", "generator", "model", "encoder_id")
 
 
 @dataclass(frozen=True)
@@ -117,6 +124,7 @@ class Creative:
             "sidecar": self.sidecar,
             "set_id": self.set_id,
             "variant": self.variant,
+            **{k: self.metadata.get(k) for k in _PROVENANCE},
         }
 
     @classmethod
@@ -163,6 +171,23 @@ class _Source:
     photo: Image.Image
     subject: tuple[int, int, int, int]
     copy: Copy
+
+
+@dataclass(frozen=True)
+class _Brief:
+    """What every creative of one set (or one edit) shares, as its sidecar records it."""
+
+    folder: str
+    set_id: str
+    version: int
+    parent: str | None
+    scene: str
+    segment: str
+    encoder_id: str
+    user: str
+    person: Person | None
+    headline_override: str | None
+    filters: dict[str, str]
 
 
 @dataclass
@@ -314,12 +339,6 @@ def _generate_base(
     }
 
 
-def _preview_png(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", compress_level=PNG_LEVEL)
-    return buffer.getvalue()
-
-
 def _png(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", compress_level=PNG_LEVEL)
@@ -342,7 +361,7 @@ def _write(
         report_creatives(
             ctx.settings.dagster_home,
             instance,
-            [(meta, _preview_png(p), ctx.store.display(meta["path"])) for meta, _, p in items],
+            [(meta, _png(p), ctx.store.display(meta["path"])) for meta, _, p in items],
         )
     except Exception as e:
         ctx.store.delete([path for path, _ in files])
@@ -360,30 +379,20 @@ def _metadata(
     rendered: Any,
     gen: dict[str, Any],
     png: bytes,
-    *,
-    folder: str,
-    set_id: str,
-    version: int,
-    parent: str | None,
-    scene: str,
-    segment: str,
-    encoder_id: str,
-    user: str,
-    person: Person | None,
-    headline_override: str | None,
+    brief: _Brief,
     base_path: str | None,
 ) -> dict[str, Any]:
-    name = f"v{source.variant + 1}-{placement.name}-r{version}"
-    path = f"{folder}/{name}.png"
+    name = f"v{source.variant + 1}-{placement.name}-r{brief.version}"
+    path = f"{brief.folder}/{name}.png"
     meta: dict[str, Any] = {
         "schema_version": SIDECAR_SCHEMA,
         "kind": "creative",
         "path": path,
-        "sidecar": f"{folder}/{name}.json",
-        "set_id": set_id,
+        "sidecar": f"{brief.folder}/{name}.json",
+        "set_id": brief.set_id,
         "variant": source.variant,
-        "version": version,
-        "parent": parent,
+        "version": brief.version,
+        "parent": brief.parent,
         "placement": placement.name,
         "placement_label": placement.label,
         "platform": placement.platform,
@@ -401,8 +410,9 @@ def _metadata(
         "logo_box": list(rendered.logo_box) if rendered.logo_box else None,
         "safe_zone": list(placement.safe_box()),
         "safe_zone_ok": rendered.safe_ok,
-        "segment": segment,
-        "description": scene,
+        "segment": brief.segment,
+        "description": brief.scene,
+        "filters": brief.filters,
         "seed_image_id": source.seed.image_id,
         "seed_path": source.seed.path,
         "seed_score": source.seed.score,
@@ -414,11 +424,11 @@ def _metadata(
         "model": gen["model"],
         "provider_id": gen.get("provider_id"),
         "base_path": base_path,
-        "encoder_id": encoder_id,
-        "user": user,
+        "encoder_id": brief.encoder_id,
+        "user": brief.user,
         # Who signed in (never a token or cookie): the provider's subject and the email.
-        "user_subject": person.subject if person else None,
-        "user_email": person.email if person else None,
+        "user_subject": brief.person.subject if brief.person else None,
+        "user_email": brief.person.email if brief.person else None,
         "created_at": datetime.now(UTC).isoformat(),
         "sha256": hashlib.sha256(png).hexdigest(),
         "notes": (
@@ -429,7 +439,7 @@ def _metadata(
         # Exactly what rendered this version: an edit starts from here.
         "render": {
             "look": look.as_dict(),
-            "headline_override": headline_override,
+            "headline_override": brief.headline_override,
             "copy": source.copy.as_dict(),
         },
     }
@@ -443,17 +453,7 @@ def _produce(
     sources: list[_Source],
     chosen: list[Placement],
     look: Look,
-    *,
-    folder: str,
-    set_id: str,
-    version: int,
-    parent: str | None,
-    scene: str,
-    segment: str,
-    encoder_id: str,
-    user: str,
-    person: Person | None,
-    headline_override: str | None,
+    brief: _Brief,
     bases: dict[tuple[int, str], tuple[str, bytes, dict[str, Any]]],
 ) -> tuple[list[tuple[dict[str, Any], bytes, Image.Image]], list[tuple[str, bytes]]]:
     """Render every (variant, placement); returns (metadata, png) pairs and new base files.
@@ -468,11 +468,12 @@ def _produce(
             if (source.variant, ratio) not in bases
         ]
         spending = Spending.from_settings(ctx.settings)
-        reservation = spending.reserve(person.subject if person else user, len(missing))
+        who = brief.person.subject if brief.person else brief.user
+        reservation = spending.reserve(who, len(missing))
         try:
             for source, ratio in missing:
-                png, gen = _generate_base(ctx, source, ratio, scene)
-                rel = f"{folder}/v{source.variant + 1}-base-{_ratio_slug(ratio)}.png"
+                png, gen = _generate_base(ctx, source, ratio, brief.scene)
+                rel = f"{brief.folder}/v{source.variant + 1}-base-{_ratio_slug(ratio)}.png"
                 bases[(source.variant, ratio)] = (rel, png, gen)
                 new_bases.append((rel, png))
         except BaseException:
@@ -488,31 +489,12 @@ def _produce(
             base_path, png, gen = bases[(source.variant, placement.aspect_ratio)]
             with Image.open(io.BytesIO(png)) as im:
                 base = (im.convert("RGB"), gen)
-        headline = headline_override or source.copy.headline
+        headline = brief.headline_override or source.copy.headline
         rendered, gen = _render_one(ctx, source, placement, look, headline, base)
         png = _png(rendered.image)
         preview = rendered.image.copy()
         preview.thumbnail((PREVIEW_PX, PREVIEW_PX))
-        meta = _metadata(
-            ctx,
-            source,
-            placement,
-            look,
-            rendered,
-            gen,
-            png,
-            folder=folder,
-            set_id=set_id,
-            version=version,
-            parent=parent,
-            scene=scene,
-            segment=segment,
-            encoder_id=encoder_id,
-            user=user,
-            person=person,
-            headline_override=headline_override,
-            base_path=base_path,
-        )
+        meta = _metadata(ctx, source, placement, look, rendered, gen, png, brief, base_path)
         return meta, png, preview
 
     jobs = [(s, p) for s in sources for p in chosen]
@@ -523,9 +505,10 @@ def _produce(
 
 def make_creatives(
     description: str,
-    placements: str | Sequence[str] = "all",
+    placements: str | Sequence[str] = DEFAULT_PLACEMENTS,
     variants: int = 3,
     *,
+    seed_index: int = 0,
     headline: str | None = None,
     segment: str = "",
     look: Look | None = None,
@@ -542,8 +525,10 @@ def make_creatives(
     contact_sheet: bool = True,
     parent: Creative | None = None,
 ) -> list[Creative]:
-    """Creatives for ``description``: ``variants`` photos (the best first) x ``placements``
-    (names, a comma list, or ``"all"``), ordered by variant then placement.
+    """Creatives for ``description``: ``variants`` photos x ``placements`` (names, a comma
+    list, or ``"all"``), ordered by variant then placement. The photos are the ranking's from
+    ``seed_index`` on (0 = the best match; one of the top-3 the marketer was shown, searched
+    with the same ``filters``, ``exclude`` and ``like``).
 
     ``headline``: the marketer's own (wins over written copy; refused if it uses a banned
     word). ``segment``: who the ad is for; the copy is written for them, never quoting them.
@@ -559,6 +544,10 @@ def make_creatives(
     look = look or Look()
     if not isinstance(variants, int) or not 1 <= variants <= MAX_VARIANTS:
         raise ValueError(f"variants must be between 1 and {MAX_VARIANTS}, got {variants!r}")
+    if isinstance(seed_index, bool) or seed_index not in range(TOP_K):
+        raise ValueError(
+            f"seed_index must be 0, 1 or 2 (one of the top {TOP_K}), got {seed_index!r}"
+        )
     with tracing.span(
         "make_creatives",
         tracing.CHAIN,
@@ -566,6 +555,7 @@ def make_creatives(
             "description": description,
             "placements": placements if isinstance(placements, str) else list(placements),
             "variants": variants,
+            "seed_index": seed_index,
             "segment": segment,
         },
         attributes=_who(user, person),
@@ -576,17 +566,19 @@ def make_creatives(
         if headline:
             refuse_banned(ctx.kit, headline=headline)
         candidates, encoder_id = _retrieve_traced(
-            scene, max(variants, TOP_K), filters, settings, index, exclude, like
+            scene, max(seed_index + variants, TOP_K), filters, settings, index, exclude, like
         )
-        if not candidates:
+        if len(candidates) <= seed_index:
             raise AdServiceError(
-                f"no photo matches {scene!r}"
+                (f"only {len(candidates)} photo(s) match" if candidates else "no photo matches")
+                + f" {scene!r}"
                 + (f" with filters {dict(filters)}" if filters else "")
+                + (f"; there is no photo {seed_index + 1}" if candidates else "")
             )
         chat = _chat(settings)
         limit = min(p.limits.headline for p in chosen)
         sources = []
-        for i, seed in enumerate(candidates[:variants]):
+        for i, seed in enumerate(candidates[seed_index : seed_index + variants]):
             photo = _load_image(ctx.store, ctx.store.relative(seed.path)).convert("RGB")
             copy = write_copy(
                 ctx.kit,
@@ -603,11 +595,7 @@ def make_creatives(
         set_id = secrets.token_hex(4)
         folder = ctx.store.relative(f"{ADS}/{created:%Y-%m-%d}/{_slug(scene)}-{set_id}")
         started = time.perf_counter()
-        items, bases = _produce(
-            ctx,
-            sources,
-            chosen,
-            look,
+        brief = _Brief(
             folder=folder,
             set_id=set_id,
             version=parent.version + 1 if parent else 1,
@@ -618,8 +606,9 @@ def make_creatives(
             user=user,
             person=person,
             headline_override=headline,
-            bases={},
+            filters=dict(filters or {}),
         )
+        items, bases = _produce(ctx, sources, chosen, look, brief, bases={})
         extra = list(bases)
         if contact_sheet:
             sheet = f"{folder}/contact-sheet.png"
@@ -693,6 +682,17 @@ def _clamp(value: float, lo: float, hi: float) -> float:
     return min(hi, max(lo, value))
 
 
+def edited_look(look: Look, edit: Edit) -> Look:
+    """``look`` with ``edit``'s tone steps and product changes applied, within their ranges."""
+    return replace(
+        look,
+        warmth=_clamp(look.warmth + (edit.warmth or 0.0), -1, 1),
+        brightness=_clamp(look.brightness + (edit.brightness or 0.0), -1, 1),
+        product_position=edit.product_position or look.product_position,
+        product_scale=_clamp(look.product_scale * (edit.product_scale or 1.0), 0.5, 1.6),
+    )
+
+
 def edit_creative(
     path: str,
     edit: Edit,
@@ -712,14 +712,7 @@ def edit_creative(
     ctx = _context(settings, meta["brand_path"], generator)
     if ctx.kit.digest != meta["brand_kit_digest"]:
         log.info("brand kit changed since %s; the edit uses the current kit", parent.path)
-    old = Look(**meta["render"]["look"])
-    look = replace(
-        old,
-        warmth=_clamp(old.warmth + (edit.warmth or 0.0), -1, 1),
-        brightness=_clamp(old.brightness + (edit.brightness or 0.0), -1, 1),
-        product_position=edit.product_position or old.product_position,
-        product_scale=_clamp(old.product_scale * (edit.product_scale or 1.0), 0.5, 1.6),
-    )
+    look = edited_look(Look(**meta["render"]["look"]), edit)
     headline_override = meta["render"]["headline_override"]
     if edit.headline is not None and edit.headline.strip():
         headline_override = " ".join(redact(edit.headline).split())
@@ -749,11 +742,7 @@ def edit_creative(
                 ctx.store.read_bytes(base_rel),
                 gen,
             )
-    items, new_bases = _produce(
-        ctx,
-        [source],
-        [placement],
-        look,
+    brief = _Brief(
         folder=folder,
         set_id=parent.set_id,
         version=version,
@@ -764,8 +753,9 @@ def edit_creative(
         user=redact(user),
         person=person,
         headline_override=headline_override,
-        bases=bases,
+        filters=dict(meta.get("filters") or {}),
     )
+    items, new_bases = _produce(ctx, [source], [placement], look, brief, bases)
     _write(ctx, items, new_bases, instance)
     return Creative.from_metadata(items[0][0])
 

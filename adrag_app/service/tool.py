@@ -43,9 +43,11 @@ from adrag_app.creative.layout import Look
 from adrag_app.generators import Generator
 from adrag_app.service import ad_service as service
 from adrag_app.service.creatives import (
+    DEFAULT_PLACEMENTS,
     Creative,
     Edit,
     edit_creative,
+    edited_look,
     load_creative,
     make_creatives,
 )
@@ -65,9 +67,6 @@ POSITIONS = (
 MAX_HEADLINE = 120  # what the ad service prints at most; placements set their own limits
 SCALE_RANGE = (0.25, 4.0)
 _PLACEMENT = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,39}$")
-# The set a conversation makes when the marketer has not picked placements: the feed and a
-# story, the two a Meta campaign cannot do without.
-DEFAULT_PLACEMENTS = ("meta_feed", "story")
 TOOL_SCHEMA: dict[str, Any] = {
     "type": "function",
     "name": TOOL_NAME,
@@ -203,16 +202,14 @@ class ServiceTool:
 
     def __call__(self, arguments: dict[str, Any], context: ToolContext) -> dict[str, Any]:
         description, seed_index, generate = check_arguments(arguments)
-        filters = dict(context.filters) or None
-        exclude = tuple(context.exclude)
         if not generate:
             found = service.retrieve(
                 description,
                 service.TOP_K,
-                filters,
+                dict(context.filters) or None,
                 settings=self.settings,
                 index=self.index,
-                exclude=exclude,
+                exclude=tuple(context.exclude),
                 like=context.like,
             )
             return {
@@ -250,33 +247,20 @@ class ServiceTool:
         look: Look | None = None,
         parent: Creative | None = None,
     ) -> list[Creative]:
-        """Photo ``seed_index`` of the description's top-3 x ``placements``: the photos
-        ranked above it are left out of the search, so the set's one variant is that photo."""
-        filters = dict(context.filters) or None
-        exclude = tuple(context.exclude)
-        if seed_index:
-            above = service.retrieve(
-                description,
-                service.TOP_K,
-                filters,
-                settings=self.settings,
-                index=self.index,
-                exclude=exclude,
-                like=context.like,
-            )[:seed_index]
-            exclude = (*exclude, *(c.image_id for c in above))
+        """Photo ``seed_index`` of the description's top-3 x ``placements``."""
         return make_creatives(
             description,
             placements,
             1,
+            seed_index=seed_index,
             headline=headline,
             segment=context.segment,
             look=look,
             brand=context.brand,
             user=context.user,
             person=context.person,
-            filters=filters,
-            exclude=exclude,
+            filters=dict(context.filters) or None,
+            exclude=tuple(context.exclude),
             like=context.like,
             settings=self.settings,
             generator=self.generator,
@@ -317,34 +301,28 @@ class ServiceTool:
                 context,
                 placements=list(edits.get("placement") or [c.placement for c in current]),
                 headline=change.headline or first["render"]["headline_override"],
-                look=_edited_look(Look(**first["render"]["look"]), change),
+                look=edited_look(Look(**first["render"]["look"]), change),
                 parent=current[0],
             )
-        elif "placement" in edits:
-            made = [
-                edit_creative(
-                    current[0].path,
-                    replace(change, placement=name),
-                    user=context.user,
-                    person=context.person,
-                    settings=self.settings,
-                    generator=self.generator,
-                    instance=self.instance,
-                )
-                for name in edits["placement"]
-            ]
         else:
+            # A placement edit renders the set's first creative in each placement asked for;
+            # any other edit renders every creative of the set again.
+            jobs = (
+                [(current[0].path, replace(change, placement=n)) for n in edits["placement"]]
+                if "placement" in edits
+                else [(c.path, change) for c in current]
+            )
             made = [
                 edit_creative(
-                    c.path,
-                    change,
+                    path,
+                    job,
                     user=context.user,
                     person=context.person,
                     settings=self.settings,
                     generator=self.generator,
                     instance=self.instance,
                 )
-                for c in current
+                for path, job in jobs
             ]
         lineage = {
             "version": int(ad.get("version") or 1) + 1,
@@ -383,16 +361,6 @@ def _as_edit(edits: Mapping[str, Any]) -> Edit:
         brightness=steps["brightness"] or None,
         product_position=LAYOUT_POSITION.get(position, position) if position else None,
         product_scale=float(product["scale"]) if "scale" in product else None,
-    )
-
-
-def _edited_look(look: Look, edit: Edit) -> Look:
-    return replace(
-        look,
-        warmth=min(1.0, max(-1.0, look.warmth + (edit.warmth or 0.0))),
-        brightness=min(1.0, max(-1.0, look.brightness + (edit.brightness or 0.0))),
-        product_position=edit.product_position or look.product_position,
-        product_scale=min(1.6, max(0.5, look.product_scale * (edit.product_scale or 1.0))),
     )
 
 

@@ -410,23 +410,21 @@ def show_duplicates() -> None:
                     except (support.RefusedPath, OSError) as e:
                         st.caption(f"not shown: {e}")
                     st.caption(f"`{p.path}`")
+                    # An archived photo offers its undo in the place of the archive button.
                     if p.archived:
                         st.caption(f"Archived by {p.by or 'someone'}")
-                        st.button(
-                            "Undo",
-                            key=f"dup-restore-{p.image_id}",
-                            on_click=on_review,
-                            args=([p.image_id], RESTORE),
-                            icon=":material/undo:",
-                        )
-                    else:
-                        st.button(
-                            "Archive",
-                            key=f"dup-archive-{p.image_id}",
-                            on_click=on_review,
-                            args=([p.image_id], ARCHIVE),
-                            icon=":material/archive:",
-                        )
+                    label, action, icon = (
+                        ("Undo", RESTORE, ":material/undo:")
+                        if p.archived
+                        else ("Archive", ARCHIVE, ":material/archive:")
+                    )
+                    st.button(
+                        label,
+                        key=f"dup-{action}-{p.image_id}",
+                        on_click=on_review,
+                        args=([p.image_id], action),
+                        icon=icon,
+                    )
             kept = all(p.decision == KEEP for p in group)
             st.button(
                 "Kept: all reviewed" if kept else "Keep all",

@@ -1,5 +1,5 @@
-"""Ads out: brand images (a source), ``generated_ads`` (each ad reported by the image-gen
-service, not made by a run) and ``campaign_ads``, one ad per audience segment.
+"""Ads out: brand images (a source), ``ad_creatives`` (each creative reported by the service
+that writes it, not made by a run) and ``campaign_ads``, one creative set per audience segment.
 
 This module is part of the composition root: it may import the app (the planner and the
 image-gen service) because Dagster runs them here.
@@ -26,18 +26,6 @@ brand_images = dg.AssetSpec(
     "one by name. Not materialized by Dagster: people upload them.",
     kinds={"files"},
 )
-
-generated_ads = dg.AssetSpec(
-    "generated_ads",
-    deps=["image_index", brand_images],
-    group_name=GROUP,
-    description="Ads written by the image-gen service to ads/YYYY-MM-DD/ in the volume, a "
-    "PNG and a JSON sidecar each. Every ad is one materialization, reported by the service "
-    "(not a run), with the segment, prompt, seed photo, brand image, generator, model, "
-    "encoder and a thumbnail.",
-    kinds={"files"},
-)
-
 
 ad_creatives = dg.AssetSpec(
     "ad_creatives",
@@ -132,20 +120,38 @@ def campaign_segments(volume: Volume, root: str) -> list[str]:
     return [redact_text(" ".join(seg.name.split()))[:100] for seg in catalog.segments]
 
 
+# What a campaign's set shares, shown on its materialization (each creative has its own).
+_SET_KEYS = (
+    "set_id",
+    "headline",
+    "primary_text",
+    "cta",
+    "seed_path",
+    "seed_image_id",
+    "brand_path",
+    "generator",
+    "model",
+    "encoder_id",
+    "contact_sheet",
+)
+
+
 @dg.asset(
     partitions_def=segments,
     deps=["image_index", brand_images],
     group_name=GROUP,
     kinds={"files"},
-    description="One ad per audience segment listed in campaigns/segments.txt (or, while "
-    "it lists none, the planner's segments): the planner proposes a pet description, the "
-    "service retrieves the best photo and composes the ad.",
+    description="One creative set per audience segment listed in campaigns/segments.txt (or, "
+    "while it lists none, the planner's segments): the planner proposes a pet description, "
+    "the service retrieves the best photo and makes the set in every placement (copy written "
+    "for the segment, never quoting it, and a contact sheet). Each creative is also an "
+    "ad_creatives materialization.",
 )
 def campaign_ads(
     context: dg.AssetExecutionContext, volume: VolumeResource, milvus: MilvusResource
 ) -> dg.MaterializeResult:
     from adrag_app.planner.planner import make_planner
-    from adrag_app.service.ad_service import generate_ad
+    from adrag_app.service.creatives import make_creatives
 
     segment = context.partition_key
     settings = load_settings().model_copy(update={"volume": Path(volume.root)})
@@ -153,9 +159,10 @@ def campaign_ads(
     if proposal.note:
         context.log.warning(redact_text(proposal.note))
     context.log.info(redact_text(f"{segment} -> {proposal.description} ({proposal.reason})"))
-    ad = generate_ad(
+    made = make_creatives(
         proposal.description,
-        0,
+        "all",
+        1,
         segment=segment,
         filters=proposal.filters,
         user="campaign_ads",
@@ -163,19 +170,20 @@ def campaign_ads(
         instance=context.instance,
         index=milvus.get(),
     )
-    meta = {k: v for k, v in ad.metadata.items() if isinstance(v, (str, int, float, bool))}
-    return dg.MaterializeResult(
-        metadata=redact(
-            {
-                **meta,
-                "segment": segment,
-                "description": proposal.description,
-                "reason": proposal.reason,
-                "planner": proposal.source,
-                "ad_path": ad.path,
-            }
-        )
+    first = made[0].metadata
+    meta = redact(
+        {
+            **{k: first[k] for k in _SET_KEYS if first.get(k) is not None},
+            "segment": segment,
+            "description": proposal.description,
+            "reason": proposal.reason,
+            "planner": proposal.source,
+            "ad_path": made[0].path,
+        }
     )
+    meta["filters"] = dg.MetadataValue.json(redact(dict(proposal.filters or {})))
+    meta["creatives"] = dg.MetadataValue.json([c.path for c in made])
+    return dg.MaterializeResult(metadata=meta)
 
 
 @dg.sensor(
@@ -204,5 +212,5 @@ campaign_job = dg.define_asset_job(
     "campaign_job",
     selection=[campaign_ads],
     partitions_def=segments,
-    description="Generate the ad of one audience segment (a partition of campaign_ads).",
+    description="Make the creative set of one audience segment (a partition of campaign_ads).",
 )

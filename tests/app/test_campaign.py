@@ -1,4 +1,4 @@
-"""Batch mode: campaign segments as dynamic partitions, one ad per segment."""
+"""Batch mode: campaign segments as dynamic partitions, one creative set per segment."""
 
 from __future__ import annotations
 
@@ -6,13 +6,14 @@ import json
 
 import dagster as dg
 
+from adrag_app.creative.placements import load_placements
 from adrag_assets.defs.ads import campaign_ads, campaign_segments_sensor, read_segments, segments
 from adrag_assets.defs.resources import resources_from_settings
 from adrag_assets.volume import open_volume
 from tests.support.helpers import draw_brand, index_for, run_pipeline
 
 
-def test_segments_file_drives_partitions_and_each_partition_makes_an_ad(
+def test_segments_file_drives_partitions_and_each_partition_makes_a_creative_set(
     pets, instance, monkeypatch
 ):
     monkeypatch.setenv("ADRAG_TRACING", "off")
@@ -47,17 +48,33 @@ def test_segments_file_drives_partitions_and_each_partition_makes_an_ad(
     meta = {k: v.value for k, v in mat.metadata.items()}
     assert meta["segment"] == "outdoor-loving dog owners"
     assert meta["description"]
-    ad = pets.volume / meta["ad_path"]
-    assert ad.is_file() and ad.with_suffix(".json").is_file()
-    sidecar = json.loads(ad.with_suffix(".json").read_text())
-    assert sidecar["segment"] == "outdoor-loving dog owners"
+    # A creative set in every placement, from one photo, with a contact sheet.
+    placements = load_placements(volume)
+    assert len(meta["creatives"]) == len(placements) and meta["ad_path"] == meta["creatives"][0]
+    sidecars = [
+        json.loads((pets.volume / p).with_suffix(".json").read_text()) for p in meta["creatives"]
+    ]
+    assert {s["placement"] for s in sidecars} == set(placements)
+    assert {s["set_id"] for s in sidecars} == {meta["set_id"]}
+    assert (pets.volume / meta["contact_sheet"]).is_file()
+    for sidecar in sidecars:
+        assert sidecar["segment"] == "outdoor-loving dog owners"
+        # The segment says who the ad is for, never what it says.
+        assert "dog owners" not in sidecar["headline"].lower()
+        assert sidecar["user"] == "campaign_ads"
+        assert (pets.volume / sidecar["path"]).is_file()
+    sidecar = sidecars[0]
     # The planner asks for a dog for dog owners, and the species filter runs in Milvus.
     assert sidecar["filters"].get("species") in (None, "dog")
     if sidecar["filters"]:
         assert sidecar["seed_labels"]["species"] == "dog"
-    # Every campaign ad is also a generated_ads materialization.
-    event = instance.get_latest_materialization_event(dg.AssetKey("generated_ads"))
-    assert event is not None
+    # Every creative of the set is also an ad_creatives materialization (lineage to the photo).
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("ad_creatives")), limit=20
+    ).records
+    assert {r.asset_materialization.metadata["path"].value for r in records} == set(
+        meta["creatives"]
+    )
 
     # A segment removed from the file leaves the partitions.
     seg_file.write_text("outdoor-loving dog owners\n")

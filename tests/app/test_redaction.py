@@ -57,6 +57,8 @@ def test_generated_ad_leaves_no_token_anywhere_under_adrag_home(settings, env):
             f"dog owners {KEY}",
             "--headline",
             f"Fresh {PASTED}",
+            "--placement",
+            "meta_square",  # one aspect ratio: one model call
             "--json",
             env={
                 **env,
@@ -73,7 +75,7 @@ def test_generated_ad_leaves_no_token_anywhere_under_adrag_home(settings, env):
     assert MARKER in prompt and not _leaks(prompt)
     assert not _leaks(out.stdout + out.stderr)
 
-    ad = json.loads(out.stdout)
+    (ad,) = json.loads(out.stdout)
     assert ad["model"] == DEFAULT_REPLICATE_MODEL
     sidecar = json.loads((settings.volume / ad["sidecar"]).read_text())
     assert sidecar["description"] == f"a beagle on a lawn {MARKER} {REDACTED} {REDACTED}"

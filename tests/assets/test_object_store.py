@@ -87,7 +87,7 @@ def test_ingest_search_generate_delete_from_a_bucket(bucket_env, s3, tmp_path):
     hits = json.loads(adrag("search", "pug on a sofa", "-k", "1", "--json", env=bucket_env).stdout)
     assert hits[0]["path"] == "raw/pets/pug_112.jpg"
 
-    ad = json.loads(adrag("generate", "a pug on a sofa", "--json", env=bucket_env).stdout)
+    ad = json.loads(adrag("generate", "a pug on a sofa", "--json", env=bucket_env).stdout)[0]
     assert ad["file"] == f"s3://{BUCKET}/library/{ad['path']}"
     assert ad["brand_path"] == "brand/bottle.png"
     keys = s3.keys(BUCKET)

@@ -137,7 +137,7 @@ def test_defaults_follow_home_and_empty_means_default(tmp_path: Path) -> None:
     assert resources_from_settings(s)["tables"].root == str(tables)  # type: ignore[attr-defined]
     assert (s.search_mode, s.keep_old_collections, s.hybrid_weights) == ("dense", True, (0.7, 0.3))
     assert s.tracing.enabled is False
-    assert s.app.asset_url() == "http://d:3000/assets/generated_ads"
+    assert s.app.asset_url() == "http://d:3000/assets/ad_creatives"
     copy = s.model_copy(update={"volume": tmp_path / "v"})
     assert (copy.volume, copy.tables_dir, s.volume) == (tmp_path / "v", tables, home / "volume")
 
