@@ -23,7 +23,8 @@ from adrag_assets.settings import OFFLINE_ENCODER, SettingsError, load_settings
 from adrag_assets.volume import BRAND
 
 MARKER = ".adrag-demo-home"  # only a folder carrying this is wiped on the next demo
-QUERIES = ["a beagle on a lawn", "a cat sleeping on a sofa", "a dog running on the beach"]
+# Dogs first: the demo's ad is for dog owners, from the first of these with a good match.
+QUERIES = ["a beagle on a lawn", "a dog running on the beach", "a cat sleeping on a sofa"]
 SEGMENT = "outdoor-loving dog owners"
 SCENES = {
     "beach": ((135, 200, 235), (235, 215, 160)),
@@ -109,6 +110,16 @@ def fresh_home(home: Path) -> None:
     (home / MARKER).write_text("made by `make demo`; removed by the next one\n")
 
 
+def _first_match(queries: list[str]) -> str:
+    """The first query with a good match (the relevance floor leaves some with none, e.g. a
+    beagle among the drawings); the last one if none has."""
+    from adrag_app.cli.errors import quiet_mlflow_logs
+    from adrag_app.service.ad_service import retrieve
+
+    quiet_mlflow_logs()
+    return next((q for q in queries if retrieve(q, 1)), queries[-1])
+
+
 @click.command()
 @click.option(
     "--images",
@@ -161,14 +172,15 @@ def main(images: Path | None) -> None:
         draw_brand(brand / "demo-bottle.png")
         click.echo(f"\nbrand image: drew a stand-in product bottle at {brand / 'demo-bottle.png'}")
     pack = settings.home / "demo-creatives.zip"
+    brief = _first_match(QUERIES)
     click.echo(
-        f'\nadrag generate "{QUERIES[0]}" --segment "{SEGMENT}" --placement all --variants 1 '
+        f'\nadrag generate "{brief}" --segment "{SEGMENT}" --placement all --variants 1 '
         f"--zip {pack}"
     )
     cli.main(
         [
             "generate",
-            QUERIES[0],
+            brief,
             "--segment",
             SEGMENT,
             "--placement",

@@ -7,6 +7,7 @@ Exit 1 for errors, 2 for usage errors (click's convention: a bad option or argum
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Any, NoReturn
 
@@ -37,6 +38,13 @@ def quiet_milvus_logs(verbose: bool) -> None:
 
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+def quiet_mlflow_logs() -> None:
+    """Keep MLflow's store setup (INFO, on its own handler) off stderr: it sets that level
+    when it is imported (later, lazily), from this variable."""
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
 
 
 class OneLineErrors:

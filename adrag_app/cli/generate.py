@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import getpass
 import json
-import logging
 import os
 import tempfile
 from pathlib import Path
 
 import click
 
-from adrag_app.cli.errors import Command, Text, fail, quiet_milvus_logs
+from adrag_app.cli.errors import Command, Text, fail, quiet_milvus_logs, quiet_mlflow_logs
 
 TEXT = Text()
 
@@ -136,10 +135,7 @@ def generate(
 
     obj = ctx.obj if isinstance(ctx.obj, dict) else {}
     if not obj.get("verbose"):
-        # MLflow logs its store setup at INFO on its own handler, and sets that level when it
-        # is imported (later, lazily), from this variable; keep stderr to real problems.
-        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-        logging.getLogger("mlflow").setLevel(logging.WARNING)
+        quiet_mlflow_logs()
     quiet_milvus_logs(bool(obj.get("verbose")))
     try:
         settings = obj.get("settings") or load_settings()

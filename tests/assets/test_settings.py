@@ -35,7 +35,7 @@ ALLOWED_WRITES = {
         'os.environ["ADRAG_ENCODER"] = OFFLINE_ENCODER',
     ): "the demo's offline fallback must reach the adrag commands it runs, as a user would",
     (
-        "adrag_app/cli/generate.py",
+        "adrag_app/cli/errors.py",
         'os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")',
     ): "MLflow sets its log level from this variable when it is imported, lazily, later",
 }
