@@ -14,7 +14,7 @@ collection, plus the relevance floor's separate BM25 probe), and the product's s
 today excluding the text encoder (``search``: the floor and ``_search_in`` with diversity, a
 precomputed vector).
 
-    python -m bench.hybrid_scale [--sizes 20000,100000] [--dim 512] [--queries 200]
+    python -m bench.hybrid_scale [--sizes 20000] [--large] [--dim 512] [--queries 200]
 """
 
 from __future__ import annotations
@@ -158,11 +158,14 @@ def measure(n: int, dim: int, images: Path, count: int) -> dict[str, tuple[float
 
 
 @click.command()
-@click.option("--sizes", default="20000,100000", help="Collection sizes, comma-separated.")
+@click.option("--sizes", default="20000", help="Collection sizes, comma-separated.")
+@click.option("--large", is_flag=True, help="Add N = 100,000.")
 @click.option("--dim", default=512, help="Vector size (512: ViT-B-32).")
 @click.option("--queries", default=200)
 @click.option("--images", type=click.Path(path_type=Path), default=DEFAULT_IMAGES)
-def main(sizes: str, dim: int, queries: int, images: Path) -> None:
+def main(sizes: str, large: bool, dim: int, queries: int, images: Path) -> None:
+    if large:
+        sizes += ",100000"
     print(f"== hybrid search vs. library size (dim {dim}, {queries} queries; ms p50 / p95)")
     rows = {int(n): measure(int(n), dim, images, queries) for n in sizes.split(",")}
     keys = next(iter(rows.values())).keys()
