@@ -1,8 +1,8 @@
 """Hybrid search against the library's size, without the photo pipeline (minutes, not hours).
 
 A Milvus Lite collection of N rows is built with the project's own index code
-(``MilvusIndex.ensure_collection`` / ``upsert`` / ``flush``): random unit vectors, and labels drawn from
-the pet sample's ``labels.csv`` (breed, species) with a short caption, so BM25 sees the
+(``MilvusIndex.ensure_collection`` / ``upsert`` / ``flush``): random unit vectors, and labels
+drawn from the pet sample's ``labels.csv`` (breed, species) with a short caption, so BM25 sees the
 sample's words at realistic frequencies. Built once per (N, dim), cached under
 ``~/.cache/adrag-bench``.
 
