@@ -67,8 +67,10 @@ bench: setup
 
 # Libraries of N = 300, 5,000 and 20,000 photos (BENCH_SCALE_ARGS="--large" adds 100,000):
 # first ingest, one upload, maintenance, search; ~25 min on 2 cores (not part of `make test`).
+# Then hybrid search alone on collections of 20,000 (and 100,000) rows built directly.
 bench-scale: setup
 	$(BIN)/python -m bench.scale $(BENCH_SCALE_ARGS)
+	$(BIN)/python -m bench.hybrid_scale $(filter --large,$(BENCH_SCALE_ARGS))
 
 lint: setup
 	$(BIN)/ruff check .

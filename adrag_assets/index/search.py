@@ -29,6 +29,9 @@ if TYPE_CHECKING:
     from adrag_assets.embeddings.encoder import ClipEncoder
 
 
+CANDIDATES = 50  # hits each side of a hybrid search proposes before fusion
+
+
 class IndexNotReady(RuntimeError):
     """Nothing is indexed yet."""
 
@@ -174,13 +177,26 @@ def visible(filter: str, settings: Settings) -> str:
 
 
 def _search_if_relevant(
-    index: MilvusIndex, live: LiveCollection, query: str, k: int, filter: str, s: Settings
+    index: MilvusIndex,
+    live: LiveCollection,
+    query: str,
+    k: int,
+    filter: str,
+    s: Settings,
+    vector: list[float] | None = None,
 ) -> list[Hit]:
-    """The top-``k``, or nothing when the query has no good match (the relevance floor)."""
-    if not s.relevance_floor or has_text_evidence(index, live.name, query, filter):
-        return _search_in(index, live, query, k, filter, s)
+    """The top-``k``, or nothing when the query has no good match (the relevance floor).
+    ``vector``: the query already encoded (``bench/hybrid_scale.py`` times the rest).
+
+    The floor's BM25 probe fetches the hybrid's text candidates at once: at 100,000 photos
+    BM25 is most of a search's cost, so it is asked once (``bench/hybrid_scale.py``)."""
+    if not s.relevance_floor:
+        return _search_in(index, live, query, k, filter, s, vector)
+    text_hits = text_evidence(index, live.name, query, filter)
+    if text_hits:
+        return _search_in(index, live, query, k, filter, s, vector, text_hits)
     vector = dense_evidence(index, live, query, filter)
-    return [] if vector is None else _search_in(index, live, query, k, filter, s, vector)
+    return [] if vector is None else _search_in(index, live, query, k, filter, s, vector, [])
 
 
 def has_text_evidence(index: MilvusIndex, name: str, query: str, filter: str = "") -> bool:
@@ -188,8 +204,18 @@ def has_text_evidence(index: MilvusIndex, name: str, query: str, filter: str = "
     left out) among the photos ``filter`` lets through: the floor is asked of the photos the
     search may answer with, so "a beagle" among photos of a month with no beagle is no match
     rather than the pugs of that month."""
+    return bool(text_evidence(index, name, query, filter, 1))
+
+
+def text_evidence(
+    index: MilvusIndex, name: str, query: str, filter: str = "", limit: int = CANDIDATES
+) -> list[Hit]:
+    """BM25's top ``limit`` photos with a positive score for the query's words (stop words
+    left out) under ``filter``: the text evidence :func:`has_text_evidence` asks for."""
     words = evidence_words(query)
-    return bool(words) and any(h.score > 0 for h in index.search_text(name, words, 1, filter))
+    return (
+        [h for h in index.search_text(name, words, limit, filter) if h.score > 0] if words else []
+    )
 
 
 def dense_evidence(
@@ -217,6 +243,7 @@ def _search_in(
     filter: str,
     s: Settings,
     vector: list[float] | None = None,
+    text_hits: list[Hit] | None = None,
 ) -> list[Hit]:
     # Near duplicates of a better-ranked photo give way (ADRAG_DIVERSITY; index/diversity.py).
     return diverse_top_k(
@@ -235,6 +262,7 @@ def _search_in(
             s.hybrid_ranker,
             s.hybrid_weights,
             vector=vector,
+            text_hits=text_hits,
         ),
     )
 
@@ -249,22 +277,38 @@ def search_collection(
     mode: str = "hybrid",
     ranker: str = "weighted",
     weights: tuple[float, float] = (0.5, 0.5),
-    candidates: int = 50,
+    candidates: int = CANDIDATES,
     vector: list[float] | None = None,
+    text_hits: list[Hit] | None = None,
 ) -> list[Hit]:
     """Top-``k`` of one named collection (live or not) in one search mode: what search does
     behind the alias, and what the evaluation runs on a collection before it goes live.
-    ``vector``: the query already encoded. No relevance floor here (the evaluation ranks
-    every query)."""
+    ``vector``: the query already encoded; ``text_hits``: :func:`text_evidence` for it under
+    ``filter`` (BM25 is then not asked again when they cover the candidates). BM25 gets the
+    query's words without stop words, as the floor does. No relevance floor here (the
+    evaluation ranks every query)."""
+    words = evidence_words(query)
+    if text_hits is not None and CANDIDATES <= len(text_hits) < max(candidates, k):
+        text_hits = None  # more candidates wanted than the probe fetched (diversity widening)
     if mode == "text":
         return index.search_hybrid(
-            name, _zero(encoder.dim), query, k, filter, "weighted", (0.0, 1.0), candidates
+            name,
+            _zero(encoder.dim),
+            words,
+            k,
+            filter,
+            "weighted",
+            (0.0, 1.0),
+            candidates,
+            text_hits,
         )
     if vector is None:
         vector = encoder.encode_texts([query])[0].tolist()
     if mode == "dense":
         return index.search_dense(name, vector, k, filter)
-    return index.search_hybrid(name, vector, query, k, filter, ranker, weights, candidates)
+    return index.search_hybrid(
+        name, vector, words, k, filter, ranker, weights, candidates, text_hits
+    )
 
 
 def _zero(dim: int) -> list[float]:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from pymilvus import AnnSearchRequest, WeightedRanker
 
-from adrag_assets.index.search import search
+from adrag_assets.index.search import live_encoder, search
 from adrag_assets.settings import load_settings
 from tests.support.helpers import index_for, run_pipeline
 
@@ -28,6 +29,21 @@ def test_a_breed_name_ranks_that_breed_first(index, breed):
 def test_same_description_same_top3_and_rrf_agrees(index, monkeypatch):
     first = [h.image_id for h in search(index, "a beagle on a lawn", k=3)]
     assert first == [h.image_id for h in search(index, "a beagle on a lawn", k=3)]
+    # The weighted fusion, made in Python so that BM25 runs once per search, ranks and
+    # scores as Milvus's own WeightedRanker does.
+    name, encoder = live_encoder(index)
+    for query, weights in [("beagle lawn", (0.5, 0.5)), ("cat sofa", (0.8, 0.2))]:
+        vector = encoder.encode_texts([query])[0].tolist()
+        ours = index.search_hybrid(name, vector, query, 10, weights=weights)
+        reqs = [
+            AnnSearchRequest([vector], "vector", {"metric_type": "COSINE"}, 50),
+            AnnSearchRequest([query], "sparse", {"metric_type": "BM25"}, 50),
+        ]
+        milvus = index.client.hybrid_search(name, reqs, WeightedRanker(*weights), limit=10)[0]
+        # Equal scores (common with BM25) come in any order from Milvus: compare by score, id.
+        assert sorted((-round(h.score, 5), h.image_id) for h in ours) == sorted(
+            (-round(h["distance"], 5), h["image_id"]) for h in milvus
+        )
     monkeypatch.setenv("ADRAG_HYBRID_RANKER", "rrf")
     rrf = search(index, "a beagle on a lawn", k=3, settings=load_settings())
     # RRF fuses ranks only: with a meaningless dense ranking (random weights) a dense-only
