@@ -106,6 +106,10 @@ def test_upload_delete_and_encoder_switch(pg_stack, monkeypatch):
 
     # Switch the encoder: restart the stack with another model. The automation re-embeds
     # into a new collection; search answers throughout and ends on the new collection.
+    # Stopped between runs: a run the stop kills stays STARTED in PostgreSQL (the dead-runs
+    # recovery judges pids on SQLite only), and the automation would not run its assets again.
+    in_flight = dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED])
+    wait_for(lambda: not instance.get_runs(in_flight), 300, "the runs to end", stack, every=1)
     stack.stop()
     stack.env["ADRAG_ENCODER"] = "random:adrag-tiny@2"
     stack.start()

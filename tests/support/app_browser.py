@@ -127,7 +127,7 @@ class AppPage:
     """A page of the app and the conversation's steps: each waits until the page shows what
     it expects and the script run is over, then (given a name) saves a screenshot."""
 
-    def __init__(self, page, shots: Path | None = None):
+    def __init__(self, page, shots: Path):
         self.page = page
         self.shots = shots
         self.expect = patient_expect()
@@ -154,7 +154,6 @@ class AppPage:
         self.settle(expected, shot)
 
     def shot(self, name: str, full_page: bool = True) -> None:
-        assert self.shots is not None, "no folder for screenshots"
         self.shots.mkdir(parents=True, exist_ok=True)
         self.page.mouse.move(0, 0)  # no tooltip over the page
         self.page.screenshot(path=str(self.shots / name), full_page=full_page)
