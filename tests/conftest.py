@@ -20,17 +20,31 @@ OURS = ("adrag_assets", "adrag_app")
 # turn it on (tests/assets/test_photo_text.py).
 os.environ["ADRAG_OCR"] = "off"
 
-# Files that run whole stacks (minutes each) start first: with a test file per worker
-# (`make test`), a long file picked up last would be the suite's tail on its own.
+# Files that run whole stacks (minutes each) start first, longest first (their time on a loaded
+# machine): with a test file per worker (`make test`), a long file picked up last would be the
+# suite's tail on its own. xdist keeps this order with --no-loadscope-reorder (pyproject.toml).
 SLOW_FIRST = (
+    "tests/e2e/test_stack_e2e.py",
+    "tests/assets/test_ray_embed.py",
+    "tests/e2e/test_first_hour.py",
+    "tests/assets/test_damaged_tables.py",
+    "tests/assets/test_eval_cli.py",
+    "tests/e2e/test_stack_lifecycle.py",
+    "tests/e2e/test_stack_lineage.py",
+    "tests/assets/test_dead_runs.py",
+    "tests/assets/test_encoder_serving.py",
+    "tests/assets/test_object_store.py",
+    "tests/assets/test_index_heal.py",
     "tests/e2e/",
     "tests/assets/test_concurrency.py",
-    "tests/assets/test_eval_cli.py",
-    "tests/assets/test_damaged_tables.py",
-    "tests/assets/test_encoder_serving.py",
     "tests/assets/test_sensor_retry.py",
-    "tests/assets/test_dead_runs.py",
-    "tests/assets/test_ray_embed.py",
+    "tests/assets/test_cli_and_definitions.py",
+    "tests/assets/test_quality_gate.py",
+    "tests/assets/test_encoder_pyfunc.py",
+    "tests/app/test_redaction.py",
+    "tests/app/test_chat_cli.py",
+    "tests/assets/test_dagster_postgres.py",
+    "tests/assets/test_evaluation.py",
 )
 
 

@@ -15,6 +15,7 @@ from adrag_app.cli.stack import free_port, port_open
 from adrag_assets.defs.resources import POOL
 from adrag_assets.instance import dagster_instance, ensure_dagster_home
 from adrag_assets.settings import load_settings
+from tests.support.app_home import stop
 from tests.support.data import pets_images
 from tests.support.slot_race import race
 
@@ -62,8 +63,7 @@ def test_concurrent_ingests_never_overlap_their_writer_steps(env, settings):
         outs = [p.communicate(timeout=600)[0] for p in procs]
         assert [p.returncode for p in procs] == [0, 0], outs
     finally:
-        milvus.terminate()
-        milvus.wait(30)
+        stop(milvus)  # SIGTERM, then SIGKILL if a loaded machine keeps it past 30 s
 
     os.environ["DAGSTER_HOME"] = env["DAGSTER_HOME"]
     with dg.DagsterInstance.get() as instance:

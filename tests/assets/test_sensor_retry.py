@@ -97,8 +97,10 @@ def execute(instance: dg.DagsterInstance, request: dg.RunRequest) -> dg.ExecuteI
 
 @pytest.fixture
 def retry_fast(monkeypatch):
-    monkeypatch.setenv("ADRAG_RETRY_BASE_SECONDS", "1")
-    monkeypatch.setenv("ADRAG_RETRY_MAX_SECONDS", "4")
+    # Long enough that the tick right after a failed run falls inside the first backoff even
+    # on a loaded machine (at 1 s it did not always), short enough to wait out.
+    monkeypatch.setenv("ADRAG_RETRY_BASE_SECONDS", "15")
+    monkeypatch.setenv("ADRAG_RETRY_MAX_SECONDS", "60")
 
 
 def test_milvus_down_during_the_run_then_back_catches_up_unattended(
@@ -131,7 +133,7 @@ def test_milvus_down_during_the_run_then_back_catches_up_unattended(
         assert failed.run_id in skip.skip_message and "asking again in" in skip.skip_message
 
         milvus = start_milvus(data, port, log)
-        again = t.until_request(timeout=30)
+        again = t.until_request(timeout=120)
         assert again.run_key == request.run_key[:-2] + "-1"
         assert again.tags[CHANGE_SET_TAG] == request.tags[CHANGE_SET_TAG]
         assert execute(instance, again).success

@@ -9,136 +9,70 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from PIL import Image
 
 from adrag_app.creative.placements import load_placements
-from tests.support.app_browser import (
-    PLACEHOLDER,
-    TURN_TIMEOUT_MS,
-    need_chromium,
-    patient_expect,
-    serving_app,
-    wait_idle,
-)
-from tests.support.app_home import IndexedHome, forget_mlflow, indexed_home, using_env
+from tests.support.app_browser import AppPage, chromium, creative_sidecars, wait_idle
+from tests.support.app_home import IndexedHome
 from tests.support.data import REPO
-from tests.support.stack import CHROMIUM, CHROMIUM_ARGS
 
 ARTIFACTS = REPO / "test-artifacts" / "app"
 CHOSEN = ("meta_feed", "story", "google_landscape")
 
 
-@pytest.fixture(scope="module")
-def home(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
-    shared = indexed_home(request, tmp_path_factory)
-    with using_env(shared.env):
-        yield shared
-        forget_mlflow()
-
-
-@pytest.fixture(scope="module")
-def app_url(home: IndexedHome, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with serving_app(home, tmp_path_factory.mktemp("streamlit") / "streamlit.log") as url:
-        yield url
-
-
-def _sidecars(volume: Path) -> dict[str, dict]:
-    """Every creative's sidecar in the volume, by its PNG's path."""
-    found = {}
-    for path in (volume / "ads").rglob("*.json"):
-        meta = json.loads(path.read_text())
-        if meta.get("kind") == "creative":
-            found[meta["path"]] = meta
-    return found
-
-
 def test_a_conversation_to_a_creative_set_its_zip_and_an_edit(
     home: IndexedHome, app_url: str
 ) -> None:
-    need_chromium()
-    from playwright.sync_api import sync_playwright
-
-    expect = patient_expect()
-
     volume = Path(home.settings().volume)
     placements = load_placements()
-    before = set(_sidecars(volume))
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1500, "height": 1100}, accept_downloads=True)
-            page.set_default_timeout(TURN_TIMEOUT_MS)
-            page.goto(app_url, timeout=60_000)
-            chat = page.get_by_placeholder(PLACEHOLDER)
-            chat.wait_for()
-            expect(page.get_by_text("Which audience segment")).to_be_visible()
-            wait_idle(page)
+    before = set(creative_sidecars(volume))
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1500, "height": 1100}, accept_downloads=True)
+        app = AppPage(page, ARTIFACTS)
+        expect = app.expect
+        app.open(app_url, "Which audience segment")
 
-            # The placements are toggles: the default two, plus Google's landscape.
-            sidebar = page.get_by_test_id("stSidebar")
-            landscape = sidebar.get_by_role("button", name=placements["google_landscape"].label)
-            landscape.click()
-            wait_idle(page)
+        # The placements are toggles: the default two, plus Google's landscape.
+        sidebar = page.get_by_test_id("stSidebar")
+        landscape = sidebar.get_by_role("button", name=placements["google_landscape"].label)
+        landscape.click()
+        wait_idle(page)
 
-            def settle(expected: str) -> None:
-                expect(page.get_by_text(expected).last).to_be_visible(timeout=TURN_TIMEOUT_MS)
-                wait_idle(page)
+        app.say("families with young children", "How about")
+        app.click("Search", "Photo 1 of 3")
+        app.click("Use this photo", "Your ad is ready")
 
-            def say(text: str, expected: str) -> None:
-                chat.fill(text)
-                chat.press("Enter")
-                settle(expected)
+        # All sizes side by side, and the buttons for what comes next stay.
+        last = page.get_by_test_id("stChatMessage").last
+        for name in CHOSEN:
+            p = placements[name]
+            caption = f"{p.label} · {p.width}×{p.height}"
+            expect(last.get_by_test_id("stImage").filter(has_text=caption)).to_be_visible()
+        for label in ("Another variant", "More like this"):
+            expect(page.get_by_role("button", name=label, exact=True)).to_be_visible()
+        app.shot("11-creative-set.png")
 
-            def click(label: str, expected: str) -> None:
-                page.get_by_role("button", name=label, exact=True).last.click()
-                settle(expected)
+        with page.expect_download() as download:
+            last.get_by_role("button", name=f"Download the set ({len(CHOSEN)} sizes, zip)").click()
+        data = Path(download.value.path()).read_bytes()
+        assert download.value.suggested_filename.endswith(".zip")
 
-            say("families with young children", "How about")
-            click("Search", "Photo 1 of 3")
-            click("Use this photo", "Your ad is ready")
+        app.say("make it warmer and add the headline 'Home at last'", "This is version 2")
+        edited = page.get_by_test_id("stChatMessage").last
+        expect(edited.get_by_text("Home at last").first).to_be_visible()
+        app.shot("12-edited.png")
 
-            # All sizes side by side, and the buttons for what comes next stay.
-            last = page.get_by_test_id("stChatMessage").last
-            for name in CHOSEN:
-                p = placements[name]
-                caption = f"{p.label} · {p.width}×{p.height}"
-                expect(last.get_by_test_id("stImage").filter(has_text=caption)).to_be_visible()
-            for label in ("Another variant", "More like this"):
-                expect(page.get_by_role("button", name=label, exact=True)).to_be_visible()
-            page.mouse.move(0, 0)  # no tooltip over the page
-            page.screenshot(path=str(ARTIFACTS / "11-creative-set.png"), full_page=True)
-
-            with page.expect_download() as download:
-                last.get_by_role(
-                    "button", name=f"Download the set ({len(CHOSEN)} sizes, zip)"
-                ).click()
-            data = Path(download.value.path()).read_bytes()
-            assert download.value.suggested_filename.endswith(".zip")
-
-            say("make it warmer and add the headline 'Home at last'", "This is version 2")
-            edited = page.get_by_test_id("stChatMessage").last
-            expect(edited.get_by_text("Home at last").first).to_be_visible()
-            page.mouse.move(0, 0)
-            page.screenshot(path=str(ARTIFACTS / "12-edited.png"), full_page=True)
-
-            page.get_by_role("tab", name="Past creatives").click()
-            # Newest first; other tests in this worker may have added sets of their own.
-            ours = re.compile(r"^Home at last · families with young children · ")
-            newest = page.get_by_text(ours)
-            expect(newest.first).to_contain_text("version 2")
-            wait_idle(page)
-            page.mouse.move(0, 0)
-            page.screenshot(path=str(ARTIFACTS / "13-gallery.png"), full_page=True)
-        finally:
-            browser.close()
+        page.get_by_role("tab", name="Past creatives").click()
+        # Newest first; other tests in this worker may have added sets of their own.
+        ours = re.compile(r"^Home at last · families with young children · ")
+        newest = page.get_by_text(ours)
+        expect(newest.first).to_contain_text("version 2")
+        wait_idle(page)
+        app.shot("13-gallery.png")
 
     # The zip: one PNG per placement shown (one variant), and a manifest naming each.
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
@@ -152,7 +86,7 @@ def test_a_conversation_to_a_creative_set_its_zip_and_an_edit(
             assert row["headline"] and row["call to action"]
 
     # The creatives on disk: the first set, then its edit whose sidecars name their parents.
-    made = {k: v for k, v in _sidecars(volume).items() if k not in before}
+    made = {k: v for k, v in creative_sidecars(volume).items() if k not in before}
     first = {m["placement"]: m for m in made.values() if m["version"] == 1}
     second = {m["placement"]: m for m in made.values() if m["version"] == 2}
     assert set(first) == set(second) == set(CHOSEN)

@@ -6,8 +6,10 @@ folder, `~/Pictures/...` 24 photos of the pet sample, the ports free ones, and t
 tiny test one. `make setup && make demo` is left out (the venv exists; the demo has its own
 check). Everything else is real: `adrag ingest` and `adrag status` as subprocesses, a real
 `adrag up` (Milvus Lite server, Dagster webserver + daemon, the Streamlit app), the app's page
-in Chromium, Dagster's GraphQL. Waits poll for a condition with a deadline; each order prints
-how long it took from `adrag up`'s start until every photo was searchable in the stack's index.
+in Chromium, Dagster's GraphQL. Waits poll for a condition with a deadline (`adrag status` in
+this process, with the second shell's exports: a subprocess per poll would pay ~5 s of imports
+each time, CPU the stack's runs need; the README's own line is run once the condition holds);
+each order prints how long it took from `adrag up`'s start until every photo was searchable.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import time
@@ -22,7 +25,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from adrag_app.cli import main as adrag_main
 from adrag_app.cli.stack import free_port
 from tests.support.data import REPO, pets_images
 from tests.support.stack import BIN, CHROMIUM, CHROMIUM_ARGS
@@ -154,6 +159,17 @@ class FirstHour:
             line.split(None, 1) for line in out.stdout.splitlines() if len(line.split(None, 1)) == 2
         )
 
+    def index_rows_here(self) -> int | None:
+        """`adrag status --json`'s index_rows, in this process with the second shell's
+        exports and none of this process's ADRAG_* settings."""
+        line = self.sub(self.line(self.second, r"^export .*ADRAG_MILVUS_URI="))
+        env: dict[str, str | None] = {
+            k: None for k in os.environ if k.startswith(("ADRAG_", "DAGSTER_"))
+        }
+        env.update(word.split("=", 1) for word in shlex.split(line)[1:])
+        result = CliRunner().invoke(adrag_main, ["status", "--json"], env=env)
+        return json.loads(result.stdout).get("index_rows") if result.exit_code == 0 else None
+
     def upload_photo(self) -> None:
         self.bash(
             self.line(self.second, r"^export .*ADRAG_MILVUS_URI="),
@@ -175,8 +191,8 @@ class FirstHour:
             time.sleep(every)
         raise AssertionError(f"gave up after {WAIT_S}s waiting for {what}\n{self.logs()}")
 
-    def every_photo_in_status(self, n: int) -> bool:
-        return self.status().get("index_rows") == str(n)
+    def every_photo_indexed(self, n: int) -> bool:
+        return self.index_rows_here() == n
 
     def graphql(self, query: str) -> dict:
         request = urllib.request.Request(
@@ -256,17 +272,18 @@ def test_ingest_then_up_then_upload(first_hour):
     out = fh.ingest()
     assert re.search(r"run \S+ succeeded", out.stdout), out.stdout
     started = fh.start_up()
-    fh.wait(lambda: fh.every_photo_in_status(PHOTOS), f"{PHOTOS} photos in the stack's index")
+    fh.wait(lambda: fh.every_photo_indexed(PHOTOS), f"{PHOTOS} photos in the stack's index")
     took = time.monotonic() - started
     print(f"\nadrag ingest, then adrag up: every photo searchable {took:.1f}s after up started")
-    status = fh.status()
+    status = fh.status()  # the README's line says so too
     assert status["milvus_uri"] == f"http://127.0.0.1:{fh.ports['milvus']}"
-    assert status["embeddings"] == str(PHOTOS)
+    assert status["embeddings"] == status["index_rows"] == str(PHOTOS), status
     app_shows(fh, f"{PHOTOS} photos")
 
     # An upload into raw/ from the second shell: searchable with nobody running anything.
     fh.upload_photo()
-    fh.wait(lambda: fh.every_photo_in_status(PHOTOS + 1), "the upload in the stack's index")
+    fh.wait(lambda: fh.every_photo_indexed(PHOTOS + 1), "the upload in the stack's index")
+    assert fh.status()["index_rows"] == str(PHOTOS + 1)
 
     # Dagster lists it all: the CLI's ingest, the index filled from Delta (by `adrag up`'s
     # catch-up, or by the index_follows_delta sensor if it looked first), the upload's run.
@@ -293,9 +310,10 @@ def test_up_then_ingest_elsewhere(first_hour):
     served = f"http://127.0.0.1:{fh.ports['milvus']}"
     warnings = [line for line in out.stderr.splitlines() if line.startswith("warning: `adrag up`")]
     assert len(warnings) == 1 and f"export ADRAG_MILVUS_URI={served}" in warnings[0], out.stderr
-    fh.wait(lambda: fh.every_photo_in_status(PHOTOS), f"{PHOTOS} photos in the stack's index")
+    fh.wait(lambda: fh.every_photo_indexed(PHOTOS), f"{PHOTOS} photos in the stack's index")
     took = time.monotonic() - started
     print(f"\nadrag up, then adrag ingest elsewhere: every photo searchable {took:.1f}s after up")
+    assert fh.status()["index_rows"] == str(PHOTOS)  # the README's line says so too
     app_shows(fh, f"{PHOTOS} photos")
     # The second shell, with the stack's URI, is not warned.
     second = fh.bash(

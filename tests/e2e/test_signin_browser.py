@@ -26,18 +26,10 @@ from oidc_provider_mock import run_server_in_thread
 
 from adrag_app.cli.stack import free_port
 from adrag_app.service.creatives import make_creatives
-from tests.support.app_browser import (
-    PLACEHOLDER,
-    TURN_TIMEOUT_MS,
-    need_chromium,
-    patient_expect,
-    serving_app,
-    wait_idle,
-)
-from tests.support.app_home import IndexedHome, forget_mlflow, indexed_home, using_env
+from tests.support.app_browser import AppPage, chromium, creative_sidecars, serving_app, wait_idle
+from tests.support.app_home import IndexedHome
 from tests.support.data import REPO
 from tests.support.fake_replicate import FakeReplicate
-from tests.support.stack import CHROMIUM, CHROMIUM_ARGS
 
 ARTIFACTS = REPO / "test-artifacts" / "signin"
 TOKEN = "r8_FakeTokenForSignIn0123456789abcdef"
@@ -50,20 +42,18 @@ ACCESS = "creator: [ana@brand.com]\nviewer: ['*@brand.com']\n"
 
 
 @pytest.fixture(scope="module")
-def home(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
-    shared = indexed_home(request, tmp_path_factory)
-    settings = shared.settings()
+def home(home: IndexedHome):
+    """The shared home (tests/e2e/conftest.py) with roles, for this module only."""
+    settings = home.settings()
     access = Path(settings.volume) / "campaigns" / "access.yaml"
     access.parent.mkdir(parents=True, exist_ok=True)
     access.write_text(ACCESS)
-    with using_env(shared.env):
-        try:
-            yield shared
-        finally:
-            # Other modules share this home: they run without roles or limits.
-            access.unlink()
-            shutil.rmtree(Path(settings.tables_uri) / "generations", ignore_errors=True)
-            forget_mlflow()
+    try:
+        yield home
+    finally:
+        # Other modules share this home: they run without roles or limits.
+        access.unlink()
+        shutil.rmtree(Path(settings.tables_uri) / "generations", ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -82,15 +72,6 @@ def provider() -> Iterator[str]:
         yield url
 
 
-def _sidecars(volume: Path) -> dict[str, dict]:
-    found = {}
-    for path in (volume / "ads").rglob("*.json"):
-        meta = json.loads(path.read_text())
-        if meta.get("kind") == "creative":
-            found[meta["path"]] = meta
-    return found
-
-
 def _files(volume: Path) -> set[Path]:
     return set((volume / "ads").rglob("*"))
 
@@ -98,11 +79,6 @@ def _files(volume: Path) -> set[Path]:
 def test_sign_in_roles_and_the_daily_limit_in_a_real_browser(
     home: IndexedHome, provider: str, tmp_path: Path
 ) -> None:
-    need_chromium()
-    from playwright.sync_api import sync_playwright
-
-    expect = patient_expect()
-
     port = free_port()
     cookie_secret, client_secret = secrets.token_hex(32), secrets.token_hex(24)
     secrets_file = tmp_path / "secrets.toml"
@@ -120,10 +96,10 @@ def test_sign_in_roles_and_the_daily_limit_in_a_real_browser(
         "a dog on grass", ["meta_feed"], 1, user="other@brand.com", settings=home.settings(),
         contact_sheet=False,
     )  # fmt: skip
-    before = set(_sidecars(volume))
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    before = set(creative_sidecars(volume))
     log = tmp_path / "streamlit.log"
     with (
+        chromium() as browser,
         FakeReplicate(TOKEN) as api,
         serving_app(
             home,
@@ -136,128 +112,104 @@ def test_sign_in_roles_and_the_daily_limit_in_a_real_browser(
             ADRAG_REPLICATE_POLL_INTERVAL="0",
             ADRAG_GENERATIONS_PER_DAY="2",
         ) as url,
-        sync_playwright() as pw,
     ):
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            context = browser.new_context(viewport={"width": 1400, "height": 1000})
-            page = context.new_page()
-            page.set_default_timeout(TURN_TIMEOUT_MS)
-            chat = page.get_by_placeholder(PLACEHOLDER)
-            sign_in_button = page.get_by_role("button", name="Sign in")
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        app = AppPage(context.new_page(), ARTIFACTS)
+        page, expect, chat = app.page, app.expect, app.chat
+        sign_in_button = page.get_by_role("button", name="Sign in")
 
-            def shot(name: str) -> None:
-                page.mouse.move(0, 0)
-                page.screenshot(path=str(ARTIFACTS / name), full_page=True)
+        def sign_in(sub: str, expected: str) -> None:
+            sign_in_button.click()
+            page.locator("input[name=sub]").fill(sub)  # the provider's own form
+            page.get_by_role("button", name="Authorize").click()
+            page.wait_for_url(f"{url}/**")
+            app.settle(expected)
 
-            def settle(expected: str) -> None:
-                expect(page.get_by_text(expected).last).to_be_visible(timeout=TURN_TIMEOUT_MS)
-                wait_idle(page)
-
-            def say(text: str, expected: str) -> None:
-                chat.fill(text)
-                chat.press("Enter")
-                settle(expected)
-
-            def click(label: str, expected: str) -> None:
-                page.get_by_role("button", name=label, exact=True).last.click()
-                settle(expected)
-
-            def sign_in(sub: str, expected: str) -> None:
-                sign_in_button.click()
-                page.locator("input[name=sub]").fill(sub)  # the provider's own form
-                page.get_by_role("button", name="Authorize").click()
-                page.wait_for_url(f"{url}/**")
-                settle(expected)
-
-            def sign_out() -> None:
-                page.get_by_role("button", name="Sign out").click()
-                # The provider ends its session too (its end_session_endpoint), then the app.
-                page.get_by_role("button", name="End session").click()
-                page.wait_for_url(f"{url}/**")
-                expect(sign_in_button).to_be_visible()
-
-            # A visitor: the sign-in page only, no chat, no photo.
-            page.goto(url, timeout=60_000)
+        def sign_out() -> None:
+            page.get_by_role("button", name="Sign out").click()
+            # The provider ends its session too (its end_session_endpoint), then the app.
+            page.get_by_role("button", name="End session").click()
+            page.wait_for_url(f"{url}/**")
             expect(sign_in_button).to_be_visible()
-            wait_idle(page)
-            expect(chat).to_have_count(0)
-            expect(page.get_by_test_id("stImage")).to_have_count(0)
-            expect(page.get_by_text("photos ·")).to_have_count(0)
-            shot("01-visitor.png")
 
-            # Someone the access file does not name: no entry, one sentence why.
-            sign_in("sub-outsider-3", "eve@elsewhere.org has no role in adrag")
-            expect(chat).to_have_count(0)
-            sign_out()
+        # A visitor: the sign-in page only, no chat, no photo.
+        page.goto(url, timeout=60_000)
+        expect(sign_in_button).to_be_visible()
+        wait_idle(page)
+        expect(chat).to_have_count(0)
+        expect(page.get_by_test_id("stImage")).to_have_count(0)
+        expect(page.get_by_text("photos ·")).to_have_count(0)
+        app.shot("01-visitor.png")
 
-            # A viewer searches and sees photos, but has no button that generates, and the
-            # tool refuses when asked in words.
-            sign_in("sub-viewer-1", "Signed in as vic@brand.com · viewer")
-            say("families with young children", "How about")
-            click("Search", "Photo 1 of 3")
-            expect(page.get_by_role("button", name="Next", exact=True)).to_be_visible()
-            expect(page.get_by_role("button", name="Use this photo")).to_have_count(0)
-            expect(page.get_by_text("Upload a product image")).to_have_count(0)  # admin's
-            shot("02-viewer.png")
-            say("yes", "Making or changing an ad needs the creator role.")
-            assert api.creates == [] and not set(_sidecars(volume)) - before
-            sign_out()
+        # Someone the access file does not name: no entry, one sentence why.
+        sign_in("sub-outsider-3", "eve@elsewhere.org has no role in adrag")
+        expect(chat).to_have_count(0)
+        sign_out()
 
-            # A creator makes an ad: two paid generations (the feed's and the story's shape).
-            sign_in("sub-creator-2", "Signed in as ana@brand.com · creator")
-            say("families with young children", "How about")
-            click("Search", "Photo 1 of 3")
-            click("Use this photo", "Your ad is ready")
-            assert len(api.creates) == 2
-            shot("03-creator-ad.png")
-            made = {k: v for k, v in _sidecars(volume).items() if k not in before}
-            assert made
-            for meta in made.values():
-                assert meta["user_subject"] == "sub-creator-2"
-                assert meta["user_email"] == meta["user"] == "ana@brand.com"
-                assert meta["generator"] == "replicate"
+        # A viewer searches and sees photos, but has no button that generates, and the
+        # tool refuses when asked in words.
+        sign_in("sub-viewer-1", "Signed in as vic@brand.com · viewer")
+        app.say("families with young children", "How about")
+        app.click("Search", "Photo 1 of 3")
+        expect(page.get_by_role("button", name="Next", exact=True)).to_be_visible()
+        expect(page.get_by_role("button", name="Use this photo")).to_have_count(0)
+        expect(page.get_by_text("Upload a product image")).to_have_count(0)  # admin's
+        app.shot("02-viewer.png")
+        app.say("yes", "Making or changing an ad needs the creator role.")
+        assert api.creates == [] and not set(creative_sidecars(volume)) - before
+        sign_out()
 
-            # Over the day's limit: refused in one sentence, nothing generated or written.
-            files = _files(volume)
-            click("Another variant", "You have used your 2 paid generations for today")
-            assert len(api.creates) == 2 and _files(volume) == files
-            shot("04-over-the-limit.png")
+        # A creator makes an ad: two paid generations (the feed's and the story's shape).
+        sign_in("sub-creator-2", "Signed in as ana@brand.com · creator")
+        app.say("families with young children", "How about")
+        app.click("Search", "Photo 1 of 3")
+        app.click("Use this photo", "Your ad is ready")
+        assert len(api.creates) == 2
+        app.shot("03-creator-ad.png")
+        made = {k: v for k, v in creative_sidecars(volume).items() if k not in before}
+        assert made
+        for meta in made.values():
+            assert meta["user_subject"] == "sub-creator-2"
+            assert meta["user_email"] == meta["user"] == "ana@brand.com"
+            assert meta["generator"] == "replicate"
 
-            # "My ads" in the gallery: the creator's one set, none of the other tests' ads.
-            page.get_by_role("tab", name="Past creatives").click()
-            wait_idle(page)
-            rows = page.get_by_text(re.compile(r"· version \d+ · \d{4}-\d\d-\d\d"))
-            expect(rows.first).to_be_visible()
-            assert rows.count() >= 2  # someone else's set too
-            page.get_by_text("My ads").click()
-            wait_idle(page)
-            expect(rows).to_have_count(1)
+        # Over the day's limit: refused in one sentence, nothing generated or written.
+        files = _files(volume)
+        app.click("Another variant", "You have used your 2 paid generations for today")
+        assert len(api.creates) == 2 and _files(volume) == files
+        app.shot("04-over-the-limit.png")
 
-            # A tampered session cookie is refused: back to the sign-in page.
-            cookie = next(c for c in context.cookies() if c["name"] == "_streamlit_user")
-            value = cookie["value"]
-            forged = value[:-6] + ("AAAAAA" if not value.endswith("AAAAAA") else "BBBBBB")
-            context.add_cookies([{**cookie, "value": forged}])
-            page.goto(url)
-            expect(sign_in_button).to_be_visible()
-            wait_idle(page)
-            expect(chat).to_have_count(0)
-            shot("05-tampered.png")
+        # "My ads" in the gallery: the creator's one set, none of the other tests' ads.
+        page.get_by_role("tab", name="Past creatives").click()
+        wait_idle(page)
+        rows = page.get_by_text(re.compile(r"· version \d+ · \d{4}-\d\d-\d\d"))
+        expect(rows.first).to_be_visible()
+        assert rows.count() >= 2  # someone else's set too
+        page.get_by_text("My ads").click()
+        wait_idle(page)
+        expect(rows).to_have_count(1)
 
-            # The genuine cookie still works; signing out ends the session for good.
-            context.add_cookies([cookie])
-            page.goto(url)
-            settle("Signed in as ana@brand.com · creator")
-            sign_out()
-            page.goto(url)
-            expect(sign_in_button).to_be_visible()
-            wait_idle(page)
-            expect(chat).to_have_count(0)
-            assert not [c for c in context.cookies() if c["name"] == "_streamlit_user"]
-        finally:
-            expect.set_options(timeout=5_000)  # playwright's default, for other modules
-            browser.close()
+        # A tampered session cookie is refused: back to the sign-in page.
+        cookie = next(c for c in context.cookies() if c["name"] == "_streamlit_user")
+        value = cookie["value"]
+        forged = value[:-6] + ("AAAAAA" if not value.endswith("AAAAAA") else "BBBBBB")
+        context.add_cookies([{**cookie, "value": forged}])
+        page.goto(url)
+        expect(sign_in_button).to_be_visible()
+        wait_idle(page)
+        expect(chat).to_have_count(0)
+        app.shot("05-tampered.png")
+
+        # The genuine cookie still works; signing out ends the session for good.
+        context.add_cookies([cookie])
+        page.goto(url)
+        app.settle("Signed in as ana@brand.com · creator")
+        sign_out()
+        page.goto(url)
+        expect(sign_in_button).to_be_visible()
+        wait_idle(page)
+        expect(chat).to_have_count(0)
+        assert not [c for c in context.cookies() if c["name"] == "_streamlit_user"]
         app_log = log.read_text()
 
     # The Dagster events name the creator; no secret is in a log, a sidecar or an event.

@@ -125,6 +125,24 @@ class Stack:
         return "\n".join(f"== {p.name} ==\n{p.read_text()[-6000:]}" for p in self.log_files())
 
 
+def new_stack(tmp_path: Path, **extra: str) -> Stack:
+    """A stack (not started) on an empty home under ``tmp_path``, the tiny encoder, sensors
+    every 3 s; ``extra`` adds to its environment."""
+    home = tmp_path / "home"
+    (home / "volume" / "raw").mkdir(parents=True)
+    env = {
+        "ADRAG_HOME": str(home),
+        "ADRAG_ENCODER": "random:adrag-tiny@1",
+        "ADRAG_PRECISION": "fp32",
+        "ADRAG_SENSOR_INTERVAL": "3",
+        "DAGSTER_HOME": str(home / "dagster"),
+        **extra,
+    }
+    for key in ("ADRAG_VOLUME", "ADRAG_DAGSTER_PG_URL"):
+        os.environ.pop(key, None)
+    return Stack(env, home)
+
+
 def wait_for(
     check: Callable[[], bool], timeout: float, what: str, stack: Stack, every: float = 0.5
 ) -> None:
