@@ -102,14 +102,21 @@ def run_child(args: list[str], env: dict[str, str]) -> tuple[float, float, str]:
 
 
 def stage_seconds(dagster_home: Path, run_id: str | None = None) -> dict[str, float]:
-    """Seconds per step of one run (the newest when ``run_id`` is None), from the event log."""
+    """Seconds per step of one run (the newest runs when ``run_id`` is None), from the event
+    log."""
     import dagster as dg
 
     os.environ["DAGSTER_HOME"] = str(dagster_home)  # adrag's dagster.yaml refers to it
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
-        run_id = run_id or instance.get_runs(limit=1)[0].run_id
-        stats = instance.get_run_step_stats(run_id)
-    return {s.step_key: (s.end_time or 0) - (s.start_time or 0) for s in stats if s.start_time}
+        # `adrag ingest` runs the photos' OCR (and maintenance) in runs of their own after
+        # the ingest's: each step from the newest run that has it.
+        ids = [run_id] if run_id else [r.run_id for r in instance.get_runs(limit=5)]
+        out: dict[str, float] = {}
+        for rid in ids:
+            for st in instance.get_run_step_stats(rid):
+                if st.start_time and st.step_key not in out:
+                    out[st.step_key] = (st.end_time or 0) - st.start_time
+    return out
 
 
 def one_upload_child(prime: bool = False) -> None:
