@@ -27,7 +27,10 @@ IMAGES = pa.schema(
         ("height", pa.int32()),
         ("size", pa.int64()),
         ("mtime", TS),
-        ("labels", pa.string()),  # a JSON object, keys sorted
+        # Labels before ``photo_labels`` took them (kept as the old rows have them, never read
+        # but to fill ``photo_labels`` once; null in new rows). Delta cannot drop a column
+        # without rewriting every file, renditions and all: the very cost labels now avoid.
+        ("labels", pa.string()),
         # The original's bytes: only with ADRAG_STORE_ORIGINALS=on (and in rows written before
         # renditions); otherwise null, the original staying in the volume at ``path``.
         ("bytes", pa.binary()),
@@ -76,6 +79,15 @@ EMBEDDINGS = pa.schema(
     ]
 )
 
+# The labels of each photo (sidecars, labels.csv), apart from its bytes: a relabel merges this
+# small table only, and its change feed tells the embeddings which rows' labels changed.
+PHOTO_LABELS = pa.schema(
+    [
+        ("image_id", pa.string()),
+        ("labels", pa.string()),  # a JSON object, keys sorted
+    ]
+)
+
 # Words read in a photo (its rendition) by OCR: one row per photo and OCR version
 # (adrag_assets/images/ocr.py); the index adds them to the photo's BM25 text.
 PHOTO_TEXT = pa.schema(
@@ -102,6 +114,7 @@ PHOTO_REVIEWS = pa.schema(
 CDF = {"delta.enableChangeDataFeed": "true"}
 TABLES = {
     "images": (IMAGES, CDF),
+    "photo_labels": (PHOTO_LABELS, CDF),
     "volume_files": (VOLUME_FILES, {}),
     "rejected_images": (REJECTED, {}),
     "image_embeddings": (EMBEDDINGS, CDF),

@@ -44,7 +44,7 @@ import obstore
 import pyarrow as pa
 from obstore.store import from_url
 
-from adrag_assets.embeddings.sync import synced_images_version
+from adrag_assets.embeddings.sync import synced_images_version, synced_labels_version
 from adrag_assets.redact import redact
 from adrag_assets.tables import TABLES, Tables
 
@@ -70,6 +70,7 @@ def change_feed_consumers(
     consumers = {
         "image_embeddings": {"milvus index": index_version},
         "images": {"embeddings": synced_images_version},
+        "photo_labels": {"embeddings": synced_labels_version},
     }
     if text_version is not None:
         consumers["photo_text"] = {"milvus index": text_version}

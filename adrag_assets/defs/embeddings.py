@@ -122,6 +122,8 @@ def image_embeddings(
             "dim": enc.dim,
             "embedded": stats.embedded,
             "updated": stats.updated,
+            "relabelled": stats.relabelled,
+            "labels_read": stats.labels_read,
             "deleted": stats.deleted,
             "unchanged": stats.unchanged,
             "failed": stats.failed,

@@ -56,9 +56,10 @@ raw_photos = dg.AssetSpec(
             deps=[raw_photos],
             group_name=GROUP,
             description="Delta table: one row per distinct photo (image_id = sha256 of the "
-            "bytes), with path, bytes, format, size, dimensions, mtime, labels, EXIF taken-at and "
+            "bytes), with path, bytes, format, size, dimensions, mtime, EXIF taken-at and "
             "camera, and the rendition the model reads (originals' bytes only with "
-            "ADRAG_STORE_ORIGINALS=on).",
+            "ADRAG_STORE_ORIGINALS=on). Its labels are in the photo_labels table beside it, "
+            "so a relabel rewrites no photo bytes.",
             kinds={"delta"},
         ),
         dg.AssetSpec(
@@ -121,6 +122,7 @@ def images(
         "newly_rejected": stats.newly_rejected,
         "dagster/row_count": stats.images,
         "delta_version": stats.version,
+        "photo_labels_version": t.version("photo_labels") if t.exists("photo_labels") else -1,
         "dagster/uri": t.uri("images"),
         "label_warnings": dg.MetadataValue.json(shown_warnings(stats.label_warnings)),
         "label_warning_count": len(stats.label_warnings),

@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from adrag_assets.embeddings.sync import WRITE_EVERY, _check_vectors
+from adrag_assets.embeddings.sync import WRITE_EVERY, _check_vectors, labels_of
 from adrag_assets.embeddings.versions import EMBED_VERSION
 from adrag_assets.tables import EMBEDDINGS, TS, Tables
 
@@ -83,6 +83,7 @@ class RayEmbedder:
         if not len(wanted):
             return
         started = time.perf_counter()
+        labels = labels_of(tables, wanted.to_pylist())  # photo_labels, not images' old column
         self.connect()
         ds, where = self.pipeline(tables, wanted, images_version)
         log.info("embeddings: %d images on Ray, %s", len(wanted), where)
@@ -115,7 +116,7 @@ class RayEmbedder:
                     good.column("embedding").combine_chunks().flatten(), np.float32
                 ).reshape(good.num_rows, -1)
                 _check_vectors(vectors, good.column("image_id").to_pylist(), stats)
-                pending.append(_rows(good, encoder_id))
+                pending.append(_rows(good, encoder_id, labels))
                 stats.embedded += good.num_rows
             done += out.num_rows
             if progress is not None:
@@ -178,14 +179,15 @@ class RayEmbedder:
 EMBEDDINGS_KEY = ["image_id", "encoder_id"]
 
 
-def _rows(good: pa.Table, encoder_id: str) -> pa.Table:
+def _rows(good: pa.Table, encoder_id: str, labels: dict[str, str]) -> pa.Table:
     n = good.num_rows
+    ids = good.column("image_id").to_pylist()
     return pa.table(
         {
             "image_id": good.column("image_id"),
             "encoder_id": pa.array([encoder_id] * n, pa.string()),
             "path": good.column("path"),
-            "labels": good.column("labels"),
+            "labels": pa.array([labels.get(i) for i in ids], pa.string()),
             "embedding": good.column("embedding"),
             "embedded_at": pa.array([datetime.now(UTC)] * n, TS),
             "embed_version": pa.array([EMBED_VERSION] * n, pa.string()),

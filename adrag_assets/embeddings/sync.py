@@ -9,6 +9,11 @@ one are removed (any encoder). The record is written after the rows, so a run th
 between is redone by the next one; redoing is idempotent (images that already have a vector
 are not embedded again).
 
+Labels live in ``photo_labels`` (no photo bytes in it): a row is embedded with its labels from
+there, and ``photo_labels``' own change feed, followed the same way (``adrag.labels_version``),
+gives the rows whose labels changed, updated in place with their vectors kept. A relabel
+never reads ``images``.
+
 Each row records the decode and model code version its vector was made with
 (``embed_version``, see :mod:`adrag_assets.embeddings.versions`). After the changes, a run
 re-embeds at most ``reembed_batch`` rows of an older version; the automation runs again
@@ -69,8 +74,9 @@ SHOWN = 10  # bad vectors named in the stats
 NORM_TOLERANCE = 1e-3
 PROP_IMAGES_VERSION = "adrag.images_version"
 PROP_IMAGES_ENCODER = "adrag.images_encoder"
+PROP_LABELS_VERSION = "adrag.labels_version"  # photo_labels' version, for the same encoder
 _ORDER = {"delete": 0, "update_preimage": 1, "insert": 2, "update_postimage": 3}
-_LIGHT = ["image_id", "path", "labels"]
+_LIGHT = ["image_id", "path"]
 # The picture the model reads: the rendition, or the original's bytes in rows from before.
 _PICTURE = "COALESCE(rendition, bytes) AS bytes"
 
@@ -82,7 +88,9 @@ class EmbedStats:
     images_read: int = 0  # rows of images this run looked at (feed rows, or the whole table)
     embedded_on: str = "this process"  # or the Ray cluster's actors (ray_embed.py)
     embedded: int = 0  # new vectors computed
-    updated: int = 0  # path or labels changed, vector kept
+    updated: int = 0  # path changed, vector kept
+    relabelled: int = 0  # labels changed (photo_labels' feed), vector kept
+    labels_read: int = 0  # rows of photo_labels looked at (its feed, or the whole table)
     deleted: int = 0  # rows of images that no longer exist (any encoder)
     unchanged: int = 0  # full mode only: rows already right
     failed: int = 0  # images that could not be decoded for the model
@@ -114,6 +122,27 @@ def _eid_sql(encoder_id: str) -> str:
     return "'" + encoder_id.replace("'", "''") + "'"
 
 
+def labels_of(tables: Tables, ids: Iterable[str]) -> dict[str, str]:
+    """{image_id: labels JSON} from ``photo_labels`` (an image without a row: absent)."""
+    ids = sorted(set(ids))
+    out: dict[str, str] = {}
+    if not ids or not tables.exists("photo_labels"):
+        return out
+    for i in range(0, len(ids), LOOKUP):
+        where = f"image_id IN ({_quoted(ids[i : i + LOOKUP])})"
+        for r in tables.read("photo_labels", ["image_id", "labels"], where).to_pylist():
+            out[r["image_id"]] = r["labels"]
+    return out
+
+
+def synced_labels_version(tables: Tables) -> int | None:
+    """The ``photo_labels`` version image_embeddings' labels were last synced to, or None."""
+    if not tables.exists("image_embeddings"):
+        return None
+    v = tables.properties("image_embeddings").get(PROP_LABELS_VERSION)
+    return int(v) if v not in (None, "") else None
+
+
 def synced_images_version(tables: Tables) -> int | None:
     """The ``images`` version image_embeddings was last synced to (for the encoder recorded
     with it), or None. The change feed after it is still to be read: vacuum must keep it."""
@@ -140,11 +169,11 @@ def iter_image_batches(tables: Tables, ids: list[str], batch_size: int) -> Itera
     time; ``bytes`` is the picture the model reads (see ``_PICTURE``)."""
     for start in range(0, len(ids), batch_size):
         part = ids[start : start + batch_size]
-        sql = (
-            f"SELECT image_id, path, labels, {_PICTURE} FROM images "
-            f"WHERE image_id IN ({_quoted(part)})"
-        )
+        sql = f"SELECT image_id, path, {_PICTURE} FROM images WHERE image_id IN ({_quoted(part)})"
         table = tables.query("images", sql).read_all()
+        labels = labels_of(tables, part)
+        ids = table.column("image_id").to_pylist()
+        table = table.add_column(2, "labels", pa.array([labels.get(i) for i in ids], pa.string()))
         yield from table.to_batches()
 
 
@@ -230,11 +259,14 @@ def sync_embeddings(
     else:
         _embed(tables, encoder, todo, batches, stats, log, batch_size, progress=progress)
     _refresh_stale(tables, encoder, reembed_batch, batch_size, stats, log, progress)
-    if (props.get(PROP_IMAGES_VERSION), props.get(PROP_IMAGES_ENCODER)) != (str(target), eid):
+    labels_synced = props.get(PROP_LABELS_VERSION) if synced is not None else None
+    labels_target = _sync_labels(tables, eid, labels_synced, stats, log)
+    record = {PROP_IMAGES_VERSION: str(target), PROP_IMAGES_ENCODER: eid}
+    if labels_target is not None:
+        record[PROP_LABELS_VERSION] = str(labels_target)
+    if any(props.get(k) != v for k, v in record.items()):
         # After the rows: a run that dies before this line is redone, idempotently.
-        tables.set_properties(
-            "image_embeddings", {PROP_IMAGES_VERSION: str(target), PROP_IMAGES_ENCODER: eid}
-        )
+        tables.set_properties("image_embeddings", record)
     stats.images_version = target
     stats.rows = tables.count_equal("image_embeddings", "encoder_id", eid)
     stats.stale = count_stale(tables, eid)
@@ -290,16 +322,14 @@ def _from_feed(
     moved = []
     for i in range(0, len(ids), LOOKUP):
         sql = (
-            "SELECT image_id, path, labels FROM image_embeddings "
+            "SELECT image_id, path FROM image_embeddings "
             f"WHERE encoder_id = {_eid_sql(eid)} AND image_id IN ({_quoted(ids[i : i + LOOKUP])})"
         )
         for r in tables.query("image_embeddings", sql).read_all().to_pylist():
             have.add(r["image_id"])
             now = alive[r["image_id"]]
-            if (r["path"], r["labels"]) != (now["path"], now["labels"]):
-                moved.append(
-                    {"image_id": r["image_id"], "path": now["path"], "labels": now["labels"]}
-                )
+            if r["path"] != now["path"]:
+                moved.append({"image_id": r["image_id"], "path": now["path"]})
     stats.updated = _update_paths(tables, eid, moved)
     todo = [i for i in ids if i not in have]
     return (
@@ -316,6 +346,7 @@ def _feed_photos(
     want = set(todo)
     if not want:
         return
+    labels = labels_of(tables, want)
     reader = pa.RecordBatchReader.from_stream(
         tables.open("images").load_cdf(
             starting_version=start,
@@ -343,7 +374,7 @@ def _feed_photos(
                 {
                     "image_id": part.column("image_id"),
                     "path": [alive[i]["path"] for i in kept],
-                    "labels": [alive[i]["labels"] for i in kept],
+                    "labels": pa.array([labels.get(i) for i in kept], pa.string()),
                     "bytes": part.column("bytes"),
                 }
             )
@@ -352,13 +383,70 @@ def _feed_photos(
     yield from iter_image_batches(tables, sorted(want), batch_size)  # not in the feed: unusual
 
 
-def _update_paths(tables: Tables, eid: str, moved: list[dict]) -> int:
+def _update_paths(tables: Tables, eid: str, moved: list[dict], column: str = "path") -> int:
     if not moved:
         return 0
     rows = pa.Table.from_pylist([{**m, "encoder_id": eid} for m in moved])
-    return tables.update_columns(
-        "image_embeddings", rows, ["image_id", "encoder_id"], ["path", "labels"]
-    )
+    return tables.update_columns("image_embeddings", rows, ["image_id", "encoder_id"], [column])
+
+
+def _sync_labels(
+    tables: Tables, eid: str, synced: str | None, stats: EmbedStats, log: logging.Logger
+) -> int | None:
+    """Give this encoder's rows the labels ``photo_labels`` has now: those its feed changed
+    after ``synced``, or, with no usable record, every row whose labels differ (a join that
+    reads no vector and no photo). The photo_labels version now synced; None without it."""
+    if not tables.exists("photo_labels"):
+        return None  # made by the images step (from the old labels column of a home before it)
+    target = tables.version("photo_labels")
+    start = int(synced) + 1 if synced not in (None, "") else None
+    if start is not None and start > target + 1:
+        start = None  # the table was remade: look at everything
+    if start == target + 1:
+        return target
+    changed: list[dict] | None = None
+    if start is not None:
+        try:
+            feed = pa.RecordBatchReader.from_stream(
+                tables.open("photo_labels").load_cdf(
+                    starting_version=start,
+                    ending_version=target,
+                    columns=["image_id", "labels", "_change_type", "_commit_version"],
+                )
+            ).read_all()
+        except Exception as e:  # vacuumed or otherwise unreadable: compare everything
+            log.warning("photo_labels' change feed v%d..v%d unreadable (%s)", start, target, e)
+        else:
+            stats.labels_read = feed.num_rows
+            last: dict[str, dict] = {}
+            for r in sorted(
+                feed.to_pylist(), key=lambda r: (r["_commit_version"], _ORDER[r["_change_type"]])
+            ):
+                if r["_change_type"] != "update_preimage":
+                    last[r["image_id"]] = r
+            now = {i: r["labels"] for i, r in last.items() if r["_change_type"] != "delete"}
+            ids, changed = sorted(now), []
+            for k in range(0, len(ids), LOOKUP):
+                sql = (
+                    "SELECT image_id, labels FROM image_embeddings WHERE encoder_id = "
+                    f"{_eid_sql(eid)} AND image_id IN ({_quoted(ids[k : k + LOOKUP])})"
+                )
+                for r in tables.query("image_embeddings", sql).read_all().to_pylist():
+                    if r["labels"] != now[r["image_id"]]:
+                        changed.append({"image_id": r["image_id"], "labels": now[r["image_id"]]})
+    if changed is None:
+        stats.labels_read = tables.count("photo_labels")
+        sql = (
+            "SELECT l.image_id AS image_id, l.labels AS labels "
+            "FROM photo_labels l JOIN image_embeddings e ON l.image_id = e.image_id "
+            f"WHERE e.encoder_id = {_eid_sql(eid)} AND l.labels IS DISTINCT FROM e.labels"
+        )
+        changed = tables.query("image_embeddings", sql, also=["photo_labels"]).read_all()
+        changed = changed.to_pylist()
+    stats.relabelled = _update_paths(tables, eid, changed, "labels")
+    if stats.relabelled:
+        log.info("embeddings for %s: %d rows relabelled, vectors kept", eid, stats.relabelled)
+    return target
 
 
 def _full(
@@ -383,10 +471,9 @@ def _full(
     ]
     stats.deleted = tables.delete_keys("image_embeddings", "image_id", stale)
     moved_sql = (
-        "SELECT i.image_id AS image_id, i.path AS path, i.labels AS labels "
+        "SELECT i.image_id AS image_id, i.path AS path "
         "FROM images i JOIN image_embeddings e ON i.image_id = e.image_id "
-        f"WHERE e.encoder_id = {_eid_sql(eid)} "
-        "AND ((i.path IS DISTINCT FROM e.path) OR (i.labels IS DISTINCT FROM e.labels))"
+        f"WHERE e.encoder_id = {_eid_sql(eid)} AND i.path IS DISTINCT FROM e.path"
     )
     moved = tables.query("image_embeddings", moved_sql, also=both).read_all().to_pylist()
     stats.updated = _update_paths(tables, eid, moved)

@@ -36,7 +36,7 @@ from deltalake import write_deltalake
 from tqdm.auto import tqdm
 
 from adrag_assets.images import decode as dec
-from adrag_assets.tables import IMAGES, REJECTED, VOLUME_FILES, Tables
+from adrag_assets.tables import IMAGES, PHOTO_LABELS, REJECTED, VOLUME_FILES, Tables
 from adrag_assets.volume import FileStat, FileTooLarge, Volume
 from adrag_assets.volume import files as vol
 
@@ -200,6 +200,7 @@ def sync_images(
     options = options or IngestOptions()
     if tables.exists("images") and tables.ensure_columns("images"):
         log.info("images: table upgraded in place (rendition, EXIF date, camera, GPS columns)")
+    ensure_photo_labels(tables, log)
     if paths is not None:
         paths = sorted({volume.relative(p) for p in paths})
         why = full_scan_needed(paths) or _orphan_sidecars_beside(tables, paths)
@@ -227,11 +228,7 @@ def _sync_all(
         r["path"]: (r["size"], r["mtime_ns"])
         for r in tables.read("rejected_images", ["path", "size", "mtime_ns"]).to_pylist()
     }
-    # (path, digest of labels) per image: the labels themselves may be kilobytes each.
-    before = {
-        r["image_id"]: (r["path"], _digest(r["labels"]))
-        for r in tables.read("images", ["image_id", "path", "labels"]).to_pylist()
-    }
+    before = _rows_now(tables)
     known_ids = set(before)
 
     to_read = [st for st in photos if _needs_look(st, manifest.get(st.path), rejected.get(st.path))]
@@ -277,7 +274,7 @@ def _sync_all(
         paths_of.setdefault(manifest[path][2], []).append(path)
     del manifest
     ids = known_ids | set(read.accepted.values())
-    stats.deleted = tables.delete_keys("images", "image_id", ids - set(paths_of))
+    stats.deleted = _delete_images(tables, ids - set(paths_of))
     every = sorted(p for ps in paths_of.values() for p in ps)
     labels, stats.label_warnings = vol.read_labels(volume, every, sidecars)
     want = {
@@ -350,17 +347,12 @@ def _sync_changes(
     paths_of: dict[str, list[str]] = {}
     for r in rows_where_in(tables, "volume_files", ["path", "image_id"], "image_id", affected):
         paths_of.setdefault(r["image_id"], []).append(r["path"])
-    stats.deleted = tables.delete_keys("images", "image_id", affected - set(paths_of))
+    stats.deleted = _delete_images(tables, affected - set(paths_of))
     # A photo come or gone can move a shared-stem sidecar or a csv row to another image.
     others = _label_neighbours(volume, tables, paths) - affected
     for r in rows_where_in(tables, "volume_files", ["path", "image_id"], "image_id", others):
         paths_of.setdefault(r["image_id"], []).append(r["path"])
-    before = {
-        r["image_id"]: (r["path"], _digest(r["labels"]))
-        for r in rows_where_in(
-            tables, "images", ["image_id", "path", "labels"], "image_id", affected | others
-        )
-    }
+    before = _rows_now(tables, affected | others)
     current = {i: _current(i, before, read.written) for i in paths_of}
     want, stats.label_warnings = _labels_of_changes(volume, tables, paths_of, current)
     _write_paths_and_labels(tables, want, before, read.written, stats, log)
@@ -495,6 +487,45 @@ def _label_neighbours(volume: Volume, tables: Tables, paths: list[str]) -> set[s
     return {r["image_id"] for r in _images_where(tables, conditions)} if conditions else set()
 
 
+def ensure_photo_labels(tables: Tables, log: logging.Logger) -> bool:
+    """Make ``photo_labels`` from the ``labels`` column of an ``images`` table written before
+    it existed (one commit; only that column is read, no photo bytes, and ``images`` is left
+    as it is). True when that happened."""
+    if tables.exists("photo_labels") or not tables.exists("images"):
+        return False
+    old = tables.read("images", ["image_id", "labels"], "labels IS NOT NULL")
+    tables.open("photo_labels")
+    if old.num_rows:
+        write_deltalake(
+            tables.uri("photo_labels"),
+            old.cast(PHOTO_LABELS),
+            mode="append",
+            storage_options=tables.storage_options,
+        )
+    log.info("photo_labels: made from the labels of %d image rows (images not rewritten)", len(old))
+    return True
+
+
+def _rows_now(tables: Tables, ids: set[str] | None = None) -> dict[str, tuple[str, bytes | None]]:
+    """(path, digest of labels; None: no labels row) per image (all, or ``ids``): the
+    labels themselves may be kilobytes each."""
+    if ids is None:
+        paths = tables.read("images", ["image_id", "path"]).to_pylist()
+        labels = tables.read("photo_labels", ["image_id", "labels"]).to_pylist()
+    else:
+        paths = rows_where_in(tables, "images", ["image_id", "path"], "image_id", ids)
+        labels = rows_where_in(tables, "photo_labels", ["image_id", "labels"], "image_id", ids)
+    digests = {r["image_id"]: _digest(r["labels"]) for r in labels}
+    return {r["image_id"]: (r["path"], digests.get(r["image_id"])) for r in paths}
+
+
+def _delete_images(tables: Tables, ids: set[str]) -> int:
+    """Delete images' rows, their labels first: a crash between leaves an image without
+    labels, which the next run gives them, never labels of no image."""
+    tables.delete_keys("photo_labels", "image_id", ids)
+    return tables.delete_keys("images", "image_id", ids)
+
+
 def _digest(labels: str) -> bytes:
     return hashlib.blake2b(labels.encode(), digest_size=16).digest()
 
@@ -576,7 +607,7 @@ def _read_files(
                 if got is not None:  # None: vanished since the listing; the next run sees it gone
                     decoded.append((st, *got))
             have = in_table({d.image_id for _, _, d in decoded} - inserted)
-            image_rows = []
+            image_rows, label_rows = [], []
             for st, data, d in decoded:
                 out.accepted[st.path] = d.image_id
                 file_rows.append(
@@ -592,6 +623,7 @@ def _read_files(
                 inserted.add(d.image_id)
                 labels = labels_of(st.path)
                 out.written[d.image_id] = (st.path, _digest(labels))
+                label_rows.append({"image_id": d.image_id, "labels": labels})
                 image_rows.append(
                     {
                         "image_id": d.image_id,
@@ -601,7 +633,7 @@ def _read_files(
                         "height": d.height,
                         "size": st.size,
                         "mtime": datetime.fromtimestamp(st.mtime_ns / 1e9, UTC),
-                        "labels": labels,
+                        "labels": None,  # in photo_labels (tables.py)
                         "bytes": data,
                         "ingested_at": now,
                         "rendition": d.rendition,
@@ -620,6 +652,15 @@ def _read_files(
                 write_deltalake(
                     tables.uri("images"),
                     pa.Table.from_pylist(image_rows, IMAGES),
+                    mode="append",
+                    storage_options=tables.storage_options,
+                )
+                # Then their labels, appended too (new ids: ``in_table`` said so). A crash
+                # between leaves rows without labels, which the run after gives them.
+                tables.open("photo_labels")
+                write_deltalake(
+                    tables.uri("photo_labels"),
+                    pa.Table.from_pylist(label_rows, PHOTO_LABELS),
                     mode="append",
                     storage_options=tables.storage_options,
                 )
@@ -656,29 +697,30 @@ def _write_paths_and_labels(
     stats: IngestStats,
     log: logging.Logger,
 ) -> None:
-    """Set each image's path and labels where they differ from the table's (``before``,
-    and ``written`` for the rows this run inserted)."""
+    """Set each image's path (in ``images``) and labels (in ``photo_labels``) where they
+    differ from the tables' (``before``, and ``written`` for the rows this run inserted)."""
     for w in stats.label_warnings:
         log.warning("labels: %s", w)
-    # Only rows whose path or labels differ are sent to the merge: a merge reads every file
-    # of the table, photo bytes included, so an upload should not need one.
-    changed = {
-        i: v for i, v in want.items() if (before.get(i) or written.get(i)) != (v[0], _digest(v[1]))
-    }
+    now = {i: before.get(i) or written.get(i) for i in want}
+    # Only rows whose path differs are sent to a merge of images: a merge rewrites the files
+    # it touches, renditions and all, so neither an upload nor a relabel should need one.
+    moved = {i: v[0] for i, v in want.items() if now[i] is None or now[i][0] != v[0]}
+    relabelled = {i: v[1] for i, v in want.items() if now[i] is None or now[i][1] != _digest(v[1])}
     tables.update_columns(
         "images",
-        pa.table(
-            {
-                "image_id": list(changed),
-                "path": [v[0] for v in changed.values()],
-                "labels": [v[1] for v in changed.values()],
-            }
-        ),
+        pa.table({"image_id": list(moved), "path": list(moved.values())}),
         ["image_id"],
-        ["path", "labels"],
+        ["path"],
     )
+    if relabelled:
+        tables.upsert(
+            "photo_labels",
+            pa.table({"image_id": list(relabelled), "labels": list(relabelled.values())}),
+            ["image_id"],
+            update_when="t.labels IS DISTINCT FROM s.labels",
+        )
     kept = [i for i in want if i in before]
-    stats.updated = sum(i in changed for i in kept)
+    stats.updated = sum(i in moved or i in relabelled for i in kept)
     stats.unchanged = len(kept) - stats.updated
     stats.images = tables.count("images")
     stats.rejected = tables.count("rejected_images")

@@ -34,7 +34,7 @@ from adrag_assets.index.milvus import TEXT_MAX_BYTES, MilvusIndex, labels_text
 from adrag_assets.settings import Settings, load_settings
 from adrag_assets.volume import open_volume
 from adrag_assets.volume.files import MAX_LABEL_CHARS
-from tests.support.data import PETS, TEST_ENCODER, pets_images
+from tests.support.data import PETS, TEST_ENCODER, pets_images, read_images
 from tests.support.helpers import index_for, run_pipeline, tables_for
 from tests.support.unreadable import make_unreadable, reads_obey_permissions
 
@@ -897,8 +897,7 @@ def outcome(tmp_path_factory) -> Iterator[Outcome]:
                 for r in t.read("volume_files", ["path", "image_id"]).to_pylist()
             },
             images={
-                r["image_id"]: r
-                for r in t.read("images", ["image_id", "path", "labels"]).to_pylist()
+                r["image_id"]: r for r in read_images(t, ["image_id", "path", "labels"]).to_pylist()
             },
             rejected={
                 r["path"]: r["reason"]

@@ -17,7 +17,7 @@ from adrag_assets.index.search import search
 from adrag_assets.tables import Tables
 from adrag_assets.volume import open_volume
 from tests.assets.test_images_changeset import snapshot
-from tests.support.data import pets_images
+from tests.support.data import pets_images, read_images
 from tests.support.helpers import index_for, run_pipeline, tables_for
 
 
@@ -54,7 +54,7 @@ def test_a_copy_in_another_folder_keeps_the_original_and_its_labels(settings, in
     run_pipeline(settings, instance)
     row = [
         r
-        for r in t.read("images", ["image_id", "path", "labels"]).to_pylist()
+        for r in read_images(t, ["image_id", "path", "labels"]).to_pylist()
         if r["image_id"] == files["raw/aaa/IMG_0001.jpg"]
     ]
     assert [(r["path"], json.loads(r["labels"])) for r in row] == [("raw/aaa/IMG_0001.jpg", {})]
@@ -86,7 +86,7 @@ def test_a_change_set_matches_a_full_scan_for_copies_cases_and_early_sidecars(se
     assert snapshot(tables) == snapshot(other)
     labels = {
         r["path"]: json.loads(r["labels"])
-        for r in tables.read("images", ["path", "labels"]).to_pylist()
+        for r in read_images(tables, ["path", "labels"]).to_pylist()
     }
     assert labels == {"raw/a/rex.jpg": {"breed": "beagle"}, "raw/a/luna.jpg": {"breed": "husky"}}
 
@@ -97,5 +97,5 @@ def test_a_change_set_matches_a_full_scan_for_copies_cases_and_early_sidecars(se
     sync_images(volume, other)
     assert snapshot(tables) == snapshot(other)
     assert "raw/b/Max.jpg.txt" not in snapshot(tables)["rejected"]
-    caption = tables.read("images", ["labels"], "path = 'raw/b/Max.JPG'").column("labels")
+    caption = read_images(tables, ["labels"], "path = 'raw/b/Max.JPG'").column("labels")
     assert json.loads(caption[0].as_py()) == {"caption": "a caption waiting for its photo"}

@@ -8,14 +8,14 @@ import shutil
 from adrag_assets.images.sync import sync_images
 from adrag_assets.tables import Tables
 from adrag_assets.volume import open_volume
-from tests.support.data import PETS, pets_images
+from tests.support.data import PETS, pets_images, read_images
 
 
 def snapshot(tables: Tables) -> dict[str, list]:
     return {
         "images": sorted(
             tuple(r.values())
-            for r in tables.read("images", ["image_id", "path", "labels"]).to_pylist()
+            for r in read_images(tables, ["image_id", "path", "labels"]).to_pylist()
         ),
         "volume_files": sorted(
             tuple(r.values()) for r in tables.read("volume_files", ["path", "image_id"]).to_pylist()
@@ -67,7 +67,7 @@ def test_change_set_has_the_outcome_of_a_full_scan_and_reads_only_its_paths(sett
     full = sync_images(volume, other)
     assert full.scope == "full" and (full.added, full.deleted) == (4, 2)
     assert snapshot(tables) == snapshot(other)
-    labels = {r["path"]: r["labels"] for r in tables.read("images", ["path", "labels"]).to_pylist()}
+    labels = {r["path"]: r["labels"] for r in read_images(tables, ["path", "labels"]).to_pylist()}
     assert "the stem caption" in labels["raw/a/rex.jpg"]
     assert "the stem caption" not in labels["raw/a/rex.png"]
     assert labels[f"raw/x/{named.name}"] == "{}"
@@ -83,6 +83,6 @@ def test_a_sidecar_or_too_many_paths_make_a_full_scan(settings):
     volume, tables = open_volume(settings.volume), Tables(settings.tables_dir)
     stats = sync_images(volume, tables, paths=["raw/a.txt"])
     assert stats.scope == "full" and stats.images == 1
-    assert "a caption" in tables.read("images", ["labels"]).column("labels")[0].as_py()
+    assert "a caption" in read_images(tables, ["labels"]).column("labels")[0].as_py()
     many = [f"raw/{i}.jpg" for i in range(1001)]
     assert sync_images(volume, tables, paths=many).scope == "full"

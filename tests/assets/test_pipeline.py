@@ -12,7 +12,7 @@ from PIL import Image
 from adrag_assets.embeddings.spec import EncoderSpec
 from adrag_assets.index.milvus import PROP_SYNCED_VERSION
 from adrag_assets.index.search import search
-from tests.support.data import TEST_ENCODER
+from tests.support.data import TEST_ENCODER, read_images
 from tests.support.helpers import index_for, run_pipeline, tables_for
 
 ENCODER_ID = EncoderSpec.parse(TEST_ENCODER).encoder_id
@@ -38,7 +38,7 @@ def test_ingest_all_pets(pets, instance):
 
     t = tables_for(pets)
     rows = {
-        r["path"]: r for r in t.read("images", ["image_id", "path", "labels", "width"]).to_pylist()
+        r["path"]: r for r in read_images(t, ["image_id", "path", "labels", "width"]).to_pylist()
     }
     beagle = rows["raw/pets/beagle_10.jpg"]
     assert json.loads(beagle["labels"]) == {"breed": "beagle", "species": "dog"}
@@ -103,7 +103,7 @@ def test_add_change_delete_touch_only_those_rows(pets, instance):
     }
     assert files["raw/new/bengal_copy.jpg"] == files[f"raw/pets/{bengal.name}"]
     assert set(after.values()) == index.ids(index.live_collection())
-    labels = {r["path"]: r["labels"] for r in t.read("images", ["path", "labels"]).to_pylist()}
+    labels = {r["path"]: r["labels"] for r in read_images(t, ["path", "labels"]).to_pylist()}
     assert json.loads(labels[f"raw/pets/{bengal.name}"])["breed"] == "bengal"
 
 

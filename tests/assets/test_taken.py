@@ -25,7 +25,7 @@ from adrag_assets.images.taken import TakenRange, ids_taken
 from adrag_assets.index.search import search
 from adrag_assets.volume import open_volume
 from tests.assets.test_fast_commands import build_and_switch
-from tests.support.data import TEST_ENCODER, pets_images
+from tests.support.data import TEST_ENCODER, pets_images, read_images
 from tests.support.helpers import index_for, tables_for
 
 EXIF_IFD, GPS_IFD, TAKEN, MAKE = 0x8769, 0x8825, 0x9003, 0x010F
@@ -77,7 +77,7 @@ def test_decode_keeps_whether_a_photo_has_a_gps_position():
 def test_a_date_range_narrows_search_the_cli_the_service_and_the_agent(library, monkeypatch):
     s = library
     t = tables_for(s)
-    rows = t.read("images", ["image_id", "labels", "taken_at", "has_gps"]).to_pylist()
+    rows = read_images(t, ["image_id", "labels", "taken_at", "has_gps"]).to_pylist()
     by_breed = {}
     for r in rows:
         by_breed.setdefault(json.loads(r["labels"])["breed"], []).append(r)

@@ -30,3 +30,21 @@ def copy_few_pets(raw_dir: Path, breeds: tuple[str, ...] = FEW_BREEDS) -> int:
         shutil.copy(p, raw_dir / "pets" / p.name)
     shutil.copy(PETS / "labels.csv", raw_dir / "labels.csv")
     return len(photos)
+
+
+def read_images(tables, columns: list[str], where: str | None = None):
+    """``tables.read("images", columns, where)`` with ``labels`` from ``photo_labels`` (where
+    labels live; images' own column is the old one, null in new rows)."""
+    import pyarrow as pa
+
+    from adrag_assets.tables import IMAGES
+
+    picked = ", ".join("l.labels AS labels" if c == "labels" else f"i.{c} AS {c}" for c in columns)
+    sql = f"SELECT {picked} FROM images i LEFT JOIN photo_labels l ON i.image_id = l.image_id" + (
+        f" WHERE {where}" if where else ""
+    )
+    schema = pa.schema([IMAGES.field(c) for c in columns])
+    if not tables.exists("images"):
+        return schema.empty_table()
+    tables.open("photo_labels")
+    return tables.query("images", sql, also=["photo_labels"]).read_all().cast(schema)
