@@ -10,8 +10,10 @@ Which process ran a run:
 * ``adrag ingest`` runs in-process and tags its run with its pid and host (:func:`process_tags`);
   a run tagged on another host is never judged from here.
 * A run launched by the daemon runs in a worker process that Dagster records as the pid of the
-  run's RUN_START event. That pid is trusted only where run workers are local processes: SQLite
-  storage and Dagster's default run launcher. Elsewhere the launcher's own monitoring applies.
+  run's RUN_START event. That pid is trusted where the run's worker is known to be a process of
+  this machine: a run tagged with this host by adrag's launcher (``adrag_assets/run_launcher.py``;
+  SQLite or PostgreSQL storage), or any run on SQLite storage with Dagster's default launcher
+  (runs from before the tag). Elsewhere the launcher's own monitoring applies.
 
 A process is gone when no process has its pid, or it is a zombie, or the process with that pid
 started after the run did (the pid was reused). A run whose process is alive is never touched.
@@ -115,7 +117,9 @@ def _dead_process(instance: dg.DagsterInstance, record: dg.RunRecord) -> int | N
             return None
         pid, since = int(tags[PID_TAG]), record.create_timestamp.timestamp()
     else:
-        if not _local_run_workers(instance) or record.start_time is None:
+        host = tags.get(HOST_TAG)  # set by adrag's run launcher on the host it launched from
+        local = host == socket.gethostname() if host is not None else _local_run_workers(instance)
+        if not local or record.start_time is None:
             return None
         starts = instance.get_records_for_run(
             record.dagster_run.run_id, of_type=DagsterEventType.RUN_START, limit=1

@@ -30,6 +30,11 @@ run_monitoring:
   start_timeout_seconds: 180
   poll_interval_seconds: 30
   free_slots_after_run_end_seconds: 30
+# Dagster's default launcher, tagging each run with the host its worker runs on (runs whose
+# worker died are then recognised with PostgreSQL storage too: adrag_assets/run_launcher.py).
+run_launcher:
+  module: adrag_assets.run_launcher
+  class: HostTaggingRunLauncher
 run_retries:
   enabled: true
   max_retries: 2

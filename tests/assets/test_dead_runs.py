@@ -23,8 +23,10 @@ from adrag_assets.defs.resources import POOL
 from adrag_assets.defs.runs import dead_runs_sensor
 from adrag_assets.embeddings.spec import EncoderSpec
 from adrag_assets.instance import dagster_instance
+from adrag_assets.run_launcher import HostTaggingRunLauncher
 from tests.support.data import REPO, TEST_ENCODER, pets_images
 from tests.support.helpers import index_for, tables_for
+from tests.support.postgres import postgres_server
 from tests.support.step_killer import kill_inside_step
 
 BIN = Path(sys.executable).parent
@@ -172,6 +174,62 @@ def test_dead_runs_are_failed_and_freed_and_live_ones_left_alone(env, settings, 
             assert last.wait(120) == 0
         finally:
             release.touch()
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait(30)
+
+
+def test_on_postgres_only_runs_launched_from_this_host_are_judged(env, settings, tmp_path):
+    """PostgreSQL storage may be shared by machines: a worker's pid is trusted only for a run
+    adrag's launcher tagged with this host (a stack stopped mid-run leaves such runs)."""
+    release = tmp_path / "release"
+    with postgres_server() as url:
+        os.environ["ADRAG_DAGSTER_PG_URL"] = url  # Dagster reads it from the environment
+        run_env = {**os.environ, **env, "ADRAG_DAGSTER_PG_URL": url}
+        procs: list[subprocess.Popen] = []
+        try:
+            with dagster_instance(settings.dagster_home, postgres=True) as instance:
+                assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+                assert isinstance(instance.run_launcher, HostTaggingRunLauncher)
+
+                def hold(*flags: str) -> tuple[subprocess.Popen, str]:
+                    before = {r.run_id for r in instance.get_runs()}
+                    proc = subprocess.Popen(
+                        [sys.executable, "-m", "tests.support.pool_holder", str(release), *flags],
+                        cwd=REPO,
+                        env=run_env,
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )
+                    procs.append(proc)
+                    started = dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])
+
+                    def new_run() -> set[str]:
+                        return {r.run_id for r in instance.get_runs(started)} - before
+
+                    wait_until(new_run, f"the run of {flags or 'an untagged holder'}")
+                    (run_id,) = new_run()
+                    return proc, run_id
+
+                launched, launched_run = hold("--launched")  # takes the slot
+                other, other_run = hold()  # no host tag: whose pid is it? queues behind
+                assert recover_dead_runs(instance) == []
+
+                for proc in (launched, other):
+                    proc.kill()
+                    proc.wait(30)
+                recovered = recover_dead_runs(instance)
+                assert [(r.run_id, r.pid, r.failed) for r in recovered] == [
+                    (launched_run, launched.pid, True)
+                ]
+                assert instance.get_run_by_id(launched_run).status == dg.DagsterRunStatus.FAILURE
+                # The untagged run is left to its launcher's monitoring, never guessed at.
+                assert instance.get_run_by_id(other_run).status == dg.DagsterRunStatus.STARTED
+                assert launched_run not in slot_holders(instance)
+        finally:
+            release.touch()
+            os.environ.pop("ADRAG_DAGSTER_PG_URL", None)
             for p in procs:
                 if p.poll() is None:
                     p.kill()

@@ -17,6 +17,7 @@ import contextlib
 import json
 import re
 import shutil
+import socket
 import urllib.request
 from collections.abc import Callable
 
@@ -25,6 +26,7 @@ import psutil
 import pytest
 
 from adrag_app.cli.stack import postgres_place
+from adrag_assets.dead_runs import HOST_TAG
 from tests.support.data import pets_images
 from tests.support.postgres import PASSWORD, database_text, postgres_server
 from tests.support.stack import Stack, new_stack, wait_for
@@ -103,11 +105,15 @@ def test_upload_delete_and_encoder_switch(pg_stack, monkeypatch):
     cli_run = re.search(r"run (\S+) succeeded", out.stdout).group(1)
     monkeypatch.setenv("ADRAG_DAGSTER_PG_URL", stack.env["ADRAG_DAGSTER_PG_URL"])
     assert_one_postgres_instance(stack, cli_run, argvs)
+    # The daemon's runs carry this host (adrag's run launcher): a worker pid is judged on
+    # PostgreSQL only for runs started from this machine (adrag_assets/dead_runs.py).
+    launched = [r for r in instance.get_runs() if "dagster/sensor_name" in r.tags]
+    assert launched and all(r.tags.get(HOST_TAG) == socket.gethostname() for r in launched)
 
     # Switch the encoder: restart the stack with another model. The automation re-embeds
     # into a new collection; search answers throughout and ends on the new collection.
-    # Stopped between runs: a run the stop kills stays STARTED in PostgreSQL (the dead-runs
-    # recovery judges pids on SQLite only), and the automation would not run its assets again.
+    # Stopped between runs, so the runs this test waits for are not ones the stop killed
+    # (those are failed by the dead_runs_sensor once the stack is up again).
     in_flight = dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED])
     wait_for(lambda: not instance.get_runs(in_flight), 300, "the runs to end", stack, every=1)
     stack.stop()
