@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, QueryBuilder, write_deltalake
-from deltalake.exceptions import TableNotFoundError
+from deltalake.exceptions import CommitFailedError, TableNotFoundError
+from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random
 
 from adrag_assets.settings import Settings
 from adrag_assets.tables import Tables
@@ -103,13 +104,7 @@ class Spending:
               "reserved_at": datetime.now(UTC)}],
             schema=SCHEMA,
         )  # fmt: skip
-        write_deltalake(
-            self.uri,
-            row,
-            mode="append",
-            storage_options=self.storage_options,
-            commit_properties=CommitProperties(custom_metadata={_MARK: rid}),
-        )
+        self._append(row, rid)
         version = self._version_of(rid)
         mine, everybody = _counts(self._open(version), user, day_s)
         if self.per_user and mine > self.per_user:
@@ -125,6 +120,23 @@ class Spending:
                 f"(ADRAG_BRAND_GENERATIONS_PER_DAY); nothing was generated or charged."
             )
         return Reservation(rid, calls)
+
+    # Two processes creating the table at once: one commit loses ("Metadata changed since last
+    # commit") and left nothing in the table, so appending again is safe.
+    @retry(
+        retry=retry_if_exception_type(CommitFailedError),
+        stop=stop_after_attempt(5),
+        wait=wait_random(0.05, 0.5),
+        reraise=True,
+    )
+    def _append(self, row: pa.Table, rid: str) -> None:
+        write_deltalake(
+            self.uri,
+            row,
+            mode="append",
+            storage_options=self.storage_options,
+            commit_properties=CommitProperties(custom_metadata={_MARK: rid}),
+        )
 
     def give_back(self, reservation: Reservation) -> None:
         """Forget ``reservation`` (its generation failed before anything was spent)."""
